@@ -1,0 +1,32 @@
+# The two set-up commands: `make dev` (the whole backend on the local stack) and `make test` (every test).
+# Both create their own virtual environments from the pinned requirement files.
+PYTHON ?= python3
+VENV := .venv
+CHECKOV_VENV := .venv-checkov
+PY := $(VENV)/bin/python
+
+.PHONY: dev test bench venv clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+dev: $(VENV)/.installed
+	$(PY) -m local
+
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack

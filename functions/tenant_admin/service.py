@@ -1,0 +1,156 @@
+"""Tenant administration for operators and support: onboarding, settings, devices, files, deletion."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from shared.clock import Clock
+from shared.deletion_requests import DeletionRequester
+from shared.errors import BadRequest, NotFound
+from shared.events import DeletionRequest
+from shared.ids import new_id, require_id
+from shared.store import schema
+from shared.store.repositories import (DeviceRepository, FileRepository, ReceiptRepository,
+                                       TenantRepository, pending_receipt, receipt_view, timestamp)
+from shared.store.technical_files import StoredFile, TechnicalFileStore
+
+MAX_NAME_LENGTH = 256
+MAX_PAGE_SIZE = 1000
+MAX_RETENTION_DAYS = 3650
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_REGION = re.compile(r"^[A-Z]{2}$")
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise BadRequest("name must be a non-empty string", slug="invalid-name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"name must be at most {MAX_NAME_LENGTH} characters", slug="invalid-name")
+    if _CONTROL.search(name):
+        raise BadRequest("name must not contain control characters", slug="invalid-name")
+    return name.strip()
+
+
+def validate_settings(settings: Any, current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merges `settings` over `current` (or the defaults) after checking every key and value."""
+    if not isinstance(settings, dict):
+        raise BadRequest("settings must be an object", slug="invalid-settings")
+    unknown = sorted(set(settings) - schema.TENANT_SETTINGS_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown settings: {', '.join(k[:64] for k in unknown[:10])}", slug="unknown-field")
+    merged = dict(current) if current is not None else {"fields": list(schema.RELAY_FIELDS)}
+    if "fields" in settings:
+        fields = settings["fields"]
+        if (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
+                or len(set(fields)) != len(fields) or not set(fields) <= set(schema.RELAY_FIELDS)):
+            raise BadRequest(f"settings.fields must be a list of distinct fields from: "
+                             f"{', '.join(schema.RELAY_FIELDS)}", slug="invalid-settings")
+        merged["fields"] = [f for f in schema.RELAY_FIELDS if f in fields]
+    if "defaultRegion" in settings:
+        region = settings["defaultRegion"]
+        if region is None:
+            merged.pop("defaultRegion", None)
+        else:
+            from phonenumbers import SUPPORTED_REGIONS
+
+            if not isinstance(region, str) or not _REGION.match(region) or region not in SUPPORTED_REGIONS:
+                raise BadRequest("settings.defaultRegion must be an ISO 3166 region code such as DE",
+                                 slug="invalid-settings")
+            merged["defaultRegion"] = region
+    return merged
+
+
+def tenant_view(tenant_id: str, tenant: dict[str, Any]) -> dict[str, Any]:
+    return {"tenantId": tenant_id, "name": tenant["name"], "status": tenant["status"],
+            "createdAt": timestamp(tenant.get("createdAt")), "settings": tenant.get("settings", {})}
+
+
+class TenantAdminService:
+    def __init__(self, tenants: TenantRepository, devices: DeviceRepository, files: FileRepository,
+                 receipts: ReceiptRepository, file_store: TechnicalFileStore, requester: DeletionRequester,
+                 clock: Clock):
+        self._tenants = tenants
+        self._devices = devices
+        self._files = files
+        self._receipts = receipts
+        self._file_store = file_store
+        self._requester = requester
+        self._clock = clock
+
+    def onboard(self, tenant_id: str, name: Any, settings: Any = None) -> dict[str, Any]:
+        require_id(tenant_id, "tenantId")
+        name = validate_name(name)
+        merged = validate_settings(settings if settings is not None else {})
+        document = self._tenants.create(tenant_id, name, merged, self._clock())
+        return tenant_view(tenant_id, document)
+
+    def read(self, tenant_id: str) -> dict[str, Any]:
+        return tenant_view(tenant_id, self._existing(tenant_id))
+
+    def update(self, tenant_id: str, name: Any = None, settings: Any = None) -> dict[str, Any]:
+        current = self._existing(tenant_id)
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = validate_name(name)
+        if settings is not None:
+            changes["settings"] = validate_settings(settings, current.get("settings"))
+        return tenant_view(tenant_id, self._tenants.update(tenant_id, changes))
+
+    def list_devices(self, tenant_id: str, page_size: Any, page_token: Any) -> dict[str, Any]:
+        self._existing(tenant_id)
+        try:
+            size = int(page_size) if page_size not in (None, "") else 100
+        except (TypeError, ValueError):
+            raise BadRequest("pageSize must be an integer", slug="invalid-page-size") from None
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise BadRequest(f"pageSize must be between 1 and {MAX_PAGE_SIZE}", slug="invalid-page-size")
+        after = require_id(page_token, "pageToken") if page_token not in (None, "") else None
+        devices, next_token = self._devices.page(tenant_id, size, after)
+        return {"devices": devices, "nextPageToken": next_token}
+
+    def revoke_device(self, tenant_id: str, device_id: str) -> str:
+        self._existing(tenant_id)
+        require_id(device_id, "deviceId")
+        if self._devices.get(tenant_id, device_id) is None:
+            raise NotFound("device is not registered in this tenant", slug="device-not-found")
+        return self._requester.request(DeletionRequest("device", tenant_id, new_id(), device_id))
+
+    def request_deletion(self, tenant_id: str) -> str:
+        require_id(tenant_id, "tenantId")
+        request = DeletionRequest("tenant", tenant_id, new_id())
+        now = self._clock()
+        request_id, _ = self._tenants.request_deletion(
+            tenant_id, request.request_id, now, pending_receipt("tenant", self._requester.subject(request), now))
+        # Published again on a repeated DELETE as well: a lost publish is healed by asking again.
+        self._requester.publish(DeletionRequest("tenant", tenant_id, request_id))
+        return request_id
+
+    def attach_file(self, tenant_id: str, data: bytes, fmt: str, retention_days: Any) -> StoredFile:
+        require_id(tenant_id, "tenantId")
+        try:
+            days = int(retention_days)
+        except (TypeError, ValueError):
+            raise BadRequest("retentionDays must be an integer", slug="invalid-retention") from None
+        if not 1 <= days <= MAX_RETENTION_DAYS:
+            raise BadRequest(f"retentionDays must be between 1 and {MAX_RETENTION_DAYS}", slug="invalid-retention")
+        now = self._clock()
+        return self._file_store.put(tenant_id, data, fmt, now, now + timedelta(days=days))
+
+    def list_files(self, tenant_id: str) -> dict[str, Any]:
+        self._existing(tenant_id)
+        return {"files": self._files.list(tenant_id)}
+
+    def read_receipt(self, request_id: str) -> dict[str, Any]:
+        require_id(request_id, "requestId")
+        receipt = self._receipts.get(request_id)
+        if receipt is None:
+            raise NotFound("no receipt with this requestId", slug="receipt-not-found")
+        return receipt_view(request_id, receipt)
+
+    def _existing(self, tenant_id: str) -> dict[str, Any]:
+        require_id(tenant_id, "tenantId")
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound("tenant not found", slug="tenant-not-found")
+        return tenant

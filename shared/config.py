@@ -1,0 +1,122 @@
+"""Every environment variable the functions read, in one place.
+
+Each function asks for the settings it needs with `load_settings(required=...)` at cold start; a missing
+or malformed variable fails fast with an error that names it (never its value).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+from urllib.parse import urlsplit
+
+
+class ConfigError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return (parts.scheme, (parts.hostname or "").lower(), port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str = ""
+    technical_files_bucket: str = ""
+    deletion_topic: str = "deletion-requests"
+    entra_authority_host: str = "https://login.microsoftonline.com"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    entra_client_id: str = ""
+    entra_client_secret: str = field(default="", repr=False)
+    entra_required_scope: str = "access_as_user"
+    cursor_key: bytes = field(default=b"", repr=False)
+    receipt_key: bytes = field(default=b"", repr=False)
+    device_inactivity_days: int = 180
+    diagnostics_retention_days: int = 30
+    max_devices_per_tenant: int = 10000
+    graph_retry_deadline_seconds: float = 20.0
+    stuck_deletion_minutes: int = 60
+    deletion_initial_ops_per_second: int = 500
+    deletion_max_ops_per_second: int = 10000
+
+    @property
+    def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
+        """Origins (scheme, host, port) outbound HTTP may reach: Entra ID and Graph only."""
+        return frozenset({_origin(self.entra_authority_host), _origin(self.graph_base_url)})
+
+
+# variable name -> (attribute, parser)
+_SECRET = object()
+_VARIABLES: dict[str, tuple[str, object]] = {
+    "GOOGLE_CLOUD_PROJECT": ("project", str),
+    "TECHNICAL_FILES_BUCKET": ("technical_files_bucket", str),
+    "DELETION_TOPIC": ("deletion_topic", str),
+    "ENTRA_AUTHORITY_HOST": ("entra_authority_host", "https_url"),
+    "GRAPH_BASE_URL": ("graph_base_url", "https_url"),
+    "ENTRA_CLIENT_ID": ("entra_client_id", str),
+    "ENTRA_CLIENT_SECRET": ("entra_client_secret", str),
+    "ENTRA_REQUIRED_SCOPE": ("entra_required_scope", str),
+    "CURSOR_KEY": ("cursor_key", _SECRET),
+    "RECEIPT_KEY": ("receipt_key", _SECRET),
+    "DEVICE_INACTIVITY_DAYS": ("device_inactivity_days", "positive_int"),
+    "DIAGNOSTICS_RETENTION_DAYS": ("diagnostics_retention_days", "positive_int"),
+    "MAX_DEVICES_PER_TENANT": ("max_devices_per_tenant", "positive_int"),
+    "GRAPH_RETRY_DEADLINE_SECONDS": ("graph_retry_deadline_seconds", "positive_float"),
+    "STUCK_DELETION_MINUTES": ("stuck_deletion_minutes", "positive_int"),
+    "DELETION_INITIAL_OPS_PER_SECOND": ("deletion_initial_ops_per_second", "positive_int"),
+    "DELETION_MAX_OPS_PER_SECOND": ("deletion_max_ops_per_second", "positive_int"),
+}
+
+# What each entry point needs before it can serve (checked at cold start).
+REQUIRED_BY_FUNCTION: dict[str, tuple[str, ...]] = {
+    "register_device": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "ENTRA_CLIENT_ID", "RECEIPT_KEY"),
+    "relay_contacts": ("GOOGLE_CLOUD_PROJECT", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET", "CURSOR_KEY"),
+    "manage_tenants": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
+    "handle_deletion": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
+    "sweep_retention": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
+}
+
+_MIN_SECRET_BYTES = 16
+
+
+def _parse(name: str, raw: str, kind: object) -> object:
+    if kind is str:
+        return raw
+    if kind is _SECRET:
+        if len(raw.encode()) < _MIN_SECRET_BYTES:
+            raise ConfigError(f"{name} must be at least {_MIN_SECRET_BYTES} bytes long")
+        return raw.encode()
+    if kind == "https_url":
+        parts = urlsplit(raw)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ConfigError(f"{name} must be an https URL")
+        return raw.rstrip("/")
+    try:
+        number = float(raw) if kind == "positive_float" else int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be greater than zero")
+    return number
+
+
+def load_settings(required: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Settings:
+    """Builds settings from the environment; raises ConfigError naming the first missing variable."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name, (attribute, kind) in _VARIABLES.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            values[attribute] = _parse(name, raw, kind)
+    for name in required:
+        if name not in _VARIABLES:
+            raise ConfigError(f"unknown setting {name}")
+        if _VARIABLES[name][0] not in values:
+            raise ConfigError(f"missing required environment variable {name}")
+    return Settings(**values)
+
+
+def settings_for(function_name: str, environ: Mapping[str, str] | None = None) -> Settings:
+    return load_settings(REQUIRED_BY_FUNCTION[function_name], environ)

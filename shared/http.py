@@ -1,0 +1,127 @@
+"""Framework-facing HTTP helpers: a small router, bounded body reading, JSON in and out, one error mapping."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from flask import Request, Response
+
+from shared import logs
+from shared.errors import (PROBLEM_CONTENT_TYPE, AppError, BadRequest, MethodNotAllowed, NotFound,
+                           PayloadTooLarge, ServiceUnavailable, TransientError, UnsupportedMediaType)
+
+log = logs.get_logger(__name__)
+
+Handler = Callable[..., Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str
+    handler: Handler
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "/?$")
+
+
+class Router:
+    def __init__(self, routes: Iterable[Route]):
+        self._routes = [(route, route.regex) for route in routes]
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
+        allowed: list[str] = []
+        for route, regex in self._routes:
+            match = regex.match(path)
+            if match:
+                if route.method == method:
+                    return route.handler, match.groupdict(), route.pattern
+                allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(sorted(set(allowed)))
+        raise NotFound("no such route")
+
+
+def problem_response(error: AppError) -> Response:
+    response = Response(json.dumps(error.problem()), status=error.status, content_type=PROBLEM_CONTENT_TYPE)
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status, content_type="application/json")
+
+
+def dispatch(request: Request, router: Router, function: str, project: str = "") -> Response:
+    """Routes one request and maps every AppError (and every surprise) to problem+json."""
+    logs.bind_trace(request.headers.get("X-Cloud-Trace-Context"), project)
+    started = time.perf_counter()
+    route = "?"
+    try:
+        handler, params, route = router.resolve(request.method, request.path)
+        response = handler(request, **params)
+    except AppError as error:
+        response = problem_response(error)
+        log.info("request refused", function=function, method=request.method, route=route,
+                 status=error.status, reason=error.slug)
+        return response
+    except TransientError:
+        log.exception("dependency unavailable", function=function, method=request.method, route=route)
+        return problem_response(ServiceUnavailable("a dependency is unavailable; try again", retry_after=5))
+    except Exception:  # noqa: BLE001 - the one place surprises become a 500 without leaking details
+        log.exception("request failed", function=function, method=request.method, route=route)
+        return problem_response(AppError("the request could not be completed"))
+    if not response.is_streamed:
+        log.info("request served", function=function, method=request.method, route=route,
+                 status=response.status_code, durationMs=round((time.perf_counter() - started) * 1000, 1))
+    return response
+
+
+def media_type(request: Request) -> str:
+    return (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+
+
+def read_body(request: Request, limit: int, accepted_types: Iterable[str]) -> tuple[bytes, str]:
+    """Returns (body, media type); 415 for another type, 413 past `limit` bytes (read at most limit+1)."""
+    kind = media_type(request)
+    accepted = tuple(accepted_types)
+    if kind not in accepted:
+        raise UnsupportedMediaType(f"Content-Type must be one of: {', '.join(accepted)}")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(f"body must be at most {limit} bytes")
+    body = request.stream.read(limit + 1)
+    if len(body) > limit:
+        raise PayloadTooLarge(f"body must be at most {limit} bytes")
+    return body, kind
+
+
+def read_json_object(request: Request, limit: int, allowed: Iterable[str], required: Iterable[str] = ()
+                     ) -> dict[str, Any]:
+    """A JSON object body with only `allowed` keys and all `required` ones; 400 otherwise."""
+    body, _ = read_body(request, limit, ("application/json",))
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("body is not valid JSON", slug="malformed-json") from None
+    if not isinstance(document, dict):
+        raise BadRequest("body must be a JSON object", slug="malformed-json")
+    unknown = sorted(set(document) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(k[:64] for k in unknown[:10])}", slug="unknown-field")
+    missing = [key for key in required if key not in document]
+    if missing:
+        raise BadRequest(f"missing fields: {', '.join(missing)}", slug="missing-field")
+    return document
+
+
+def reject_query(request: Request, allowed: Iterable[str] = ()) -> None:
+    unknown = sorted(set(request.args) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown query parameters: {', '.join(k[:64] for k in unknown[:10])}",
+                         slug="unknown-parameter")

@@ -1,0 +1,97 @@
+"""JSON log lines in the Cloud Logging format, with an allow-list of the keys a line may carry.
+
+Privacy is enforced here: a key that is not in SAFE_KEYS never reaches the output, so a careless
+`log.info(..., extra={"fields": {"displayName": ...}})` cannot leak a contact field.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+
+# Keys a log line may carry besides severity/message/time. IDs here are tenant/device/file/request IDs,
+# which the data model stores anyway; no contact field, token, or secret has a key here.
+SAFE_KEYS = frozenset({
+    "function", "route", "method", "status", "error", "reason", "eventType", "requestId", "kind",
+    "tenantId", "deviceId", "fileId", "attempt", "retryAfter", "pages", "contacts", "removed",
+    "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
+    "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
+})
+
+_trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)
+_project: str = ""
+
+
+def bind_trace(header_value: str | None, project: str) -> None:
+    """Binds the request's X-Cloud-Trace-Context so every line of this request carries it."""
+    global _project
+    _project = project
+    trace_id = (header_value or "").split("/", 1)[0]
+    _trace.set(trace_id if trace_id.isalnum() and len(trace_id) <= 64 else None)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "severity": record.levelname if record.levelname != "WARNING" else "WARNING",
+            "message": record.getMessage(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None) or {}
+        for key, value in fields.items():
+            if key in SAFE_KEYS:
+                line[key] = value
+        trace_id = _trace.get()
+        if trace_id and _project:
+            line["logging.googleapis.com/trace"] = f"projects/{_project}/traces/{trace_id}"
+        if record.exc_info and record.exc_info[0] is not None:
+            # Exception type only: messages of SDK exceptions may quote request data.
+            line["error"] = record.exc_info[0].__name__
+        return json.dumps(line, default=str)
+
+
+def configure(level: int = logging.INFO) -> None:
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Libraries' own loggers may print URLs, headers, or bodies at DEBUG; keep them at WARNING.
+    for noisy in ("urllib3", "msal", "google", "werkzeug", "requests"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Logger:
+    """A thin wrapper: log.info("message", tenantId=..., status=...)."""
+
+    def __init__(self, name: str):
+        self._logger = logging.getLogger(name)
+
+    def _log(self, level: int, message: str, exc_info: bool = False, **fields: object) -> None:
+        self._logger.log(level, message, extra={"fields": fields}, exc_info=exc_info)
+
+    def debug(self, message: str, **fields: object) -> None:
+        self._log(logging.DEBUG, message, **fields)
+
+    def info(self, message: str, **fields: object) -> None:
+        self._log(logging.INFO, message, **fields)
+
+    def warning(self, message: str, **fields: object) -> None:
+        self._log(logging.WARNING, message, **fields)
+
+    def error(self, message: str, **fields: object) -> None:
+        self._log(logging.ERROR, message, **fields)
+
+    def exception(self, message: str, **fields: object) -> None:
+        self._log(logging.ERROR, message, exc_info=True, **fields)
+
+
+def get_logger(name: str) -> Logger:
+    configure()
+    return Logger(name)
