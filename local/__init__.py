@@ -1,0 +1,1 @@
+"""The local stack: fakes of Microsoft Entra ID and Microsoft Graph, launchers, demo client."""

@@ -1,0 +1,84 @@
+"""HTTP entry point `register_device` (public, called by the app with an Entra ID access token)."""
+from __future__ import annotations
+
+import functools
+
+import functions_framework
+from flask import Request, Response
+
+from shared import http
+from shared.runtime import cold_start_check, settings
+from shared.store.technical_files import CONTENT_TYPES
+
+FUNCTION = "register_device"
+JSON_LIMIT = 4 * 1024
+DIAGNOSTICS_LIMIT = 1024 * 1024
+
+cold_start_check(FUNCTION)
+
+
+@functools.cache
+def _wiring():
+    from shared import clients
+    from shared.app_auth import build_validator
+    from shared.clock import utc_now
+    from shared.deletion_requests import DeletionRequester
+    from shared.egress import AllowListedSession
+    from shared.events import DeletionPublisher
+    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.technical_files import TechnicalFileStore
+
+    from functions.device_registration.service import DeviceRegistrationService
+
+    config = settings(FUNCTION)
+    db = clients.firestore_client(config.project)
+    tenants = TenantRepository(db)
+    files = FileRepository(db, tenants)
+    receipts = ReceiptRepository(db)
+    validator = build_validator(config, AllowListedSession(config.allowed_egress), tenants)
+    service = DeviceRegistrationService(
+        DeviceRepository(db, tenants),
+        TechnicalFileStore(clients.storage_bucket(config.project, config.technical_files_bucket), files),
+        DeletionRequester(receipts, DeletionPublisher(clients.publisher_client(), config.project,
+                                                      config.deletion_topic), config.receipt_key, utc_now),
+        utc_now, config.max_devices_per_tenant, config.diagnostics_retention_days)
+    return validator, service
+
+
+def _caller(request: Request):
+    validator, service = _wiring()
+    return validator.authenticate(request.headers.get("Authorization")), service
+
+
+def _register(request: Request) -> Response:
+    caller, service = _caller(request)
+    http.reject_query(request)
+    body = http.read_json_object(request, JSON_LIMIT, ("deviceId",), ("deviceId",))
+    view, created = service.register(caller, body["deviceId"])
+    return http.json_response(view, 201 if created else 200)
+
+
+def _unregister(request: Request, deviceId: str) -> Response:
+    caller, service = _caller(request)
+    return http.json_response({"requestId": service.unregister(caller, deviceId)}, 202)
+
+
+def _diagnostics(request: Request, deviceId: str) -> Response:
+    caller, service = _caller(request)
+    http.reject_query(request)
+    data, kind = http.read_body(request, DIAGNOSTICS_LIMIT, CONTENT_TYPES)
+    stored = service.upload_diagnostics(caller, deviceId, data, CONTENT_TYPES[kind])
+    return http.json_response({"fileId": stored.file_id,
+                               "deleteAfter": stored.delete_after.isoformat().replace("+00:00", "Z")}, 201)
+
+
+ROUTER = http.Router([
+    http.Route("POST", "/", _register),
+    http.Route("DELETE", "/{deviceId}", _unregister),
+    http.Route("POST", "/{deviceId}/diagnostics", _diagnostics),
+])
+
+
+@functions_framework.http
+def register_device(request: Request) -> Response:
+    return http.dispatch(request, ROUTER, FUNCTION)

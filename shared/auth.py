@@ -1,0 +1,158 @@
+"""Validation of the app's Entra ID v2 access tokens (ARCHITECTURE.md, "Authentication of the app").
+
+RS256 only with a key chosen by `kid` from the authority's JWKS (cached; an unknown `kid` refetches at
+most every 30 s), issuer equal to both `{authority}/{tid}/v2.0` and the key's issuer template, audience,
+scope, times with small skew, and the tenant onboarded and active. Only the tenant ID leaves this module:
+no user claim is kept, logged or echoed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jwt
+import requests
+
+from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
+from shared.ids import is_canonical_id
+
+MAX_TOKEN_LENGTH = 8192
+LEEWAY_SECONDS = 60
+REFETCH_COOLDOWN_SECONDS = 30.0
+CACHE_LIFETIME_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key: Any
+    issuer_template: str | None
+
+
+class JwksCache:
+    """The authority's signing keys, fetched once and refetched on an unknown kid at most every 30 s."""
+
+    def __init__(self, session: requests.Session, jwks_url: str, clock: Callable[[], float] = time.monotonic):
+        self._session = session
+        self._url = jwks_url
+        self._clock = clock
+        self._keys: dict[str, SigningKey] = {}
+        self._fetched_at: float | None = None
+        self._lock = threading.Lock()
+        self.fetches = 0
+
+    def key(self, kid: str) -> SigningKey | None:
+        now = self._clock()
+        with self._lock:
+            stale = self._fetched_at is None or now - self._fetched_at > CACHE_LIFETIME_SECONDS
+            if not stale and kid in self._keys:
+                return self._keys[kid]
+            if stale or now - self._fetched_at >= REFETCH_COOLDOWN_SECONDS:
+                self._fetch(now)
+            return self._keys.get(kid)
+
+    def _fetch(self, now: float) -> None:
+        try:
+            response = self._session.get(self._url, timeout=10)
+            response.raise_for_status()
+            document = response.json()
+        except (requests.RequestException, ValueError) as error:
+            if self._keys:  # keep serving with the keys we have; the next unknown kid retries later
+                self._fetched_at = now
+                return
+            raise ServiceUnavailable("the signing keys cannot be fetched", retry_after=10) from error
+        keys: dict[str, SigningKey] = {}
+        for data in document.get("keys", []):
+            if not isinstance(data, dict) or data.get("kty") != "RSA" or not data.get("kid"):
+                continue
+            try:
+                keys[data["kid"]] = SigningKey(jwt.PyJWK(data, "RS256").key, data.get("issuer"))
+            except jwt.PyJWTError:
+                continue
+        self._keys = keys
+        self._fetched_at = now
+        self.fetches += 1
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant_id: str
+    settings: dict = field(default_factory=dict, compare=False)
+
+
+def _refuse(reason: str, detail: str) -> Unauthorized:
+    return Unauthorized(detail, slug=reason)
+
+
+class TokenValidator:
+    def __init__(self, keys: JwksCache, authority: str, client_id: str, required_scope: str,
+                 tenant_lookup: Callable[[str], dict | None]):
+        self._keys = keys
+        self._authority = authority.rstrip("/")
+        self._client_id = client_id
+        self._scope = required_scope
+        self._tenant_lookup = tenant_lookup
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        token = self._bearer(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _refuse("token-malformed", "the access token is malformed") from None
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _refuse("token-malformed", "the access token has no key ID")
+        signing_key = self._keys.key(kid)
+        if signing_key is None:
+            raise _refuse("token-key-unknown", "the access token is signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token, signing_key.key, algorithms=["RS256"], audience=self._client_id, leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "nbf", "iat", "iss", "aud", "tid"], "verify_iss": False})
+        except jwt.ExpiredSignatureError:
+            raise _refuse("token-expired", "the access token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise _refuse("token-not-yet-valid", "the access token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise _refuse("token-audience", "the access token is not for this API") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise _refuse("token-claim-missing", f"the access token lacks the {error.claim} claim") from None
+        except jwt.InvalidAlgorithmError:
+            raise _refuse("token-algorithm", "the access token must be signed with RS256") from None
+        except jwt.InvalidSignatureError:
+            raise _refuse("token-signature", "the access token signature is invalid") from None
+        except jwt.PyJWTError:
+            raise _refuse("token-invalid", "the access token is invalid") from None
+        tenant_id = claims.get("tid")
+        if not is_canonical_id(tenant_id):
+            raise _refuse("token-tenant", "the access token's tenant ID is not a GUID")
+        expected_issuer = f"{self._authority}/{tenant_id}/v2.0"
+        template = signing_key.issuer_template
+        if claims.get("iss") != expected_issuer or (
+                template is not None and template.replace("{tenantid}", tenant_id) != claims.get("iss")):
+            raise _refuse("token-issuer", "the access token's issuer is not a v2 issuer of its tenant")
+        scopes = claims.get("scp")
+        if not isinstance(scopes, str) or self._scope not in scopes.split(" "):
+            raise Forbidden("the access token lacks the required scope", slug="token-scope",
+                            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+        tenant = self._tenant_lookup(tenant_id)
+        if tenant is None or tenant.get("status") != "active":
+            raise Forbidden("the tenant is not onboarded or not active", slug="tenant-not-active")
+        return Caller(tenant_id, tenant.get("settings") or {})
+
+    @staticmethod
+    def _bearer(authorization: str | None) -> str:
+        if not authorization:
+            raise _refuse("token-missing", "an Authorization: Bearer token is required")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or " " in token:
+            raise _refuse("token-malformed", "the Authorization header must be 'Bearer <token>'")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise _refuse("token-malformed", "the access token is too long")
+        return token
+
+
+def jwks_url(authority: str) -> str:
+    return f"{authority.rstrip('/')}/common/discovery/v2.0/keys"

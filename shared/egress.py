@@ -1,0 +1,35 @@
+"""Outbound HTTP to an allow-list of origins (scheme, host, port) only: Entra ID and Graph.
+
+Every Microsoft-facing client (JWKS, MSAL, Graph) uses this session, so "no third-party calls" and
+"never follow a client-supplied URL" are enforced in code, redirects included.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+from urllib.parse import urlsplit
+
+import requests
+
+
+class EgressRefused(RuntimeError):
+    pass
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return (parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80))
+
+
+class AllowListedSession(requests.Session):
+    def __init__(self, allowed: Iterable[tuple[str, str, int]], pool_size: int = 16):
+        super().__init__()
+        self.allowed = frozenset(allowed)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:
+        # send() also carries every redirect, so a redirect cannot leave the allow-list either.
+        if origin(request.url or "") not in self.allowed:
+            raise EgressRefused(f"outbound request to a non-allow-listed origin refused: {origin(request.url or '')[1]}")
+        return super().send(request, **kwargs)

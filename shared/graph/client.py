@@ -1,0 +1,182 @@
+"""Microsoft Graph access: app-only tokens per tenant through MSAL, and delta paging with retries.
+
+Tokens live only in MSAL's in-memory cache (one app object per tenant for the process's life; nothing
+is persisted). Throttling (429/503/504) is retried honouring a fractional `Retry-After`, within a
+deadline; after that the caller gets GraphUnavailable with the wait Graph asked for.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+import requests
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
+RESYNC_CODES = ("syncStateNotFound", "resyncRequired", "syncStateInvalid")
+MAX_PAGE_SIZE = 999
+_MAX_TENANT_APPS = 1024
+
+
+class GraphError(Exception):
+    """Base of Graph access failures; messages never carry tokens or directory data."""
+
+
+class GraphUnavailable(GraphError):
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class GraphRefused(GraphError):
+    """Graph or Entra ID refused for good (consent revoked, app disabled, permission missing)."""
+
+    def __init__(self, message: str, code: str = "refused"):
+        super().__init__(message)
+        self.code = code
+
+
+class DeltaExpired(GraphError):
+    """The delta token is no longer valid: the caller starts a full sync."""
+
+
+class AppTokens:
+    """Client-credentials tokens per tenant (MSAL, in-memory cache only)."""
+
+    def __init__(self, authority: str, client_id: str, client_secret: str, http_client: requests.Session):
+        self._authority = authority.rstrip("/")
+        self._client_id = client_id
+        self._secret = client_secret
+        self._http = http_client
+        self._apps: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def _app(self, tenant_id: str):
+        with self._lock:
+            app = self._apps.get(tenant_id)
+            if app is not None:
+                self._apps.move_to_end(tenant_id)
+                return app
+        import msal
+
+        app = msal.ConfidentialClientApplication(
+            self._client_id, client_credential=self._secret, authority=f"{self._authority}/{tenant_id}",
+            http_client=self._http, instance_discovery=False, token_cache=msal.TokenCache())
+        with self._lock:
+            self._apps[tenant_id] = app
+            while len(self._apps) > _MAX_TENANT_APPS:
+                self._apps.popitem(last=False)
+        return app
+
+    def token(self, tenant_id: str, refresh: bool = False) -> str:
+        try:
+            app = self._app(tenant_id)
+            if refresh:
+                # Drop the cached token so the next call asks Entra ID again (e.g. after a 401).
+                for account_token in app.token_cache.search(app.token_cache.CredentialType.ACCESS_TOKEN):
+                    app.token_cache.remove_at(account_token)
+            result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+        except (requests.RequestException, ValueError) as error:
+            raise GraphUnavailable("Entra ID is unreachable", retry_after=5) from error
+        if "access_token" in result:
+            if result.get("token_source") != "cache":
+                self.requests += 1
+            return result["access_token"]
+        error = str(result.get("error", "unknown"))
+        if error in ("temporarily_unavailable", "server_error"):
+            raise GraphUnavailable("Entra ID is temporarily unavailable", retry_after=5)
+        raise GraphRefused("Entra ID refused the app's token request", code=f"entra-{error}")
+
+
+@dataclass
+class Page:
+    users: list[dict[str, Any]]
+    next_link: str | None
+    delta_link: str | None
+
+
+class GraphClient:
+    def __init__(self, session: requests.Session, base_url: str, tokens: AppTokens, deadline_seconds: float,
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._tokens = tokens
+        self._deadline = deadline_seconds
+        self._sleep = sleep
+        self._clock = clock
+
+    def is_own_link(self, url: str) -> bool:
+        return url.startswith(self._base + "/users/delta?")
+
+    def delta_pages(self, tenant_id: str, select: list[str], delta_link: str | None = None) -> Iterator[Page]:
+        """Pages of /users/delta: a full round without `delta_link`, changes since it otherwise."""
+        if delta_link is None:
+            url = f"{self._base}/users/delta?$select={quote(','.join(select), safe=',')}"
+        elif self.is_own_link(delta_link):
+            url = delta_link
+        else:
+            raise GraphRefused("refusing to follow a link outside Graph's delta endpoint", code="bad-link")
+        while url:
+            body = self._get(tenant_id, url)
+            next_link = body.get("@odata.nextLink")
+            delta = body.get("@odata.deltaLink")
+            if next_link is not None and not self.is_own_link(next_link):
+                raise GraphRefused("Graph returned a link outside its delta endpoint", code="bad-link")
+            yield Page(body.get("value") or [], next_link, delta)
+            url = next_link
+
+    def _get(self, tenant_id: str, url: str) -> dict[str, Any]:
+        started = self._clock()
+        attempt = 0
+        refreshed = force_refresh = False
+        while True:
+            attempt += 1
+            token = self._tokens.token(tenant_id, refresh=force_refresh)
+            force_refresh = False
+            try:
+                response = self._session.get(url, timeout=30, headers={
+                    "Authorization": f"Bearer {token}", "Accept": "application/json",
+                    "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"})
+            except requests.RequestException:
+                response = None
+            if response is not None and response.status_code == 200:
+                return response.json()
+            if response is not None and response.status_code == 401 and not refreshed:
+                refreshed = force_refresh = True  # the cached app token may have been revoked early
+                continue
+            code = _error_code(response)
+            if response is not None and (response.status_code == 410 or code in RESYNC_CODES):
+                raise DeltaExpired("the delta token has expired")
+            if response is None or response.status_code in RETRYABLE_STATUSES:
+                wait = _retry_after(response, attempt)
+                if self._clock() - started + wait > self._deadline:
+                    raise GraphUnavailable("Graph stayed unavailable", retry_after=wait)
+                self._sleep(wait)
+                continue
+            raise GraphRefused(f"Graph refused the request ({response.status_code})",
+                               code=f"graph-{code or response.status_code}")
+
+
+def _error_code(response: requests.Response | None) -> str | None:
+    if response is None:
+        return None
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        return None
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _retry_after(response: requests.Response | None, attempt: int) -> float:
+    header = response.headers.get("Retry-After") if response is not None else None
+    if header:
+        try:
+            return max(0.0, min(float(header), 300.0))
+        except ValueError:
+            pass
+    return min(0.5 * 2 ** (attempt - 1), 30.0)

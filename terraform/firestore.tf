@@ -1,0 +1,82 @@
+# Firestore (Native mode) in the EU, plus the indexes the retention sweeper queries.
+
+resource "google_firestore_database" "main" {
+  project     = var.project_id
+  name        = "(default)"
+  location_id = var.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  concurrency_mode            = "PESSIMISTIC"
+  app_engine_integration_mode = "DISABLED"
+  # Point-in-time recovery would keep deleted tenants readable for 7 more days; erasure must be real.
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_DISABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = "ABANDON"
+
+  depends_on = [google_project_service.required]
+}
+
+# sweep_retention: collection-group query files where deleteAfter < now, ordered by deleteAfter.
+# A field config replaces the inherited single-field indexes, so the collection-scope ones are kept too.
+resource "google_firestore_field" "files_delete_after" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "files"
+  field      = "deleteAfter"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "DESCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+# sweep_retention: collection-group query devices where lastSeenAt < now - DEVICE_INACTIVITY_DAYS.
+resource "google_firestore_field" "devices_last_seen_at" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "devices"
+  field      = "lastSeenAt"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "DESCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+# sweep_retention: tenants where status == "deleting" and deletionRequestedAt < now - STUCK_DELETION_MINUTES
+# (an equality plus a range on another field needs a composite index).
+resource "google_firestore_index" "tenants_stuck_deletions" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "tenants"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "deletionRequestedAt"
+    order      = "ASCENDING"
+  }
+}

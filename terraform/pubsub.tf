@@ -1,0 +1,100 @@
+# Pub/Sub: deletion requests (with dead letter), the sweep tick, and the deletion push subscription.
+# Message storage is pinned to the EU region.
+
+resource "google_pubsub_topic" "deletion_requests" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption; messages carry only tenant/device/file IDs and request IDs, no contact data
+  name    = "deletion-requests"
+  project = var.project_id
+
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_pubsub_topic" "deletion_requests_dead_letter" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption; messages carry only tenant/device/file IDs and request IDs, no contact data
+  name    = "deletion-requests-dead-letter"
+  project = var.project_id
+
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_pubsub_topic" "retention_sweep" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption; the sweep tick carries no data at all
+  name    = "retention-sweep"
+  project = var.project_id
+
+  message_storage_policy {
+    allowed_persistence_regions = [var.region]
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+# The deletion trigger. Declared here rather than left to Eventarc because an Eventarc-managed
+# subscription cannot carry a dead-letter policy in Terraform: this one pushes each request to
+# handle_deletion with an OIDC token, retries with backoff, and dead-letters after
+# deletion_max_delivery_attempts. handle_deletion therefore has no event_trigger of its own, so
+# every request is delivered by exactly one subscription.
+resource "google_pubsub_subscription" "handle_deletion" {
+  name    = "handle-deletion"
+  project = var.project_id
+  topic   = google_pubsub_topic.deletion_requests.id
+
+  # handle_deletion may run up to its 540 s timeout; the ack deadline must outlast it.
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+
+  push_config {
+    # The /projects/…/topics/… path lets functions-framework name the topic in the CloudEvent source.
+    push_endpoint = "${google_cloudfunctions2_function.handle_deletion.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.deletion_requests.name}"
+
+    oidc_token {
+      service_account_email = google_service_account.deletion_push.email
+      audience              = google_cloudfunctions2_function.handle_deletion.service_config[0].uri
+    }
+  }
+
+  retry_policy {
+    minimum_backoff = "10s"
+    maximum_backoff = "600s"
+  }
+
+  dead_letter_policy {
+    dead_letter_topic     = google_pubsub_topic.deletion_requests_dead_letter.id
+    max_delivery_attempts = var.deletion_max_delivery_attempts
+  }
+
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.handle_deletion_invoker,
+    google_service_account_iam_member.deletion_push_token_creator,
+    google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent,
+  ]
+}
+
+# Without a subscription, messages published to the dead-letter topic would be dropped.
+# Operators inspect and re-drive failed deletions from here (see README).
+resource "google_pubsub_subscription" "deletion_requests_dead_letter" {
+  name    = "deletion-requests-dead-letter"
+  project = var.project_id
+  topic   = google_pubsub_topic.deletion_requests_dead_letter.id
+
+  ack_deadline_seconds       = 60
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+}

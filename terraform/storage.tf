@@ -1,0 +1,96 @@
+# Cloud Storage: the technical files bucket (customer data, erased for real) and the source bundle.
+
+resource "google_storage_bucket" "technical_files" {
+  # checkov:skip=CKV_GCP_62: access is audited with Cloud Audit Logs (Data Access for storage.googleapis.com), not legacy usage logs that would copy object names into another bucket
+  # checkov:skip=CKV_GCP_78: versioning is off on purpose: a noncurrent version would keep erased customer data alive
+  name          = local.technical_files_bucket_name
+  project       = var.project_id
+  location      = var.storage_location
+  storage_class = "STANDARD"
+  force_destroy = false
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = false
+  }
+
+  # Soft delete would keep deleted objects restorable for 7+ days; a deletion must be final.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  # Safety net behind the sweeper: every object carries customTime = deleteAfter.
+  lifecycle_rule {
+    condition {
+      days_since_custom_time = var.technical_files_lifecycle_grace_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+resource "google_storage_bucket" "function_sources" {
+  # checkov:skip=CKV_GCP_62: holds only the application's source bundles; reads are covered by Cloud Audit Logs
+  # checkov:skip=CKV_GCP_78: every bundle has a unique content-hash name, so versioning adds nothing
+  name          = local.source_bucket_name
+  project       = var.project_id
+  location      = var.storage_location
+  storage_class = "STANDARD"
+  force_destroy = false
+
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = false
+  }
+
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
+
+  depends_on = [google_project_service.required]
+}
+
+# One source bundle for every function: the repository root without tests, infrastructure,
+# the local stack, benchmarks, virtualenvs and VCS data.
+data "archive_file" "source" {
+  type             = "zip"
+  source_dir       = local.source_dir
+  output_path      = "${path.module}/.build/source-bundle.zip"
+  output_file_mode = "0644"
+
+  excludes = [
+    "tests", "tests/**",
+    "terraform", "terraform/**",
+    "local", "local/**",
+    "benchmarks", "benchmarks/**",
+    ".venv*", ".venv*/**",
+    ".git", ".git/**",
+    ".github", ".github/**",
+    ".ci", ".ci/**",
+    ".env*",
+    ".pytest_cache", ".pytest_cache/**",
+    ".hypothesis", ".hypothesis/**",
+    ".mypy_cache", ".mypy_cache/**",
+    ".ruff_cache", ".ruff_cache/**",
+    "**/__pycache__", "**/__pycache__/**",
+    "**/*.pyc",
+    "requirements-dev.txt",
+    "requirements-checkov.txt",
+    "Makefile",
+  ]
+}
+
+resource "google_storage_bucket_object" "source" {
+  # The content hash in the name makes every code change a new object, and so a redeploy.
+  name         = "contact-sync/source-${data.archive_file.source.output_sha256}.zip"
+  bucket       = google_storage_bucket.function_sources.name
+  source       = data.archive_file.source.output_path
+  content_type = "application/zip"
+}

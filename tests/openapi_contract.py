@@ -1,0 +1,56 @@
+"""Checks real responses against openapi.yaml (status documented, body valid against its schema)."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
+
+
+@functools.cache
+def spec() -> dict:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def _validator(schema: dict) -> Draft202012Validator:
+    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec(), default_specification=None))
+    rooted = json.loads(json.dumps(schema).replace('"#/components', '"urn:spec#/components'))
+    return Draft202012Validator(rooted, registry=registry, format_checker=FormatChecker())
+
+
+def _template_for(path: str) -> str:
+    for template in spec()["paths"]:
+        regex = "^" + re.sub(r"\{\w+\}", "[^/]+", template) + "$"
+        if re.match(regex, path.split("?", 1)[0]):
+            return template
+    raise AssertionError(f"path {path} is not in openapi.yaml")
+
+
+def assert_conforms(method: str, path: str, status: int, content_type: str, body: bytes, tag: str) -> None:
+    template = _template_for(path)
+    operation = spec()["paths"][template].get(method.lower())
+    assert operation is not None, f"{method} {template} is not in openapi.yaml"
+    assert tag in operation["tags"], f"{method} {template} is documented for {operation['tags']}, not {tag}"
+    responses = operation["responses"]
+    assert str(status) in responses, f"{method} {template} answered {status}, not documented"
+    response = responses[str(status)]
+    if "$ref" in response:
+        response = spec()["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    media = content_type.split(";", 1)[0].strip()
+    content = response.get("content", {})
+    assert media in content, f"{method} {template} {status}: {media} not documented ({list(content)})"
+    schema = content[media]["schema"]
+    if media == "application/x-ndjson":
+        documents = [json.loads(line) for line in body.splitlines() if line.strip()]
+    else:
+        documents = [json.loads(body)]
+    validator = _validator(schema)
+    for document in documents:
+        errors = sorted(validator.iter_errors(document), key=str)
+        assert not errors, f"{method} {template} {status}: {errors[0].message}"
