@@ -244,7 +244,6 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
 # Public by design: the app calls these; each request is authenticated in code (Entra ID token,
 # tenant active, device registered).
 resource "google_cloud_run_v2_service_iam_member" "register_device_public" {
-  # checkov:skip=CKV_GCP_102: register_device is the app-facing API; every request is authenticated in code with an Entra ID access token
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.register_device.service_config[0].service
@@ -253,7 +252,6 @@ resource "google_cloud_run_v2_service_iam_member" "register_device_public" {
 }
 
 resource "google_cloud_run_v2_service_iam_member" "relay_contacts_public" {
-  # checkov:skip=CKV_GCP_102: relay_contacts is the app-facing API; every request is authenticated in code with an Entra ID access token
   project  = var.project_id
   location = var.region
   name     = google_cloudfunctions2_function.relay_contacts.service_config[0].service

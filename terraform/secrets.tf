@@ -2,7 +2,6 @@
 # gcloud (see README), so no secret value is in variables, tfvars or the Terraform state.
 
 resource "google_secret_manager_secret" "entra_client_secret" {
-  # checkov:skip=CKV_GCP_84: Google-managed encryption; replicas are pinned to the EU region
   secret_id = "entra-client-secret"
   project   = var.project_id
 
@@ -18,7 +17,6 @@ resource "google_secret_manager_secret" "entra_client_secret" {
 }
 
 resource "google_secret_manager_secret" "cursor_key" {
-  # checkov:skip=CKV_GCP_84: Google-managed encryption; replicas are pinned to the EU region
   secret_id = "cursor-key"
   project   = var.project_id
 
@@ -34,7 +32,6 @@ resource "google_secret_manager_secret" "cursor_key" {
 }
 
 resource "google_secret_manager_secret" "receipt_key" {
-  # checkov:skip=CKV_GCP_84: Google-managed encryption; replicas are pinned to the EU region
   secret_id = "receipt-key"
   project   = var.project_id
 

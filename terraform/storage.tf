@@ -1,7 +1,7 @@
 # Cloud Storage: the technical files bucket (customer data, erased for real) and the source bundle.
 
 resource "google_storage_bucket" "technical_files" {
-  # checkov:skip=CKV_GCP_62: access is audited with Cloud Audit Logs (Data Access for storage.googleapis.com), not legacy usage logs that would copy object names into another bucket
+  # checkov:skip=CKV_GCP_62: usage logs would copy object names (tenant and device IDs) into yet another bucket; access is audited with Cloud Audit Logs instead (see README)
   # checkov:skip=CKV_GCP_78: versioning is off on purpose: a noncurrent version would keep erased customer data alive
   name          = local.technical_files_bucket_name
   project       = var.project_id
@@ -35,7 +35,7 @@ resource "google_storage_bucket" "technical_files" {
 }
 
 resource "google_storage_bucket" "function_sources" {
-  # checkov:skip=CKV_GCP_62: holds only the application's source bundles; reads are covered by Cloud Audit Logs
+  # checkov:skip=CKV_GCP_62: holds only the application's source bundles, no customer data; access is audited with Cloud Audit Logs
   # checkov:skip=CKV_GCP_78: every bundle has a unique content-hash name, so versioning adds nothing
   name          = local.source_bucket_name
   project       = var.project_id

@@ -20,7 +20,7 @@ from typing import Any
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
@@ -161,34 +161,45 @@ class KeySet:
     # ---- signing ---------------------------------------------------------------------------------
     def sign(self, claims: dict[str, Any], header: dict[str, Any] | None = None,
              key: str = "current", alg: str = "RS256") -> str:
-        """Sign `claims`. `key`: "current", "outside", a kid, "none" (alg none), or "hs256-public"
-        (HMAC keyed with the current public key's PEM: the classic algorithm-confusion token)."""
-        header = dict(header or {})
+        """Sign `claims` with `header` (its "alg" is set here; None values are dropped).
+
+        `key`: "current", "outside" (never published), a kid (published or retired), "none"
+        (alg none, empty signature) or "hs256-public" (HMAC keyed with the current public key's
+        PEM: the classic algorithm-confusion token)."""
         if key == "none":
-            header["alg"] = "none"
-            return f"{_segment(header)}.{_segment(claims)}."
-        if key in ("hs256-public", "hmac-public"):
-            hmac_alg = alg if alg in HMAC_ALGORITHMS else "HS256"
-            header["alg"] = hmac_alg
-            signing_input = f"{_segment(header)}.{_segment(claims)}".encode()
-            mac = hmac.new(self.current.public_pem(), signing_input, HMAC_ALGORITHMS[hmac_alg]).digest()
-            return f"{signing_input.decode()}.{b64url(mac)}"
-        if alg not in RSA_ALGORITHMS:
-            raise ValueError(f"alg must be one of {RSA_ALGORITHMS} for an RSA key")
-        if key == "current":
+            alg = "none"
             signer = self.current
-        elif key == "outside":
-            signer = self.outside
+        elif key in ("hs256-public", "hmac-public"):
+            alg = alg if alg in HMAC_ALGORITHMS else "HS256"
+            signer = self.current
         else:
-            found = self.any_key(key)
+            if alg not in RSA_ALGORITHMS:
+                raise ValueError(f"alg must be one of {RSA_ALGORITHMS} for an RSA key")
+            found = {"current": self.current, "outside": self.outside}.get(key) or self.any_key(key)
             if found is None:
                 raise KeyError(f"unknown key {key!r}")
             signer = found
-        header = {"typ": "JWT", "alg": alg, "kid": signer.kid, **header}
-        header["alg"] = alg
-        # PyJWT fills "typ"/"alg"; the dict order of `header` is kept for the rest.
-        return jwt.encode(claims, signer.private_key, algorithm=alg,
-                          headers={k: v for k, v in header.items() if k != "alg"})
+        if header is None:
+            header = {"typ": "JWT", "kid": signer.kid}
+        full: dict[str, Any] = {}
+        if header.get("typ") is not None:
+            full["typ"] = header["typ"]
+        full["alg"] = alg
+        full.update((k, v) for k, v in header.items() if v is not None and k not in ("typ", "alg"))
+        signing_input = f"{_segment(full)}.{_segment(claims)}".encode("ascii")
+        if alg == "none":
+            return signing_input.decode() + "."
+        if alg in HMAC_ALGORITHMS:
+            mac = hmac.new(signer.public_pem(), signing_input, HMAC_ALGORITHMS[alg]).digest()
+            return f"{signing_input.decode()}.{b64url(mac)}"
+        digest = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}[alg[2:]]()
+        if alg.startswith("PS"):
+            pad: padding.AsymmetricPadding = padding.PSS(mgf=padding.MGF1(digest),
+                                                         salt_length=padding.PSS.DIGEST_LENGTH)
+        else:
+            pad = padding.PKCS1v15()
+        signature = signer.private_key.sign(signing_input, pad, digest)
+        return f"{signing_input.decode()}.{b64url(signature)}"
 
     def verify(self, token: str, audience: list[str] | str, issuer: str | None = None,
                leeway: int = 0) -> dict[str, Any]:

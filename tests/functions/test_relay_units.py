@@ -1,0 +1,70 @@
+"""Pure logic of the relay: cursor signing and binding, field allow-list, phone normalisation."""
+import json
+import uuid
+
+import pytest
+
+from functions.contact_relay.cursor import Cursor, CursorCodec, settings_fingerprint
+from functions.contact_relay.service import ContactMapper
+from shared.errors import BadRequest, Forbidden
+
+T = str(uuid.uuid4())
+
+
+def test_cursor_round_trip_and_binding():
+    codec = CursorCodec(b"k" * 32)
+    cursor = Cursor(T, "abc", "https://graph.example/v1.0/users/delta?$deltatoken=x")
+    text = codec.encode(cursor)
+    assert codec.decode(text, T) == cursor
+    with pytest.raises(Forbidden):
+        codec.decode(text, str(uuid.uuid4()))
+    with pytest.raises(BadRequest):
+        CursorCodec(b"j" * 32).decode(text, T)
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+    lambda t: "x" + t,
+    lambda t: t.replace(".", ""),
+    lambda t: t + ".x",
+    lambda t: "",
+    lambda t: "a" * 9000,
+])
+def test_tampered_cursors_are_400(mangle):
+    codec = CursorCodec(b"k" * 32)
+    text = codec.encode(Cursor(T, "abc", "https://g/v1.0/users/delta?$deltatoken=x"))
+    with pytest.raises(BadRequest):
+        codec.decode(mangle(text), T)
+
+
+def test_fingerprint_changes_with_fields_or_region():
+    base = settings_fingerprint({"fields": ["displayName"], "defaultRegion": "DE"})
+    assert base != settings_fingerprint({"fields": ["displayName", "mail"], "defaultRegion": "DE"})
+    assert base != settings_fingerprint({"fields": ["displayName"], "defaultRegion": "AT"})
+    assert base == settings_fingerprint({"defaultRegion": "DE", "fields": ["displayName"]})
+
+
+def test_mapper_keeps_allowed_fields_and_normalises_numbers():
+    mapper = ContactMapper(["displayName", "mobilePhone", "businessPhones"], "DE")
+    user = {"id": "u1", "displayName": "Erika", "mail": "erika@contoso.example", "jobTitle": "CEO",
+            "mobilePhone": "0151 23456789", "businessPhones": ["030/1234567", "12", "+44 20 7946 0958"]}
+    line = json.loads(mapper.line(user, full=True))
+    assert line == {"op": "upsert", "id": "u1", "displayName": "Erika", "mobilePhone": "+4915123456789",
+                    "businessPhones": ["+49301234567", "+442079460958"]}
+
+
+def test_mapper_without_region_keeps_only_international_numbers():
+    mapper = ContactMapper(["mobilePhone", "businessPhones"], None)
+    line = json.loads(mapper.line({"id": "u", "mobilePhone": "0151 23456789",
+                                   "businessPhones": ["+49 30 1234567"]}, full=True))
+    assert line["mobilePhone"] is None and line["businessPhones"] == ["+49301234567"]
+
+
+def test_incremental_upserts_carry_only_reported_fields_and_removals():
+    mapper = ContactMapper(["displayName", "jobTitle", "mobilePhone"], "DE")
+    assert json.loads(mapper.line({"id": "u", "jobTitle": None}, full=False)) == {
+        "op": "upsert", "id": "u", "jobTitle": None}
+    assert json.loads(mapper.line({"id": "u", "@removed": {"reason": "deleted"}}, full=False)) == {
+        "op": "remove", "id": "u"}
+    full = json.loads(mapper.line({"id": "u"}, full=True))
+    assert full == {"op": "upsert", "id": "u", "displayName": None, "jobTitle": None, "mobilePhone": None}

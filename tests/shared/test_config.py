@@ -1,0 +1,43 @@
+import pytest
+
+from shared.config import REQUIRED_BY_FUNCTION, ConfigError, load_settings, settings_for
+
+BASE = {"GOOGLE_CLOUD_PROJECT": "p", "TECHNICAL_FILES_BUCKET": "b", "ENTRA_CLIENT_ID": "c",
+        "ENTRA_CLIENT_SECRET": "s", "CURSOR_KEY": "k" * 32, "RECEIPT_KEY": "r" * 32}
+
+
+@pytest.mark.parametrize("function", sorted(REQUIRED_BY_FUNCTION))
+def test_each_function_names_the_first_missing_variable(function):
+    for name in REQUIRED_BY_FUNCTION[function]:
+        env = {k: v for k, v in BASE.items() if k != name}
+        with pytest.raises(ConfigError, match=name):
+            settings_for(function, env)
+    assert settings_for(function, BASE).project == "p"
+
+
+def test_defaults_and_parsing():
+    settings = load_settings(environ={**BASE, "DEVICE_INACTIVITY_DAYS": "7", "GRAPH_RETRY_DEADLINE_SECONDS": "2.5"})
+    assert settings.device_inactivity_days == 7 and settings.graph_retry_deadline_seconds == 2.5
+    assert settings.deletion_topic == "deletion-requests" and settings.diagnostics_retention_days == 30
+    assert settings.max_devices_per_tenant == 10000 and settings.entra_required_scope == "access_as_user"
+    assert settings.deletion_initial_ops_per_second == 500 and settings.deletion_max_ops_per_second == 10000
+
+
+@pytest.mark.parametrize("name, value", [("DEVICE_INACTIVITY_DAYS", "soon"), ("MAX_DEVICES_PER_TENANT", "0"),
+                                         ("ENTRA_AUTHORITY_HOST", "http://login.example"),
+                                         ("CURSOR_KEY", "short")])
+def test_malformed_values_fail_with_the_name_not_the_value(name, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={**BASE, name: value})
+    assert name in str(error.value) and value not in str(error.value)
+
+
+def test_secrets_do_not_appear_in_repr():
+    assert "k" * 32 not in repr(load_settings(environ=BASE))
+    assert "r" * 32 not in repr(load_settings(environ=BASE))
+
+
+def test_egress_allow_list_compares_scheme_host_and_port():
+    settings = load_settings(environ={**BASE, "ENTRA_AUTHORITY_HOST": "https://127.0.0.1:9001",
+                                      "GRAPH_BASE_URL": "https://127.0.0.1:9002/v1.0"})
+    assert settings.allowed_egress == {("https", "127.0.0.1", 9001), ("https", "127.0.0.1", 9002)}

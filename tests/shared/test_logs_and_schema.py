@@ -1,0 +1,48 @@
+import json
+import logging
+
+import pytest
+
+from shared.logs import JsonFormatter, get_logger
+from shared.store.schema import SchemaViolation, checked
+
+
+def test_log_lines_are_cloud_logging_json_and_drop_unknown_keys(log_lines):
+    get_logger("t").info("hello", tenantId="t-1", displayName="Erika Mustermann", mobilePhone="+491511234567")
+    line = json.loads(log_lines[-1])
+    assert line["severity"] == "INFO" and line["message"] == "hello" and line["tenantId"] == "t-1"
+    assert "displayName" not in line and "Erika" not in log_lines[-1] and "+4915" not in log_lines[-1]
+
+
+def test_exceptions_log_their_type_only(log_lines):
+    try:
+        raise ValueError("secret-token-abc")
+    except ValueError:
+        get_logger("t").exception("failed")
+    assert "secret-token-abc" not in log_lines[-1]
+    assert json.loads(log_lines[-1])["error"] == "ValueError"
+
+
+def test_formatter_severity_names():
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "m", None, None)
+    assert json.loads(JsonFormatter().format(record))["severity"] == "WARNING"
+
+
+@pytest.mark.parametrize("collection, document", [
+    ("tenants", {"name": "x", "email": "a@b"}),
+    ("tenants", {"settings": {"fields": [], "phone": "1"}}),
+    ("tenants", {"settings.phone": "1"}),
+    ("devices", {"registeredAt": 1, "userName": "x"}),
+    ("files", {"objectName": "o", "content": "x"}),
+    ("deletionReceipts", {"deleted": {"documents": 1, "tenantId": "x"}}),
+    ("deletionReceipts", {"tenantId": "x"}),
+])
+def test_schema_refuses_fields_outside_the_data_model(collection, document):
+    with pytest.raises(SchemaViolation):
+        checked(collection, document)
+
+
+def test_schema_accepts_the_data_model():
+    assert checked("tenants", {"name": "x", "settings": {"fields": [], "defaultRegion": "DE"}})
+    assert checked("deletionReceipts", {"deleted.documents": 1, "verified": True})
+    assert checked("devices", {"registeredAt": 1, "lastSeenAt": 2})
