@@ -324,6 +324,26 @@ class LocalStack:
                 "pushConfig": {"pushEndpoint": self.urls["sweep_retention"] + "/"},
                 "ackDeadlineSeconds": 300})
 
+    def pause_deletion_push(self) -> None:
+        """Removes the push subscription to handle_deletion (messages published meanwhile are not kept).
+
+        The test session runs most tests in-process against shared emulators; a deletion request pushed
+        to the handle_deletion process a second later would land in the next test's data.
+        """
+        if "handle_deletion" in self.urls:
+            request = urllib.request.Request(
+                f"http://{self.urls['pubsub']}/v1/projects/{PROJECT}/subscriptions/{PUSH_SUBSCRIPTION}",
+                method="DELETE")
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except urllib.error.HTTPError as error:
+                if error.code != 404:
+                    raise StackError(f"Pub/Sub DELETE {PUSH_SUBSCRIPTION}: {error.code}") from None
+
+    def resume_deletion_push(self) -> None:
+        """Creates the push subscription again (only messages published from now on are delivered)."""
+        self._provision_push()
+
     def _onboard_demo_tenant(self) -> None:
         request = urllib.request.Request(
             self.urls["manage_tenants"] + "/tenants", method="POST",

@@ -10,7 +10,8 @@ _CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 
 
 def is_canonical_id(value: object) -> bool:
-    return isinstance(value, str) and _CANONICAL.match(value) is not None
+    # fullmatch: with match, "$" would also accept a trailing newline ("<uuid>\n").
+    return isinstance(value, str) and _CANONICAL.fullmatch(value) is not None
 
 
 def require_id(value: object, what: str) -> str:

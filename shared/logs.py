@@ -18,6 +18,7 @@ SAFE_KEYS = frozenset({
     "tenantId", "deviceId", "fileId", "attempt", "retryAfter", "pages", "contacts", "removed",
     "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
+    "devices", "tenants", "orphans", "scanned", "skipped",
 })
 
 _trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)

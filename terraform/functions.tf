@@ -314,6 +314,14 @@ resource "google_cloudfunctions2_function" "sweep_retention" {
     available_memory               = local.function_settings.sweep_retention.available_memory
     timeout_seconds                = local.function_settings.sweep_retention.timeout_seconds
     environment_variables          = local.function_env.sweep_retention
+
+    # The sweeper writes the pending receipt (subject = HMAC under RECEIPT_KEY) of each request it publishes.
+    secret_environment_variables {
+      key        = "RECEIPT_KEY"
+      project_id = var.project_id
+      secret     = google_secret_manager_secret.receipt_key.secret_id
+      version    = "latest"
+    }
   }
 
   event_trigger {
@@ -330,5 +338,6 @@ resource "google_cloudfunctions2_function" "sweep_retention" {
     google_storage_bucket_iam_member.build_source_reader,
     google_project_iam_member.build_log_writer,
     google_service_account_iam_member.sweep_trigger_token_creator,
+    google_secret_manager_secret_iam_member.receipt_key_sweep_retention,
   ]
 }

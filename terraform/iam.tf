@@ -24,6 +24,22 @@ resource "google_project_iam_custom_role" "relay_firestore" {
   ]
 }
 
+# sweep_retention reads deadlines and writes the `pending` receipt of each request it publishes;
+# it can neither update nor delete a document (deletions go through handle_deletion).
+resource "google_project_iam_custom_role" "sweeper_firestore" {
+  project     = var.project_id
+  role_id     = "contactSyncSweeperFirestore"
+  title       = "Contact sync sweeper: read documents, create receipts"
+  description = "Read documents and create new ones in Firestore; no update, no delete."
+  permissions = [
+    "datastore.databases.get",
+    "datastore.databases.getMetadata",
+    "datastore.entities.create",
+    "datastore.entities.get",
+    "datastore.entities.list",
+  ]
+}
+
 # Deleting technical files without being able to read them (no storage.objects.get).
 resource "google_project_iam_custom_role" "technical_files_eraser" {
   project     = var.project_id
@@ -88,10 +104,9 @@ resource "google_project_iam_member" "firestore_user_handle_deletion" {
   }
 }
 
-# The sweeper only reads deadlines; deletions go through handle_deletion.
-resource "google_project_iam_member" "firestore_viewer_sweep_retention" {
+resource "google_project_iam_member" "firestore_sweep_retention" {
   project = var.project_id
-  role    = "roles/datastore.viewer"
+  role    = google_project_iam_custom_role.sweeper_firestore.name
   member  = "serviceAccount:${google_service_account.sweep_retention.email}"
 
   condition {
@@ -204,6 +219,13 @@ resource "google_secret_manager_secret_iam_member" "receipt_key_manage_tenants" 
   secret_id = google_secret_manager_secret.receipt_key.secret_id
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.manage_tenants.email}"
+}
+
+resource "google_secret_manager_secret_iam_member" "receipt_key_sweep_retention" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.receipt_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.sweep_retention.email}"
 }
 
 resource "google_secret_manager_secret_iam_member" "receipt_key_handle_deletion" {

@@ -33,7 +33,7 @@ resource "google_service_account" "sweep_retention" {
   project      = var.project_id
   account_id   = "fn-sweep-retention"
   display_name = "sweep_retention function"
-  description  = "Runtime identity of sweep_retention: reads deadlines, publishes deletion requests, removes orphaned objects."
+  description  = "Runtime identity of sweep_retention: reads deadlines, writes pending receipts, publishes deletion requests, removes orphaned objects."
 }
 
 resource "google_service_account" "build" {

@@ -58,7 +58,7 @@ resource "google_storage_bucket" "function_sources" {
 }
 
 # One source bundle for every function: the repository root without tests, infrastructure,
-# the local stack, benchmarks, virtualenvs and VCS data.
+# the local stack (and its state), benchmarks, docs, virtualenvs, caches and VCS data.
 data "archive_file" "source" {
   type             = "zip"
   source_dir       = local.source_dir
@@ -74,6 +74,8 @@ data "archive_file" "source" {
     ".git", ".git/**",
     ".github", ".github/**",
     ".ci", ".ci/**",
+    ".local-stack", ".local-stack/**",
+    "docs", "docs/**",
     ".env*",
     ".pytest_cache", ".pytest_cache/**",
     ".hypothesis", ".hypothesis/**",

@@ -18,6 +18,9 @@ def stack(tmp_path_factory) -> LocalStack:
     state = tmp_path_factory.mktemp("local-stack")
     local_stack = LocalStack(state_dir=state, with_functions=True)
     local_stack.start()
+    # Deletion requests reach the handle_deletion process only in tests that ask for it (`deletion_push`):
+    # a push arriving a second later would otherwise act on the next test's data.
+    local_stack.pause_deletion_push()
     # In-process entry points (create_app test clients) talk to the same emulators and fakes.
     saved = dict(os.environ)
     os.environ.update(local_stack.env)
@@ -33,6 +36,14 @@ def emulators(stack: LocalStack) -> LocalStack:
     """The stack with empty Firestore and bucket."""
     stack.reset_data()
     return stack
+
+
+@pytest.fixture
+def deletion_push(emulators: LocalStack):
+    """The stack with the push subscription deletion-requests → handle_deletion process, for this test."""
+    emulators.resume_deletion_push()
+    yield emulators
+    emulators.pause_deletion_push()
 
 
 class LineCollector(logging.Handler):

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
@@ -19,17 +20,18 @@ def spec() -> dict:
 
 
 def _validator(schema: dict) -> Draft202012Validator:
-    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec(), default_specification=None))
+    registry = Registry().with_resource("urn:spec", Resource(contents=spec(), specification=DRAFT202012))
     rooted = json.loads(json.dumps(schema).replace('"#/components', '"urn:spec#/components'))
     return Draft202012Validator(rooted, registry=registry, format_checker=FormatChecker())
 
 
 def _template_for(path: str) -> str:
-    for template in spec()["paths"]:
-        regex = "^" + re.sub(r"\{\w+\}", "[^/]+", template) + "$"
-        if re.match(regex, path.split("?", 1)[0]):
-            return template
-    raise AssertionError(f"path {path} is not in openapi.yaml")
+    """The most specific documented template matching `path` (literal segments win over parameters)."""
+    matches = [t for t in spec()["paths"]
+               if re.match("^" + re.sub(r"\{\w+\}", "[^/]+", t) + "$", path.split("?", 1)[0])]
+    if not matches:
+        raise AssertionError(f"path {path} is not in openapi.yaml")
+    return min(matches, key=lambda t: t.count("{"))
 
 
 def assert_conforms(method: str, path: str, status: int, content_type: str, body: bytes, tag: str) -> None:

@@ -59,9 +59,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     disable_nagle_algorithm = True  # header and body go out without a 40 ms delayed-ACK stall
     timeout = 120  # idle keep-alive connections are closed after this
-    server_version = "fake-microsoft/1.0"
-    sys_version = ""
     server: "HttpsServer"
+
+    def version_string(self) -> str:
+        return "fake-microsoft/1.0"
 
     def setup(self) -> None:
         self.request.settimeout(10)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import hmac
 import json
 import random
 import re
@@ -16,6 +15,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .directory import DEFAULT_SIZE, Directory
 from .keys import KeySet, b64url, random_uti
@@ -198,7 +200,7 @@ class FakeMicrosoft:
         self.stats = Stats()
         self.entra_base = "https://127.0.0.1"  # set by the server once the port is known
         self.graph_base = "https://127.0.0.1/v1.0"
-        self._state_key = secrets.token_bytes(32)  # seals skip/delta/refresh tokens
+        self._aead = AESGCM(AESGCM.generate_key(bit_length=128))  # seals skip/delta/refresh tokens
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -304,21 +306,16 @@ class FakeMicrosoft:
 
     # ---- sealed opaque tokens (skip tokens, delta tokens, refresh tokens) -------------------------
     def seal(self, payload: dict[str, Any]) -> str:
+        """An opaque, tamper-proof token (AES-GCM) carrying `payload`, like Graph's state tokens."""
+        nonce = secrets.token_bytes(12)
         body = json.dumps(payload, separators=(",", ":")).encode()
-        tag = hmac.new(self._state_key, body, hashlib.sha256).digest()[:16]
-        return b64url(body + tag)
+        return b64url(nonce + self._aead.encrypt(nonce, body, None))
 
     def unseal(self, token: str) -> dict[str, Any] | None:
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
-            return None
-        body, tag = raw[:-16], raw[-16:]
-        if len(raw) <= 16 or not hmac.compare_digest(tag, hmac.new(self._state_key, body, hashlib.sha256).digest()[:16]):
-            return None
-        try:
-            payload = json.loads(body)
-        except ValueError:
+            payload = json.loads(self._aead.decrypt(raw[:12], raw[12:], None))
+        except (ValueError, TypeError, InvalidTag):
             return None
         return payload if isinstance(payload, dict) else None
 
@@ -431,13 +428,14 @@ class FakeMicrosoft:
         return None
 
     # ---- minting for tests -----------------------------------------------------------------------
-    def mint(self, kind: str = "user", tenant: str | None = None, claims: dict[str, Any] | None = None,
+    def mint(self, kind: str = "raw", tenant: str | None = None, claims: dict[str, Any] | None = None,
              header: dict[str, Any] | None = None, key: str = "current", alg: str = "RS256",
              audience: str | None = None, username: str | None = None, scopes: list[str] | None = None,
              lifetime: int | None = None) -> dict[str, Any]:
-        """A signed token for tests. `kind` picks the base claims: "user" (a valid v2 token for our
-        API), "graph" (a valid app token for Graph) or "raw" (nothing). `claims` and `header` are
-        merged over the base; a null value removes that claim/header. See README for `key`."""
+        """A signed token for tests. `kind` picks the base claims: "raw" (only `claims`, the default),
+        "user" (a valid v2 token of a directory user for our API) or "graph" (a valid app token for
+        Graph). `claims` and `header` are merged over the base; a null value removes that entry.
+        `key`: "current", "outside", "none", "hs256-public" or a kid (see README)."""
         base_claims: dict[str, Any] = {}
         base_header: dict[str, Any] = {"typ": "JWT"}
         if kind in ("user", "graph"):
@@ -466,11 +464,15 @@ class FakeMicrosoft:
             base_header = self.graph_token_header()
         elif kind != "raw":
             raise ValueError("kind must be user, graph or raw")
-        signer_kid = {"current": self.keys.current.kid, "outside": self.keys.current.kid}.get(key, key)
-        if key not in ("none", "hs256-public", "hmac-public") and signer_kid:
-            base_header.setdefault("kid", signer_kid)
-        elif key in ("none", "hs256-public", "hmac-public"):
-            base_header.setdefault("kid", self.keys.current.kid)
+        # The header names the signing key; "outside" and the unsigned kinds name the current key,
+        # which is what makes those tokens look valid.
+        if key in ("current", "outside", "none", "hs256-public", "hmac-public"):
+            signer_kid = self.keys.current.kid
+        else:
+            signer_kid = key
+        base_header["kid"] = signer_kid
+        if "x5t" in base_header:
+            base_header["x5t"] = signer_kid
         merged_claims = {**base_claims, **(claims or {})}
         merged_claims = {k: v for k, v in merged_claims.items() if v is not None}
         merged_header = {**base_header, **(header or {})}

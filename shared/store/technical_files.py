@@ -8,8 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterable, Iterator
 
 from shared.errors import BadRequest, TransientError
 from shared.ids import new_id
@@ -31,6 +34,89 @@ def tenant_prefix(tenant_id: str) -> str:
 
 def device_prefix(tenant_id: str, device_id: str) -> str:
     return f"tenants/{tenant_id}/devices/{device_id}/"
+
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_OBJECT_NAME = re.compile(rf"^tenants/(?P<tenant>{_UUID})/(?:tenant|devices/(?P<device>{_UUID}))/"
+                          rf"(?P<file>{_UUID})\.(?P<format>json|xml|csv)$")
+# Concurrent deletes: the JSON API's batch endpoint is not available on fake-gcs-server, and a small
+# pool matches the HTTP connection pool of the storage client (10 connections).
+DELETE_WORKERS = 10
+LIST_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ObjectName:
+    tenant_id: str
+    file_id: str
+    fmt: str
+    device_id: str | None = None
+
+
+def parse_object_name(name: str) -> ObjectName | None:
+    """The IDs in a well-formed object name, or None for any other name."""
+    match = _OBJECT_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return ObjectName(match["tenant"], match["file"], match["format"], match["device"])
+
+
+class ObjectsNotDeleted(TransientError):
+    """Some deletions failed; `deleted` says how many objects did go (for the receipt's counts)."""
+
+    def __init__(self, deleted: int):
+        super().__init__("some technical files could not be deleted")
+        self.deleted = deleted
+
+
+def object_pages(bucket, prefix: str | None = None, start_offset: str | None = None,
+                 end_offset: str | None = None, max_results: int | None = None) -> Iterator[list]:
+    """Pages of blobs (name, generation, timeCreated); a missing bucket is a TransientError, never "empty"."""
+    from google.api_core import exceptions as gexc
+
+    try:
+        iterator = bucket.list_blobs(prefix=prefix, start_offset=start_offset, end_offset=end_offset,
+                                     max_results=max_results, page_size=LIST_PAGE_SIZE,
+                                     fields="items(name,generation,timeCreated),nextPageToken")
+        for page in iterator.pages:
+            yield list(page)
+    except gexc.NotFound:
+        raise TransientError("the technical-files bucket does not exist") from None
+
+
+def first_object(bucket, prefix: str) -> str | None:
+    """Name of one object under `prefix` (None if there is none): a cheap re-read for verification."""
+    for page in object_pages(bucket, prefix=prefix, max_results=1):
+        return page[0].name if page else None
+    return None
+
+
+def delete_objects(bucket, objects: Iterable[str | tuple[str, int]], workers: int = DELETE_WORKERS) -> int:
+    """Deletes objects concurrently; returns how many existed. Not found counts as done.
+
+    An item may be (name, generation): then only that generation is deleted (a newer one is kept).
+    After every delete has finished, the first failure is raised as ObjectsNotDeleted.
+    """
+    from google.api_core import exceptions as gexc
+
+    def delete(item: str | tuple[str, int]) -> int:
+        name, generation = item if isinstance(item, tuple) else (item, None)
+        try:
+            bucket.delete_blob(name, if_generation_match=generation)
+        except (gexc.NotFound, gexc.PreconditionFailed):
+            return 0
+        return 1
+
+    deleted, failure = 0, None
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(delete, item) for item in objects]:
+            try:
+                deleted += future.result()
+            except Exception as error:  # noqa: BLE001 - collected, re-raised below after the others finish
+                failure = failure or error
+    if failure is not None:
+        raise ObjectsNotDeleted(deleted) from failure
+    return deleted
 
 
 def check_well_formed(data: bytes, fmt: str) -> None:

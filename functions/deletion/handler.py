@@ -1,0 +1,82 @@
+"""CloudEvent entry point `handle_deletion` (push subscription on `deletion-requests`).
+
+Returning acknowledges the message; raising makes Pub/Sub redeliver it (and, once the delivery attempts
+are used up, move it to `deletion-requests-dead-letter`). So: poison is logged and returned, anything
+else is raised.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import time
+
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from shared import logs
+from shared.errors import PoisonMessage
+from shared.runtime import cold_start_check, settings
+
+FUNCTION = "handle_deletion"
+
+cold_start_check(FUNCTION)
+log = logs.get_logger(__name__)
+
+
+@functools.cache
+def _service():
+    from shared import clients
+    from shared.clock import utc_now
+
+    from functions.deletion.service import DeletionService
+
+    config = settings(FUNCTION)
+    return DeletionService(
+        clients.firestore_client(config.project),
+        clients.storage_bucket(config.project, config.technical_files_bucket),
+        config.receipt_key, utc_now,
+        initial_ops_per_second=config.deletion_initial_ops_per_second,
+        max_ops_per_second=config.deletion_max_ops_per_second)
+
+
+def message_data(cloud_event: CloudEvent) -> bytes:
+    """The Pub/Sub message's payload, base64-decoded strictly; PoisonMessage if there is none."""
+    data = cloud_event.data
+    message = data.get("message") if isinstance(data, dict) else None
+    encoded = message.get("data") if isinstance(message, dict) else None
+    if not isinstance(encoded, str) or not encoded:
+        raise PoisonMessage("event carries no Pub/Sub message data")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise PoisonMessage("message data is not base64") from None
+
+
+def _message_id(cloud_event: CloudEvent) -> str | None:
+    message = cloud_event.data.get("message") if isinstance(cloud_event.data, dict) else None
+    value = message.get("messageId") if isinstance(message, dict) else None
+    return value if isinstance(value, str) and value.isdigit() and len(value) <= 32 else None
+
+
+@functions_framework.cloud_event
+def handle_deletion(cloud_event: CloudEvent) -> None:
+    started = time.perf_counter()
+    message_id = _message_id(cloud_event)
+    try:
+        outcome = _service().handle_message(message_data(cloud_event))
+    except PoisonMessage as error:
+        # Acknowledged: redelivery could never succeed. The reason is our own text, never the payload.
+        log.error("poison deletion request acknowledged; nothing deleted", function=FUNCTION,
+                  reason=str(error), messageId=message_id)
+        return
+    except Exception:
+        log.exception("deletion failed; Pub/Sub will redeliver", function=FUNCTION, messageId=message_id)
+        raise
+    request = outcome.request
+    log.info("deletion already completed" if outcome.already_completed else "deletion completed",
+             function=FUNCTION, kind=request.kind, requestId=request.request_id, tenantId=request.tenant_id,
+             deviceId=request.target_id if request.kind == "device" else None,
+             fileId=request.target_id if request.kind == "file" else None,
+             documents=outcome.documents, files=outcome.files, verified=outcome.verified,
+             messageId=message_id, durationMs=round((time.perf_counter() - started) * 1000, 1))

@@ -1,0 +1,68 @@
+"""Fault injection at the client boundary: real Firestore and Storage clients whose every RPC (Firestore
+GAPIC call) and every HTTP request (Storage JSON API) passes through a counter.
+
+`FaultyClients(fail_after=k)` lets k calls through and fails every later one, as if the function had
+died right there; `failures=1` fails only call k+1 (a transient glitch). Nothing in production code
+knows about this: the service simply gets clients, as in production.
+"""
+from __future__ import annotations
+
+import threading
+
+from google.api_core.exceptions import ServiceUnavailable
+
+from local.stack import BUCKET, PROJECT
+
+
+class _Counted:
+    """Wraps an object; each public method call first asks the counter for permission."""
+
+    def __init__(self, target, counter: "FaultyClients", methods: frozenset[str] | None = None):
+        self._target = target
+        self._counter = counter
+        self._methods = methods
+
+    def __getattr__(self, name: str):
+        value = getattr(self._target, name)
+        if name.startswith("_") or not callable(value) or (self._methods and name not in self._methods):
+            return value
+
+        def call(*args, **kwargs):
+            self._counter.tick()
+            return value(*args, **kwargs)
+
+        return call
+
+
+class FaultyClients:
+    def __init__(self, fail_after: int | None = None, failures: int | None = None, bucket_name: str = BUCKET):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import firestore, storage
+
+        self.fail_after = fail_after
+        self.failures = failures
+        self.calls = 0
+        self._lock = threading.Lock()
+        self.db = firestore.Client(project=PROJECT)
+        self.db._firestore_api_internal = _Counted(self.db._firestore_api, self)
+        storage_client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+        storage_client._base_connection = _Counted(storage_client._base_connection, self,
+                                                   frozenset({"api_request"}))
+        self.bucket = storage_client.bucket(bucket_name)
+
+    def tick(self) -> None:
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if self.fail_after is not None and call > self.fail_after and (
+                self.failures is None or call <= self.fail_after + self.failures):
+            raise ServiceUnavailable(f"injected fault at call {call}")
+
+    def service(self, **options):
+        import os
+
+        from shared.clock import utc_now
+
+        from functions.deletion.service import DeletionService
+
+        return DeletionService(self.db, self.bucket, os.environ["RECEIPT_KEY"].encode(), utc_now, **options)
