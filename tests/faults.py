@@ -34,6 +34,28 @@ class _Counted:
         return call
 
 
+class _CountedFirestoreApi(_Counted):
+    """Also remembers open transactions, so a test can expire those of a "dead" run (see below)."""
+
+    def __getattr__(self, name: str):
+        call = super().__getattr__(name)
+        if name == "begin_transaction":
+            def begin(*args, **kwargs):
+                response = call(*args, **kwargs)
+                self._counter.open_transactions.add(response.transaction)
+                return response
+            return begin
+        if name in ("commit", "rollback"):
+            def end(*args, request=None, **kwargs):
+                transaction = (request.get("transaction") if isinstance(request, dict)
+                               else getattr(request, "transaction", None))
+                result = call(*args, request=request, **kwargs)
+                self._counter.open_transactions.discard(transaction)
+                return result
+            return end
+        return call
+
+
 class FaultyClients:
     def __init__(self, fail_after: int | None = None, failures: int | None = None, bucket_name: str = BUCKET):
         from google.auth.credentials import AnonymousCredentials
@@ -44,7 +66,9 @@ class FaultyClients:
         self.calls = 0
         self._lock = threading.Lock()
         self.db = firestore.Client(project=PROJECT)
-        self.db._firestore_api_internal = _Counted(self.db._firestore_api, self)
+        self.open_transactions: set[bytes] = set()
+        self._api = self.db._firestore_api
+        self.db._firestore_api_internal = _CountedFirestoreApi(self._api, self)
         storage_client = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
         storage_client._base_connection = _Counted(storage_client._base_connection, self,
                                                    frozenset({"api_request"}))
@@ -57,6 +81,18 @@ class FaultyClients:
         if self.fail_after is not None and call > self.fail_after and (
                 self.failures is None or call <= self.fail_after + self.failures):
             raise ServiceUnavailable(f"injected fault at call {call}")
+
+    def expire_open_transactions(self) -> None:
+        """What Firestore does on its own some time after a client died mid-transaction: release its locks.
+
+        The emulator keeps an abandoned transaction (and its locks) open, so the test fast-forwards that.
+        """
+        for transaction in list(self.open_transactions):
+            try:
+                self._api.rollback(request={"database": self.db._database_string, "transaction": transaction})
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.open_transactions.clear()
 
     def service(self, **options):
         import os

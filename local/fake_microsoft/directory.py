@@ -49,7 +49,6 @@ class _Nation:
     first: tuple[str, ...]
     last: tuple[str, ...]
     offices: tuple[tuple[str, str], ...]  # (officeLocation, city)
-    weight_hint: str = ""
 
 
 _NATIONS: tuple[_Nation, ...] = (

@@ -324,6 +324,7 @@ def test_a_deletion_killed_after_k_steps_is_finished_by_redelivery(handler, emul
         faulty = FaultyClients(fail_after=k)
         with pytest.raises(Exception):
             faulty.service().handle_message(message_of(shape))
+        faulty.expire_open_transactions()
 
         response = send(handler, message_of(shape), MODES[k % 2])
 
@@ -379,17 +380,11 @@ def test_a_missing_bucket_fails_the_delivery_instead_of_claiming_success(emulato
 
 
 # -- isolation -------------------------------------------------------------------------------------
-_HEX = "0123456789abcdef"
-
-
 def _similar_ids(draw, count: int) -> list[str]:
-    """IDs that share long prefixes (and so would collide under any prefix trick)."""
-    base = seed.new_id()
-    ids = set()
-    while len(ids) < count:
-        suffix = draw(st.text(_HEX, min_size=1, max_size=3))
-        ids.add(base[:-len(suffix)] + suffix)
-    return sorted(ids)
+    """IDs that share their first 33 characters (and so would collide under any prefix trick)."""
+    base = str(draw(st.uuids()))[:-3]
+    suffixes = draw(st.lists(st.integers(0, 0xFFF), min_size=count, max_size=count, unique=True))
+    return [f"{base}{suffix:03x}" for suffix in suffixes]
 
 
 @st.composite

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -19,6 +21,7 @@ import phonenumbers
 import pytest
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from local.fake_microsoft import DEFAULT_PROPERTIES, Directory, start_servers
 
@@ -562,12 +565,7 @@ def test_mint_endpoint_makes_good_and_bad_tokens(fakes, http):
     assert jwt.get_unverified_header(unsigned)["alg"] == "none" and unsigned.endswith(".")
 
     confused = mint(claims=claims, key="hs256-public")
-    pem = public_key.public_bytes(encoding=__import__("cryptography.hazmat.primitives.serialization",
-                                                      fromlist=["Encoding"]).Encoding.PEM,
-                                  format=__import__("cryptography.hazmat.primitives.serialization",
-                                                    fromlist=["PublicFormat"]).PublicFormat.SubjectPublicKeyInfo)
-    import hashlib
-    import hmac
+    pem = public_key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signing_input, _, signature = confused.rpartition(".")
     expected = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
     assert base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)) == expected
