@@ -118,5 +118,11 @@ def load_settings(required: Iterable[str] = (), environ: Mapping[str, str] | Non
     return Settings(**values)
 
 
+def log_level(environ: Mapping[str, str] | None = None) -> str:
+    """LOG_LEVEL (default INFO); the test suite runs the functions at DEBUG so privacy scans see every line."""
+    level = (os.environ if environ is None else environ).get("LOG_LEVEL", "INFO").upper()
+    return level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
+
+
 def settings_for(function_name: str, environ: Mapping[str, str] | None = None) -> Settings:
     return load_settings(REQUIRED_BY_FUNCTION[function_name], environ)

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStack:
     state = tmp_path_factory.mktemp("local-stack")
-    local_stack = LocalStack(state_dir=state, with_functions=True)
+    # DEBUG, so the privacy scans of the functions' logs see lines of every level.
+    local_stack = LocalStack(state_dir=state, with_functions=True, extra_env={"LOG_LEVEL": "DEBUG"})
     local_stack.start()
     # Deletion requests reach the handle_deletion process only in tests that ask for it (`deletion_push`):
     # a push arriving a second later would otherwise act on the next test's data.
