@@ -154,6 +154,7 @@ class LocalStack:
                 self._provision_push()
             if self.demo_tenant and self.with_functions:
                 self._onboard_demo_tenant()
+            self._write_stack_file()
         except BaseException:
             self.stop()
             raise
@@ -355,6 +356,12 @@ class LocalStack:
         except urllib.error.HTTPError as error:
             if error.code != 409:
                 raise StackError(f"demo tenant onboarding failed: {error.code} {error.read()[:300]!r}") from None
+
+    def _write_stack_file(self) -> None:
+        """Non-secret facts for clients (the demo client): URLs, the app's client ID, the demo tenant."""
+        facts = {"urls": self.urls, "clientId": ENTRA_CLIENT_ID, "demoTenantId": DEMO_TENANT_ID,
+                 "project": PROJECT, "pids": self.pids()}
+        (self.state_dir / "stack.json").write_text(json.dumps(facts, indent=2))
 
     # -- test support ----------------------------------------------------------------------------
     def reset_data(self) -> None:
