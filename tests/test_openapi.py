@@ -70,3 +70,31 @@ def test_manage_tenants_responses_conform(admin):
     assert_conforms("GET", f"/receipts/{request_id}", response.status_code, response.headers["Content-Type"],
                     response.data, "manage_tenants")
     assert statuses == [201, 409, 200, 200, 200, 201, 200, 404, 404, 400, 202]
+
+
+def test_register_device_responses_conform(stack, admin):
+    from tests import tokens
+    from tests.conftest import make_client
+
+    tenant = str(uuid.uuid4())
+    admin.post("/tenants", json={"tenantId": tenant, "name": "Conformance GmbH"})
+    app = make_client("register_device")
+    auth = {"Authorization": f"Bearer {tokens.token(stack, tenant)}"}
+    device = str(uuid.uuid4())
+    calls = [
+        ("POST", "/", {"json": {"deviceId": device}, "headers": auth}),
+        ("POST", "/", {"json": {"deviceId": device}, "headers": auth}),
+        ("POST", "/", {"json": {"deviceId": "x"}, "headers": auth}),
+        ("POST", "/", {"json": {"deviceId": device}, "headers": {"Authorization": "Bearer x"}}),
+        ("POST", f"/{device}/diagnostics", {"data": b"a,b\n", "content_type": "text/csv", "headers": auth}),
+        ("POST", f"/{device}/diagnostics", {"data": b"a", "content_type": "image/png", "headers": auth}),
+        ("DELETE", f"/{uuid.uuid4()}", {"headers": auth}),
+        ("DELETE", f"/{device}", {"headers": auth}),
+    ]
+    statuses = []
+    for method, path, kwargs in calls:
+        response = app.open(path, method=method, **kwargs)
+        statuses.append(response.status_code)
+        assert_conforms(method, path, response.status_code, response.headers["Content-Type"], response.data,
+                        "register_device")
+    assert statuses == [201, 200, 400, 401, 201, 415, 404, 202]
