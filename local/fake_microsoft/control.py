@@ -180,6 +180,10 @@ def _apply_changes(directory, body: dict[str, Any]) -> dict[str, Any]:
     additions = body.get("add", [])
     if isinstance(additions, int):
         additions = [{} for _ in range(additions)]
+    for spec in additions:
+        bad = set((spec or {}).get("fields") or {}) - MUTABLE_PROPERTIES
+        if bad:
+            raise ControlError(400, f"cannot set {sorted(bad)}")
     result: dict[str, Any] = {"updated": [], "removed": [], "restored": [], "added": []}
     for index, fields in updates:
         directory.update_user(index, fields)
