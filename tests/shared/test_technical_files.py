@@ -1,0 +1,65 @@
+"""The technical-file store: manifest and object together; never an object without its manifest."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from local.stack import BUCKET, PROJECT
+from shared.clients import storage_bucket
+from shared.errors import BadRequest, Forbidden, TransientError
+from shared.store.repositories import FileRepository, TenantRepository
+from shared.store.technical_files import TechnicalFileStore, check_well_formed
+from tests import support
+
+NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def repos(emulators):
+    db = support.db()
+    tenants = TenantRepository(db)
+    tenant_id = str(uuid.uuid4())
+    tenants.create(tenant_id, "Files GmbH", {"fields": []}, NOW)
+    return tenant_id, tenants, FileRepository(db, tenants)
+
+
+def test_manifest_and_object_are_written_together(repos):
+    tenant_id, _, files = repos
+    store = TechnicalFileStore(storage_bucket(PROJECT, BUCKET), files)
+    stored = store.put(tenant_id, b'{"a":1}', "json", NOW, NOW + timedelta(days=3))
+    manifest = files.get(tenant_id, stored.file_id)
+    blob = support.bucket().get_blob(manifest["objectName"])
+    assert blob is not None and blob.custom_time == NOW + timedelta(days=3)
+    assert blob.metadata == {"tenant-id": tenant_id, "owner": "tenant"}
+
+
+def test_failed_upload_leaves_neither_object_nor_manifest(repos):
+    tenant_id, _, files = repos
+    missing_bucket = storage_bucket(PROJECT, f"no-such-bucket-{uuid.uuid4().hex[:8]}")
+    store = TechnicalFileStore(missing_bucket, files)
+    before = support.world()
+    with pytest.raises(TransientError):
+        store.put(tenant_id, b"a,b\n", "csv", NOW, NOW + timedelta(days=1))
+    assert support.world() == before
+    assert files.list(tenant_id) == []
+
+
+def test_tenant_not_active_writes_nothing(repos):
+    tenant_id, tenants, files = repos
+    tenants.mark_deleting(tenant_id, str(uuid.uuid4()), NOW)
+    store = TechnicalFileStore(storage_bucket(PROJECT, BUCKET), files)
+    before = support.world()
+    with pytest.raises(Forbidden):
+        store.put(tenant_id, b"{}", "json", NOW, NOW + timedelta(days=1))
+    assert support.world() == before
+
+
+@pytest.mark.parametrize("data, fmt", [
+    (b"{", "json"), (b"\xff", "json"), (b"<a>", "xml"), (b"<!DOCTYPE a []><a/>", "xml"),
+    (b'"a,b\n', "csv"), (b"a,b\n1\n", "csv"), (b"{}", "pdf"),
+])
+def test_malformed_files_are_refused(data, fmt):
+    with pytest.raises(BadRequest):
+        check_well_formed(data, fmt)
