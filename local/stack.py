@@ -236,7 +236,7 @@ class LocalStack:
         process = self._spawn("fake-microsoft", [
             sys.executable, "-m", "local.fake_microsoft", "--state-dir", str(self.state_dir / "fake-microsoft"),
             "--entra-port", str(self.port("entra")), "--graph-port", str(self.port("graph")),
-            "--client-id", ENTRA_CLIENT_ID, "--client-secret", self.client_secret])
+            "--client-id", ENTRA_CLIENT_ID, f"--client-secret={self.client_secret}"])  # may start with "-"
 
         def ready() -> bool:
             for line in process.log_path.read_text(errors="replace").splitlines():

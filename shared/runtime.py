@@ -1,9 +1,14 @@
 """Process-level wiring shared by the entry points."""
 from __future__ import annotations
 
+import functools
 import os
+import threading
+from typing import Callable, TypeVar
 
 from shared.config import Settings, settings_for
+
+T = TypeVar("T")
 
 
 def cold_start_check(function_name: str) -> None:
@@ -14,3 +19,20 @@ def cold_start_check(function_name: str) -> None:
 
 def settings(function_name: str) -> Settings:
     return settings_for(function_name)
+
+
+def once(factory: Callable[[], T]) -> Callable[[], T]:
+    """A lazily built process-wide singleton (clients, services), built exactly once even when the
+    first requests of a cold instance arrive concurrently (functools.cache would build one per thread)."""
+    lock = threading.Lock()
+    built: list[T] = []
+
+    @functools.wraps(factory)
+    def get() -> T:
+        if not built:
+            with lock:
+                if not built:
+                    built.append(factory())
+        return built[0]
+
+    return get

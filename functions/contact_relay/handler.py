@@ -1,20 +1,18 @@
 """HTTP entry point `relay_contacts` (public): the directory streamed as NDJSON; nothing stored."""
 from __future__ import annotations
 
-import functools
-
 import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, settings
+from shared.runtime import cold_start_check, once, settings
 
 FUNCTION = "relay_contacts"
 
 cold_start_check(FUNCTION)
 
 
-@functools.cache
+@once
 def _wiring():
     from shared import clients
     from shared.app_auth import build_validator

@@ -1,12 +1,16 @@
 """The contact relay: Graph's directory to the device as NDJSON, page by page, storing nothing.
 
-Memory stays flat: one Graph page is held at a time and the next page is fetched only when the client
-has taken the previous one (a disconnected client stops the fetching). Repeated items are passed on
-as they come; the app merges by `id`, so a later repeat simply wins.
+Memory stays flat: at most two Graph pages are held at a time. While one page is turned into lines and
+sent, the next one is fetched in a helper thread (Graph's latency overlaps the relay's work); nothing is
+fetched beyond that until the client has taken the page, so a disconnected client stops the fetching
+(at most the one page already in flight completes). Repeated items are passed on as they come; the app
+merges by `id`, so a later repeat simply wins.
 """
 from __future__ import annotations
 
+import contextvars
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -25,8 +29,12 @@ log = logs.get_logger(__name__)
 PHONE_FIELDS = ("mobilePhone", "businessPhones")
 
 
+# One encoder for every line: json.dumps with non-default options builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _line(document: dict[str, Any]) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return _encode(document) + "\n"
 
 
 class ContactMapper:
@@ -52,6 +60,41 @@ class ContactMapper:
                 value = [n for n in (to_e164(raw, self._region) for raw in (value or [])) if n]
             contact[field] = value
         return _line(contact)
+
+
+class _PageAhead:
+    """The pages after the first, each fetched while the previous one is being sent (one page ahead).
+
+    `next()` returns the following page (None when Graph has no more) or raises what fetching it raised,
+    at the same point of the stream as a plain `next(pages)` would. `close()` fetches nothing more.
+    """
+
+    def __init__(self, pages: Iterator[Page], current: Page):
+        self._pages = pages
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+        self._fetch_after(current)
+
+    def _fetch_after(self, page: Page) -> None:
+        if page.delta_link is not None:  # the last page of the round: nothing follows
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-page-ahead")
+        # The fetch runs in the request's context (log trace binding).
+        self._pending = self._executor.submit(contextvars.copy_context().run, next, self._pages, None)
+
+    def next(self) -> Page | None:
+        if self._pending is None:
+            return next(self._pages, None)
+        pending, self._pending = self._pending, None
+        page = pending.result()
+        if page is not None:
+            self._fetch_after(page)
+        return page
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass
@@ -101,7 +144,9 @@ class ContactRelayService:
                 first: Page, full: bool) -> Iterator[str]:
         page_count = contacts = 0
         page: Page | None = first
+        ahead: _PageAhead | None = None
         try:
+            ahead = _PageAhead(pages, first)  # the second page is on its way while the first is sent
             if full:
                 yield _line({"op": "reset"})
             while page is not None:
@@ -113,7 +158,7 @@ class ContactRelayService:
                     yield _line({"op": "end", "cursor": cursor})
                     log.info("sync streamed", tenantId=tenant_id, pages=page_count, contacts=contacts)
                     return
-                page = next(pages, None)
+                page = ahead.next()
             yield _line({"op": "error", "code": "incomplete", "retryable": True})
         except GraphUnavailable:
             log.warning("graph unavailable mid-stream", tenantId=tenant_id, pages=page_count)
@@ -129,3 +174,6 @@ class ContactRelayService:
         except Exception:  # noqa: BLE001 - the stream must still end with an error line
             log.exception("sync failed mid-stream", tenantId=tenant_id, pages=page_count)
             yield _line({"op": "error", "code": "internal", "retryable": True})
+        finally:
+            if ahead is not None:
+                ahead.close()

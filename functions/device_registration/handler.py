@@ -1,14 +1,12 @@
 """HTTP entry point `register_device` (public, called by the app with an Entra ID access token)."""
 from __future__ import annotations
 
-import functools
-
 import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, settings
-from shared.store.technical_files import CONTENT_TYPES
+from shared.runtime import cold_start_check, once, settings
+from shared.media import CONTENT_TYPES
 
 FUNCTION = "register_device"
 JSON_LIMIT = 4 * 1024
@@ -17,7 +15,7 @@ DIAGNOSTICS_LIMIT = 1024 * 1024
 cold_start_check(FUNCTION)
 
 
-@functools.cache
+@once
 def _wiring():
     from shared import clients
     from shared.app_auth import build_validator

@@ -1,14 +1,12 @@
 """HTTP entry point `manage_tenants` (IAM-protected): decode, call the service, encode."""
 from __future__ import annotations
 
-import functools
-
 import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, settings
-from shared.store.technical_files import CONTENT_TYPES
+from shared.runtime import cold_start_check, once, settings
+from shared.media import CONTENT_TYPES
 
 FUNCTION = "manage_tenants"
 JSON_LIMIT = 64 * 1024
@@ -17,7 +15,7 @@ FILE_LIMIT = 10 * 1024 * 1024
 cold_start_check(FUNCTION)
 
 
-@functools.cache
+@once
 def _service():
     from shared import clients
     from shared.clock import utc_now

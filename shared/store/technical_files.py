@@ -16,9 +16,9 @@ from typing import Iterable, Iterator
 
 from shared.errors import BadRequest, TransientError
 from shared.ids import new_id
+from shared.media import CONTENT_TYPES  # noqa: F401 - re-exported for callers of the store
 from shared.store.repositories import FileRepository
 
-CONTENT_TYPES = {"application/json": "json", "application/xml": "xml", "text/xml": "xml", "text/csv": "csv"}
 _OBJECT_CONTENT_TYPE = {"json": "application/json", "xml": "application/xml", "csv": "text/csv"}
 
 
