@@ -74,3 +74,17 @@ def test_egress_refuses_other_origins_and_redirects(stack):
     with pytest.raises(EgressRefused):
         session.get(stack.urls["entra"].replace("https", "http") + "/common/discovery/v2.0/keys")
     assert session.get(jwks_url(stack.urls["entra"])).status_code == 200
+
+
+def test_unreachable_signing_keys_are_503_not_401(stack, parts):
+    from shared.errors import ServiceUnavailable
+
+    fake, keys, validator, _ = parts
+    fake.faults({"target": "jwks", "status": 503, "count": None})
+    try:
+        with pytest.raises(ServiceUnavailable) as refused:
+            validator.authenticate(f"Bearer {tokens.token(stack, TENANT)}")
+        assert refused.value.status == 503 and "Retry-After" in refused.value.headers
+    finally:
+        fake.faults()
+    assert validator.authenticate(f"Bearer {tokens.token(stack, TENANT)}").tenant_id == TENANT
