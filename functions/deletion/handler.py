@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import time
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
-from shared.errors import PoisonMessage
-from shared.runtime import cold_start_check, settings
+from shared.errors import PoisonMessage, TransientError
+from shared.events import DeletionRequest, parse_deletion_message
+from shared.runtime import cold_start_check, once, settings
 
 FUNCTION = "handle_deletion"
 
@@ -24,7 +24,7 @@ cold_start_check(FUNCTION)
 log = logs.get_logger(__name__)
 
 
-@functools.cache
+@once
 def _service():
     from shared import clients
     from shared.clock import utc_now
@@ -63,20 +63,28 @@ def _message_id(cloud_event: CloudEvent) -> str | None:
 def handle_deletion(cloud_event: CloudEvent) -> None:
     started = time.perf_counter()
     message_id = _message_id(cloud_event)
+    request = None
     try:
-        outcome = _service().handle_message(message_data(cloud_event))
+        request = parse_deletion_message(message_data(cloud_event))
+        outcome = _service().delete(request)
     except PoisonMessage as error:
         # Acknowledged: redelivery could never succeed. The reason is our own text, never the payload.
         log.error("poison deletion request acknowledged; nothing deleted", function=FUNCTION,
-                  reason=str(error), messageId=message_id)
+                  reason=str(error), messageId=message_id, **_ids(request))
         return
-    except Exception:
-        log.exception("deletion failed; Pub/Sub will redeliver", function=FUNCTION, messageId=message_id)
+    except Exception as error:
+        log.exception("deletion failed; Pub/Sub will redeliver", function=FUNCTION, messageId=message_id,
+                      reason=str(error) if isinstance(error, TransientError) else None, **_ids(request))
         raise
-    request = outcome.request
     log.info("deletion already completed" if outcome.already_completed else "deletion completed",
-             function=FUNCTION, kind=request.kind, requestId=request.request_id, tenantId=request.tenant_id,
-             deviceId=request.target_id if request.kind == "device" else None,
-             fileId=request.target_id if request.kind == "file" else None,
-             documents=outcome.documents, files=outcome.files, verified=outcome.verified,
-             messageId=message_id, durationMs=round((time.perf_counter() - started) * 1000, 1))
+             function=FUNCTION, documents=outcome.documents, files=outcome.files, verified=outcome.verified,
+             messageId=message_id, durationMs=round((time.perf_counter() - started) * 1000, 1), **_ids(request))
+
+
+def _ids(request: DeletionRequest | None) -> dict[str, str | None]:
+    """The validated IDs of a request, for its log lines (nothing from an unparsed payload)."""
+    if request is None:
+        return {}
+    return {"kind": request.kind, "requestId": request.request_id, "tenantId": request.tenant_id,
+            "deviceId": request.target_id if request.kind == "device" else None,
+            "fileId": request.target_id if request.kind == "file" else None}

@@ -5,14 +5,13 @@ the sweep is idempotent (deterministic request IDs), so a repeated tick costs on
 """
 from __future__ import annotations
 
-import functools
 import time
 
 import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
-from shared.runtime import cold_start_check, settings
+from shared.runtime import cold_start_check, once, settings
 
 FUNCTION = "sweep_retention"
 
@@ -20,7 +19,7 @@ cold_start_check(FUNCTION)
 log = logs.get_logger(__name__)
 
 
-@functools.cache
+@once
 def _service():
     from shared import clients
     from shared.clock import utc_now

@@ -215,6 +215,15 @@ class FileRepository:
 
         apply(self._db.transaction())
 
+    def owner_active(self, tenant_id: str, device_id: str | None = None) -> bool:
+        """Whether the tenant is still active (and the device still registered) right now."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None or tenant.get("status") != "active":
+            return False
+        if device_id is None:
+            return True
+        return self._tenants.ref(tenant_id).collection(schema.DEVICES).document(device_id).get().exists
+
     def get(self, tenant_id: str, file_id: str) -> dict[str, Any] | None:
         snapshot = self.collection(tenant_id).document(file_id).get()
         return snapshot.to_dict() if snapshot.exists else None

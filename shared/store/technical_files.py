@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator
 
-from shared.errors import BadRequest, TransientError
+from shared.errors import BadRequest, Forbidden, TransientError
 from shared.ids import new_id
 from shared.media import CONTENT_TYPES  # noqa: F401 - re-exported for callers of the store
 from shared.store.repositories import FileRepository
@@ -176,4 +176,18 @@ class TechnicalFileStore:
         except Exception as error:
             self._files.delete(tenant_id, file_id)
             raise TransientError("the file could not be stored") from error
+        if not self._files.owner_active(tenant_id, device_id):
+            # A deletion of the owner started while the object was uploading and may already have
+            # listed the prefix: take the object back so it cannot outlive its owner.
+            self._take_back(blob, tenant_id, file_id)
+            raise Forbidden("the owner of the file is being deleted", slug="owner-deleted")
         return StoredFile(file_id, delete_after)
+
+    def _take_back(self, blob, tenant_id: str, file_id: str) -> None:
+        from google.api_core import exceptions as gexc
+
+        try:
+            blob.delete()
+        except gexc.NotFound:
+            pass
+        self._files.delete(tenant_id, file_id)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -247,7 +248,8 @@ def poison_events() -> list:
     t, d, f, r = (seed.new_id() for _ in range(4))
     bad_ids = ["", " ", "null", t.upper(), t[:-1], t + "0", "{" + t + "}", t.replace("-", ""), f"{t}/..",
                f"../{t}", "..", ".", "/", f"{t}/devices/{d}", f"{t}%2F..", "%2F", "*", "?", "[a-z]*", "**/*",
-               f"{t}\x00", f"{t}\n", "x" * 10000, "tenants/" + t, t.replace("a", "g"), "0" * 36]
+               f"{t}\x00", f"{t}\n", "x" * 10000, "tenants/" + t, t[:-1] + "g", "0" * 36]
+    bad_ids = [bad for bad in bad_ids if bad != t]  # t.upper() of an all-digit ID would be valid
     events = []
     for bad in bad_ids:  # every ID field, malformed in every way
         events.append(seed.deletion_message("tenant", bad, r))
@@ -433,28 +435,35 @@ def test_registrations_racing_a_tenant_deletion_never_leave_an_orphan_device(han
     db = support.db()
     tenants = TenantRepository(db)
     devices = DeviceRepository(db, tenants)
-    outcomes = {"registered": 0, "refused": 0}
+    outcomes = {"registered": 0, "refused": 0, "raced": 0}
+    lock = threading.Lock()
     for trial in range(12):
-        tenant_id = seed.tenant()
-        seed.device(tenant_id)
+        shape = seed.populated_tenant(devices=3, files_per_device=1, tenant_files=1, stray_objects=0)
+        tenant_id = shape["tenantId"]
         stop = threading.Event()
-        barrier = threading.Barrier(4)
+        first_registration = threading.Event()
+        deleting = threading.Event()
 
         def register_until_refused() -> None:
-            barrier.wait()
             while not stop.is_set():
                 try:
                     devices.register(tenant_id, seed.new_id(), seed.now(), max_devices=10000)
-                    outcomes["registered"] += 1
+                    with lock:
+                        outcomes["registered"] += 1
+                        outcomes["raced"] += deleting.is_set()
+                    first_registration.set()
                 except Forbidden:
-                    outcomes["refused"] += 1
+                    with lock:
+                        outcomes["refused"] += 1
                     return
                 except Exception:  # noqa: BLE001 - contention (ABORTED) is a failed registration, not an orphan
                     continue
 
-        with ThreadPoolExecutor(3) as pool:
-            futures = [pool.submit(register_until_refused) for _ in range(3)]
-            barrier.wait()
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(register_until_refused) for _ in range(4)]
+            assert first_registration.wait(10)
+            time.sleep(random.uniform(0, 0.05))  # land the deletion at a different point of the stream
+            deleting.set()
             message = seed.deletion_message("tenant", tenant_id)
             for _attempt in range(5):  # Pub/Sub would redeliver a failed attempt
                 if send(handler, message, MODES[trial % 2]).status_code == 200:
@@ -464,4 +473,6 @@ def test_registrations_racing_a_tenant_deletion_never_leave_an_orphan_device(han
                 future.result(timeout=30)
 
         assert tenant_leftovers(tenant_id) == [], f"orphan after trial {trial}"
-    assert outcomes["registered"] > 0 and outcomes["refused"] > 0
+        assert tenants.get(tenant_id) is None
+    # Registrations went on while the deletion ran, and were refused from the mark onwards.
+    assert outcomes["raced"] > 0 and outcomes["refused"] > 0

@@ -63,3 +63,33 @@ def test_tenant_not_active_writes_nothing(repos):
 def test_malformed_files_are_refused(data, fmt):
     with pytest.raises(BadRequest):
         check_well_formed(data, fmt)
+
+
+class _BucketWhereDeletionStartsDuringUpload:
+    """The real bucket; while an object uploads, the tenant's deletion is requested (the race)."""
+
+    def __init__(self, bucket, on_upload):
+        self._bucket = bucket
+        self._on_upload = on_upload
+
+    def blob(self, name):
+        blob = self._bucket.blob(name)
+        upload = blob.upload_from_string
+
+        def racing_upload(*args, **kwargs):
+            upload(*args, **kwargs)
+            self._on_upload()
+
+        blob.upload_from_string = racing_upload
+        return blob
+
+
+def test_an_upload_racing_its_owners_deletion_takes_its_object_back(repos):
+    tenant_id, tenants, files = repos
+    bucket = _BucketWhereDeletionStartsDuringUpload(
+        storage_bucket(PROJECT, BUCKET), lambda: tenants.mark_deleting(tenant_id, str(uuid.uuid4()), NOW))
+    store = TechnicalFileStore(bucket, files)
+    with pytest.raises(Forbidden):
+        store.put(tenant_id, b"{}", "json", NOW, NOW + timedelta(days=1))
+    assert support.bucket_snapshot() == {}
+    assert files.list(tenant_id) == []

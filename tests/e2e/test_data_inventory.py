@@ -1,0 +1,206 @@
+"""After an end-to-end run through the processes (onboarding, settings, files, devices, diagnostics,
+revocation, unregistration, a retention sweep, a tenant deletion), walk every Firestore document and
+every Storage object and fail on anything the data model does not list.
+
+The model is written out here from ARCHITECTURE.md ("Data model", "Technical files") on purpose, not
+imported from shared/store/schema.py: a change there must not silently widen what this test allows.
+"""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any, Callable
+
+import pytest
+
+from local.stack import SWEEP_TOPIC
+from tests import seed, support
+from tests.e2e.processes import Processes
+
+pytestmark = pytest.mark.e2e
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+RELAY_FIELDS = {"displayName", "givenName", "surname", "jobTitle", "department", "companyName", "mail",
+                "mobilePhone", "businessPhones", "officeLocation"}
+TENANT_STATUSES = {"active", "deleting"}
+FORMATS = {"json", "xml", "csv"}
+OWNERS = {"tenant", "device"}
+KINDS = {"tenant", "device", "file"}
+RECEIPT_STATUSES = {"pending", "completed"}
+OBJECT_METADATA = {"tenant-id", "owner"}
+OBJECT_NAME = re.compile(rf"tenants/(?P<tenant>{UUID})/(?:tenant|devices/(?P<device>{UUID}))/"
+                         rf"(?P<file>{UUID})\.(?P<ext>json|xml|csv)")
+
+
+def _is_uuid(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(UUID, value) is not None
+
+
+def _fields(document: dict, required: set[str], optional: set[str] = frozenset()) -> list[str]:
+    problems = [f"field {name!r} is not in the data model" for name in set(document) - required - optional]
+    problems += [f"field {name!r} is missing" for name in required - set(document)]
+    return problems
+
+
+def check_tenant(ids: dict, document: dict) -> list[str]:
+    problems = _fields(document, {"name", "status", "createdAt", "settings"},
+                       {"deletionRequestId", "deletionRequestedAt"})
+    if not isinstance(document.get("name"), str) or document.get("status") not in TENANT_STATUSES:
+        problems.append("name/status")
+    if not isinstance(document.get("createdAt"), datetime):
+        problems.append("createdAt")
+    settings = document.get("settings")
+    if not isinstance(settings, dict) or set(settings) - {"fields", "defaultRegion"}:
+        problems.append(f"settings keys {sorted(settings or {})}")
+    else:
+        if not isinstance(settings.get("fields"), list) or not set(settings["fields"]) <= RELAY_FIELDS:
+            problems.append("settings.fields")
+        if "defaultRegion" in settings and not re.fullmatch(r"[A-Z]{2}", str(settings["defaultRegion"])):
+            problems.append("settings.defaultRegion")
+    deleting = document.get("status") == "deleting"
+    if deleting != ("deletionRequestId" in document) or deleting != ("deletionRequestedAt" in document):
+        problems.append("deletionRequestId/deletionRequestedAt only (and always) while deleting")
+    if deleting and not _is_uuid(document["deletionRequestId"]):
+        problems.append("deletionRequestId")
+    return problems
+
+
+def check_device(ids: dict, document: dict) -> list[str]:
+    problems = _fields(document, {"registeredAt", "lastSeenAt"})
+    if not all(isinstance(document.get(name), datetime) for name in ("registeredAt", "lastSeenAt")):
+        problems.append("timestamps")
+    return problems
+
+
+def check_file(ids: dict, document: dict) -> list[str]:
+    device = document.get("owner") == "device"
+    problems = _fields(document, {"objectName", "format", "owner", "createdAt", "deleteAfter"} | (
+        {"deviceId"} if device else set()))
+    if document.get("format") not in FORMATS or document.get("owner") not in OWNERS:
+        problems.append("format/owner")
+    match = OBJECT_NAME.fullmatch(str(document.get("objectName")))
+    if (match is None or match["tenant"] != ids["tenant"] or match["file"] != ids["file"]
+            or match["ext"] != document.get("format") or match["device"] != document.get("deviceId")):
+        problems.append("objectName does not name this file of this tenant (and device)")
+    if not all(isinstance(document.get(name), datetime) for name in ("createdAt", "deleteAfter")):
+        problems.append("timestamps")
+    return problems
+
+
+def check_receipt(ids: dict, document: dict) -> list[str]:
+    problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
+    if document.get("kind") not in KINDS or document.get("status") not in RECEIPT_STATUSES:
+        problems.append("kind/status")
+    if not re.fullmatch(r"[0-9a-f]{64}", str(document.get("subject"))):
+        problems.append("subject is not a hex HMAC-SHA256")
+    deleted = document.get("deleted")
+    if not isinstance(deleted, dict) or set(deleted) != {"documents", "files"} or not all(
+            isinstance(v, int) and v >= 0 for v in deleted.values()):
+        problems.append("deleted counts")
+    if not isinstance(document.get("verified"), bool) or not isinstance(document.get("requestedAt"), datetime):
+        problems.append("verified/requestedAt")
+    completed = document.get("status") == "completed"
+    if completed != isinstance(document.get("completedAt"), datetime):
+        problems.append("completedAt")
+    return problems
+
+
+MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
+    (re.compile(rf"tenants/(?P<tenant>{UUID})"), check_tenant),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/devices/(?P<device>{UUID})"), check_device),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/files/(?P<file>{UUID})"), check_file),
+    (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
+]
+
+
+def inventory_problems() -> list[str]:
+    documents = support.firestore_snapshot()
+    problems: list[str] = []
+    ids_seen: set[str] = set()
+    for path, document in documents.items():
+        for pattern, check in MODEL:
+            match = pattern.fullmatch(path)
+            if match:
+                problems += [f"{path}: {p}" for p in check(match.groupdict(), document)]
+                if not path.startswith("deletionReceipts/"):
+                    ids_seen.update(v for v in match.groupdict().values() if v)
+                break
+        else:
+            problems.append(f"{path}: collection or document not in the data model")
+    # Receipts never name what they are about.
+    for path, document in documents.items():
+        if path.startswith("deletionReceipts/"):
+            text = repr(document)
+            problems += [f"{path}: names an ID" for known in ids_seen if known in text]
+    for blob in support.bucket().list_blobs():
+        match = OBJECT_NAME.fullmatch(blob.name)
+        if match is None:
+            problems.append(f"object {blob.name!r}: name not in the data model")
+            continue
+        metadata = dict(blob.metadata or {})
+        if set(metadata) != OBJECT_METADATA or metadata["tenant-id"] != match["tenant"] or metadata["owner"] != (
+                "device" if match["device"] else "tenant"):
+            problems.append(f"object {blob.name}: metadata {sorted(metadata)}")
+        manifest = documents.get(f"tenants/{match['tenant']}/files/{match['file']}")
+        if manifest is None or manifest.get("objectName") != blob.name:
+            problems.append(f"object {blob.name}: no manifest names it")
+        elif blob.custom_time != manifest["deleteAfter"]:
+            problems.append(f"object {blob.name}: customTime differs from the manifest's deleteAfter")
+    return problems
+
+
+def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
+    processes = Processes(deletion_push)
+    leaving = processes.onboard("Fabrikam AG", defaultRegion="DE", fields=["displayName", "mobilePhone"])
+    staying = processes.onboard("Contoso GmbH")
+    devices = {}
+    for tenant_id in (leaving, staying):
+        devices[tenant_id] = [processes.register(tenant_id) for _ in range(3)]
+        for device_id, (body, content_type) in zip(devices[tenant_id], [
+                (b'{"app":"1.0"}', "application/json"), (b"<d><e/></d>", "application/xml"),
+                (b"a,b\n1,2\n", "text/csv")]):
+            processes.diagnostics(tenant_id, device_id, body, content_type)
+        processes.attach(tenant_id, b'{"source":"crm"}', "application/json", days=3)
+        processes.attach(tenant_id, b"<x/>", "application/xml", days=10)
+    assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE",
+                                                                   "settings": {"defaultRegion": "AT"}}).ok
+    revoked = processes.admin("DELETE", f"/tenants/{staying}/devices/{devices[staying][0]}").json()["requestId"]
+    unregistered = processes.app(staying, "DELETE", f"/{devices[staying][1]}").json()["requestId"]
+    for request_id in (revoked, unregistered):
+        processes.receipt(request_id)
+    sweep_log = deletion_push.state_dir / "sweep_retention.log"
+    sweeps_before = sweep_log.read_text().count("retention sweep finished") if sweep_log.exists() else 0
+    processes.publish(SWEEP_TOPIC, b'{"type":"retention.sweep"}')
+    deadline = time.monotonic() + 30
+    while sweep_log.read_text().count("retention sweep finished") == sweeps_before:
+        assert time.monotonic() < deadline, "the retention sweep did not run"
+        time.sleep(0.2)
+    tenant_deletion = processes.admin("DELETE", f"/tenants/{leaving}").json()["requestId"]
+    assert processes.receipt(tenant_deletion)["verified"] is True
+
+    assert inventory_problems() == []
+    documents, objects = support.world()
+    assert not [p for p in list(documents) + list(objects) if seed.belongs_to(p, leaving)]
+    assert len([p for p in documents if p.startswith(f"tenants/{staying}/devices/")]) == 1
+    assert len([p for p in documents if p.startswith("deletionReceipts/")]) == 3
+
+
+def test_the_inventory_notices_what_the_model_does_not_list(emulators):
+    tenant_id = seed.tenant()
+    file_id, name = seed.technical_file(tenant_id)
+    db = support.db()
+    db.document(f"tenants/{tenant_id}").update({"contactCache": ["Erika Mustermann"]})
+    db.document(f"tenants/{tenant_id}/contacts/{seed.new_id()}").set({"mail": "erika@contoso.example"})
+    db.document(f"deletionReceipts/{seed.new_id()}").set({
+        "kind": "tenant", "subject": tenant_id, "status": "pending", "requestedAt": seed.now(),
+        "completedAt": None, "deleted": {"documents": 0, "files": 0}, "verified": False})
+    seed.put_object(f"tenants/{tenant_id}/tenant/{seed.new_id()}.json", b"{}", tenant_id)
+    seed.put_object("exports/contacts.csv")
+
+    problems = "\n".join(inventory_problems())
+
+    for expected in ("'contactCache' is not in the data model", "/contacts/", "names an ID",
+                     "subject is not a hex", "no manifest names it", "'exports/contacts.csv'"):
+        assert expected in problems
+    assert name not in problems
