@@ -1,7 +1,7 @@
 """JSON log lines in the Cloud Logging format, with an allow-list of the keys a line may carry.
 
-Privacy is enforced here: a key that is not in SAFE_KEYS never reaches the output, so a careless
-`log.info(..., extra={"fields": {"displayName": ...}})` cannot leak a contact field.
+Privacy is enforced here: a key that is not in SAFE_KEYS never reaches the output, so a careless log
+call that passes a contact field as a keyword cannot leak it.
 """
 from __future__ import annotations
 

@@ -26,7 +26,6 @@ from shared.store.repositories import DeviceRepository
 from shared.store.schema import RELAY_FIELDS
 
 log = logs.get_logger(__name__)
-PHONE_FIELDS = ("mobilePhone", "businessPhones")
 
 
 # One encoder for every line: json.dumps with non-default options builds a new encoder per call.

@@ -66,8 +66,7 @@ def _diagnostics(request: Request, deviceId: str) -> Response:
     http.reject_query(request)
     data, kind = http.read_body(request, DIAGNOSTICS_LIMIT, CONTENT_TYPES)
     stored = service.upload_diagnostics(caller, deviceId, data, CONTENT_TYPES[kind])
-    return http.json_response({"fileId": stored.file_id,
-                               "deleteAfter": stored.delete_after.isoformat().replace("+00:00", "Z")}, 201)
+    return http.json_response(stored.view(), 201)
 
 
 ROUTER = http.Router([

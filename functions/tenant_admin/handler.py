@@ -76,8 +76,7 @@ def _attach_file(request: Request, tenantId: str) -> Response:
         raise BadRequest("retentionDays is required", slug="invalid-retention")
     data, kind = http.read_body(request, FILE_LIMIT, CONTENT_TYPES)
     stored = _service().attach_file(tenantId, data, CONTENT_TYPES[kind], request.args["retentionDays"])
-    return http.json_response({"fileId": stored.file_id,
-                               "deleteAfter": stored.delete_after.isoformat().replace("+00:00", "Z")}, 201)
+    return http.json_response(stored.view(), 201)
 
 
 def _files(request: Request, tenantId: str) -> Response:

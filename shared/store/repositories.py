@@ -18,7 +18,8 @@ from shared.store import schema
 from shared.store.schema import checked
 
 
-def _ts(value: Any) -> str | None:
+def timestamp(value: Any) -> str | None:
+    """A stored time as RFC 3339 UTC text ("…Z"), as the HTTP views show it."""
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
 
 
@@ -171,8 +172,8 @@ class DeviceRepository:
         snapshots = list(query.stream())
         more = len(snapshots) > page_size
         snapshots = snapshots[:page_size]
-        devices = [{"deviceId": s.id, "registeredAt": _ts(s.get("registeredAt")),
-                    "lastSeenAt": _ts(s.get("lastSeenAt"))} for s in snapshots]
+        devices = [{"deviceId": s.id, "registeredAt": timestamp(s.get("registeredAt")),
+                    "lastSeenAt": timestamp(s.get("lastSeenAt"))} for s in snapshots]
         return devices, (snapshots[-1].id if more else None)
 
     def inactive(self, seen_before: datetime, limit: int, after=None):
@@ -234,7 +235,7 @@ class FileRepository:
     def list(self, tenant_id: str, limit: int = 1000) -> list[dict[str, Any]]:
         query = self.collection(tenant_id).order_by("__name__").limit(limit)
         return [{"fileId": s.id, "format": s.get("format"), "owner": s.get("owner"),
-                 "createdAt": _ts(s.get("createdAt")), "deleteAfter": _ts(s.get("deleteAfter"))}
+                 "createdAt": timestamp(s.get("createdAt")), "deleteAfter": timestamp(s.get("deleteAfter"))}
                 for s in query.stream()]
 
     def expired(self, now: datetime, limit: int, after=None):
@@ -286,11 +287,8 @@ def pending_receipt(kind: str, subject: str, now: datetime) -> dict[str, Any]:
 
 def receipt_view(request_id: str, receipt: dict[str, Any]) -> dict[str, Any]:
     return {"requestId": request_id, "kind": receipt["kind"], "status": receipt["status"],
-            "requestedAt": _ts(receipt.get("requestedAt")), "completedAt": _ts(receipt.get("completedAt")),
+            "requestedAt": timestamp(receipt.get("requestedAt")), "completedAt": timestamp(receipt.get("completedAt")),
             "deleted": {"documents": int(receipt.get("deleted", {}).get("documents", 0)),
                         "files": int(receipt.get("deleted", {}).get("files", 0))},
             "verified": bool(receipt.get("verified"))}
 
-
-def timestamp(value: Any) -> str | None:
-    return _ts(value)

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 from shared.errors import BadRequest, Forbidden, TransientError
 from shared.ids import new_id
 from shared.media import CONTENT_TYPES  # noqa: F401 - re-exported for callers of the store
-from shared.store.repositories import FileRepository
+from shared.store.repositories import FileRepository, timestamp
 
 _OBJECT_CONTENT_TYPE = {"json": "application/json", "xml": "application/xml", "csv": "text/csv"}
 
@@ -150,6 +150,9 @@ def check_well_formed(data: bytes, fmt: str) -> None:
 class StoredFile:
     file_id: str
     delete_after: datetime
+
+    def view(self) -> dict[str, str | None]:
+        return {"fileId": self.file_id, "deleteAfter": timestamp(self.delete_after)}
 
 
 class TechnicalFileStore:
