@@ -1,0 +1,58 @@
+"""Graph client against the fake Graph: paging, retries within the deadline, and links it refuses."""
+from __future__ import annotations
+
+import pytest
+
+from local.stack import ENTRA_CLIENT_ID
+from shared.egress import AllowListedSession, origin
+from shared.graph.client import AppTokens, GraphClient, GraphRefused, GraphUnavailable
+from tests.fake_ms import FakeMicrosoftControl
+
+TENANT = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+
+
+@pytest.fixture
+def graph(stack):
+    fake = FakeMicrosoftControl(stack)
+    fake.reset()
+    fake.directory(TENANT, 2100)
+    session = AllowListedSession({origin(stack.urls["entra"]), origin(stack.urls["graph"])})
+    session.verify = stack.urls["ca"]
+    tokens = AppTokens(stack.urls["entra"], ENTRA_CLIENT_ID, stack.env["ENTRA_CLIENT_SECRET"], session)
+    waits: list[float] = []
+    client = GraphClient(session, stack.urls["graph"], tokens, deadline_seconds=5, sleep=waits.append)
+    yield fake, client, tokens, waits
+    fake.faults()
+
+
+def test_pages_follow_next_links_to_the_delta_link_with_one_app_token(graph):
+    fake, client, tokens, _ = graph
+    pages = list(client.delta_pages(TENANT, ["id", "displayName"]))
+    assert sum(len(p.users) for p in pages) == 2100 and len(pages) == 3
+    assert pages[-1].delta_link and all(p.next_link for p in pages[:-1])
+    assert tokens.requests == 1  # MSAL's in-memory cache served the rest
+
+
+def test_retry_after_is_honoured_as_a_fractional_number(graph):
+    fake, client, _, waits = graph
+    fake.faults({"target": "delta", "status": 429, "count": 2, "retry_after": "2.128"})
+    pages = list(client.delta_pages(TENANT, ["id"]))
+    assert sum(len(p.users) for p in pages) == 2100
+    assert waits == [2.128, 2.128]
+
+
+def test_a_wait_beyond_the_deadline_gives_up_with_the_wait(graph):
+    fake, client, _, waits = graph
+    fake.faults({"target": "delta", "status": 503, "count": None, "retry_after": 30})
+    with pytest.raises(GraphUnavailable) as error:
+        next(client.delta_pages(TENANT, ["id"]))
+    assert error.value.retry_after == 30 and waits == []
+
+
+def test_links_outside_graphs_delta_endpoint_are_never_followed(graph, stack):
+    _, client, _, _ = graph
+    for link in ("https://example.com/users/delta?$deltatoken=x",
+                 stack.urls["graph"] + "/users?$skiptoken=x",
+                 stack.urls["graph"].replace("/v1.0", "/beta") + "/users/delta?$deltatoken=x"):
+        with pytest.raises(GraphRefused):
+            next(client.delta_pages(TENANT, ["id"], delta_link=link))
