@@ -24,12 +24,6 @@ def publisher_client():
 
 @functools.cache
 def storage_bucket(project: str, bucket: str):
-    import os
-
     from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project, credentials=AnonymousCredentials()).bucket(bucket)
     return storage.Client(project=project).bucket(bucket)

@@ -124,5 +124,10 @@ def log_level(environ: Mapping[str, str] | None = None) -> str:
     return level if level in ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO"
 
 
+def function_target(environ: Mapping[str, str] | None = None) -> str | None:
+    """FUNCTION_TARGET: the entry point this process serves (set by Cloud Functions and the local stack)."""
+    return (os.environ if environ is None else environ).get("FUNCTION_TARGET")
+
+
 def settings_for(function_name: str, environ: Mapping[str, str] | None = None) -> Settings:
     return load_settings(REQUIRED_BY_FUNCTION[function_name], environ)

@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from typing import Callable, TypeVar
 
-from shared.config import Settings, settings_for
+from shared.config import Settings, function_target, settings_for
 
 T = TypeVar("T")
 
 
 def cold_start_check(function_name: str) -> None:
     """Fails the cold start of `function_name` when a setting it needs is missing (names the variable)."""
-    if os.environ.get("FUNCTION_TARGET") == function_name:
+    if function_target() == function_name:
         settings_for(function_name)
 
 

@@ -41,3 +41,20 @@ def test_egress_allow_list_compares_scheme_host_and_port():
     settings = load_settings(environ={**BASE, "ENTRA_AUTHORITY_HOST": "https://127.0.0.1:9001",
                                       "GRAPH_BASE_URL": "https://127.0.0.1:9002/v1.0"})
     assert settings.allowed_egress == {("https", "127.0.0.1", 9001), ("https", "127.0.0.1", 9002)}
+
+
+@pytest.mark.parametrize("function", sorted(REQUIRED_BY_FUNCTION))
+def test_cold_start_fails_fast_naming_the_missing_variable(function):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in REQUIRED_BY_FUNCTION[function]}
+    env.update(FUNCTION_TARGET=function, GOOGLE_CLOUD_PROJECT="p")
+    result = subprocess.run([sys.executable, "-c", "import main"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+    missing = [name for name in REQUIRED_BY_FUNCTION[function] if name != "GOOGLE_CLOUD_PROJECT"][0]
+    assert f"missing required environment variable {missing}" in result.stderr
