@@ -26,7 +26,7 @@ class Route:
 
     @property
     def regex(self) -> re.Pattern[str]:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "/?$")
+        return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "/?")
 
 
 class Router:
@@ -36,7 +36,7 @@ class Router:
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
         allowed: list[str] = []
         for route, regex in self._routes:
-            match = regex.match(path)
+            match = regex.fullmatch(path)  # fullmatch: "$" would let a trailing newline through
             if match:
                 if route.method == method:
                     return route.handler, match.groupdict(), route.pattern
