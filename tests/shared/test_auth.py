@@ -30,7 +30,11 @@ def parts(stack):
     keys = JwksCache(session, jwks_url(stack.urls["entra"]), clock=clock)
     validator = TokenValidator(keys, stack.urls["entra"], tokens.ENTRA_CLIENT_ID, "access_as_user",
                                lambda tid: {"status": "active", "settings": {}} if tid == TENANT else None)
+    original_kid = fake.call("GET", "keys")["current_kid"]
     yield fake, keys, validator, clock
+    # Sign with the original key again and unpublish the rotated one: the functions of this session
+    # cache the key set (a refetch at most every 30 s), so later tests must see the keys they know.
+    fake.call("POST", "use-key", {"kid": original_kid})
     fake.call("POST", "reset", {"keys": True})
 
 
