@@ -80,3 +80,10 @@ class DeletionPublisher:
     def publish_many(self, requests: Iterable[DeletionRequest]) -> list[str]:
         futures = [self._publisher.publish(self._topic_path, r.to_message(), type=r.type) for r in requests]
         return [future.result(timeout=self._timeout) for future in futures]
+
+
+def deletion_publisher(config) -> DeletionPublisher:
+    """The publisher of `DELETION_TOPIC` for a function's settings (one client per process)."""
+    from shared import clients
+
+    return DeletionPublisher(clients.publisher_client(), config.project, config.deletion_topic)

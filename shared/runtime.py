@@ -5,7 +5,7 @@ import functools
 import threading
 from typing import Callable, TypeVar
 
-from shared.config import Settings, function_target, settings_for
+from shared.config import function_target, settings_for
 
 T = TypeVar("T")
 
@@ -14,10 +14,6 @@ def cold_start_check(function_name: str) -> None:
     """Fails the cold start of `function_name` when a setting it needs is missing (names the variable)."""
     if function_target() == function_name:
         settings_for(function_name)
-
-
-def settings(function_name: str) -> Settings:
-    return settings_for(function_name)
 
 
 def once(factory: Callable[[], T]) -> Callable[[], T]:

@@ -5,7 +5,8 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, once, settings
+from shared.config import settings_for
+from shared.runtime import cold_start_check, once
 
 FUNCTION = "relay_contacts"
 
@@ -24,7 +25,7 @@ def _wiring():
     from functions.contact_relay.cursor import CursorCodec
     from functions.contact_relay.service import ContactRelayService
 
-    config = settings(FUNCTION)
+    config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)
     tenants = TenantRepository(db)
     session = AllowListedSession(config.allowed_egress, pool_size=32)

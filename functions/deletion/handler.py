@@ -16,7 +16,8 @@ from cloudevents.http import CloudEvent
 from shared import logs
 from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message
-from shared.runtime import cold_start_check, once, settings
+from shared.config import settings_for
+from shared.runtime import cold_start_check, once
 
 FUNCTION = "handle_deletion"
 
@@ -31,7 +32,7 @@ def _service():
 
     from functions.deletion.service import DeletionService
 
-    config = settings(FUNCTION)
+    config = settings_for(FUNCTION)
     return DeletionService(
         clients.firestore_client(config.project),
         clients.storage_bucket(config.project, config.technical_files_bucket),

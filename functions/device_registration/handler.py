@@ -5,7 +5,8 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, once, settings
+from shared.config import settings_for
+from shared.runtime import cold_start_check, once
 from shared.media import CONTENT_TYPES
 
 FUNCTION = "register_device"
@@ -22,13 +23,13 @@ def _wiring():
     from shared.clock import utc_now
     from shared.deletion_requests import DeletionRequester
     from shared.egress import AllowListedSession
-    from shared.events import DeletionPublisher
+    from shared.events import deletion_publisher
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
 
     from functions.device_registration.service import DeviceRegistrationService
 
-    config = settings(FUNCTION)
+    config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)
     tenants = TenantRepository(db)
     files = FileRepository(db, tenants)
@@ -37,8 +38,7 @@ def _wiring():
     service = DeviceRegistrationService(
         DeviceRepository(db, tenants),
         TechnicalFileStore(clients.storage_bucket(config.project, config.technical_files_bucket), files),
-        DeletionRequester(receipts, DeletionPublisher(clients.publisher_client(), config.project,
-                                                      config.deletion_topic), config.receipt_key, utc_now),
+        DeletionRequester(receipts, deletion_publisher(config), config.receipt_key, utc_now),
         utc_now, config.max_devices_per_tenant, config.diagnostics_retention_days)
     return validator, service
 

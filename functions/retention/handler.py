@@ -11,7 +11,8 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
-from shared.runtime import cold_start_check, once, settings
+from shared.config import settings_for
+from shared.runtime import cold_start_check, once
 
 FUNCTION = "sweep_retention"
 
@@ -23,15 +24,15 @@ log = logs.get_logger(__name__)
 def _service():
     from shared import clients
     from shared.clock import utc_now
-    from shared.events import DeletionPublisher
+    from shared.events import deletion_publisher
 
     from functions.retention.service import RetentionSweeper
 
-    config = settings(FUNCTION)
+    config = settings_for(FUNCTION)
     return RetentionSweeper(
         clients.firestore_client(config.project),
         clients.storage_bucket(config.project, config.technical_files_bucket),
-        DeletionPublisher(clients.publisher_client(), config.project, config.deletion_topic),
+        deletion_publisher(config),
         config.receipt_key, utc_now,
         device_inactivity_days=config.device_inactivity_days,
         stuck_deletion_minutes=config.stuck_deletion_minutes)

@@ -5,7 +5,8 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.runtime import cold_start_check, once, settings
+from shared.config import settings_for
+from shared.runtime import cold_start_check, once
 from shared.media import CONTENT_TYPES
 
 FUNCTION = "manage_tenants"
@@ -20,18 +21,18 @@ def _service():
     from shared import clients
     from shared.clock import utc_now
     from shared.deletion_requests import DeletionRequester
-    from shared.events import DeletionPublisher
+    from shared.events import deletion_publisher
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
 
     from functions.tenant_admin.service import TenantAdminService
 
-    config = settings(FUNCTION)
+    config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)
     tenants = TenantRepository(db)
     files = FileRepository(db, tenants)
     receipts = ReceiptRepository(db)
-    publisher = DeletionPublisher(clients.publisher_client(), config.project, config.deletion_topic)
+    publisher = deletion_publisher(config)
     return TenantAdminService(
         tenants, DeviceRepository(db, tenants), files, receipts,
         TechnicalFileStore(clients.storage_bucket(config.project, config.technical_files_bucket), files),
