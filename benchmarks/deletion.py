@@ -193,7 +193,7 @@ class Bench:
 
     # -- the two ways of deleting ----------------------------------------------------------------
     def service_delete(self, label: str, tenant_id: str, initial: int, maximum: int) -> Run:
-        from functions.deletion.service import DeletionService
+        from functions.handle_deletion.service import DeletionService
         from shared.clock import utc_now
         from shared.events import DeletionRequest
         from shared.ids import new_id

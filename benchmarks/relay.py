@@ -178,7 +178,7 @@ def throughput(stack, fake: Fake, devices: dict[str, Device], sizes: Sizes) -> d
 
 def phone_cost(sizes: Sizes) -> dict:
     """In this process: what one contact costs the relay's mapper, and how much of it is phone numbers."""
-    from functions.contact_relay.service import ContactMapper
+    from functions.relay_contacts.service import ContactMapper
     from local.fake_microsoft.directory import Directory
     from shared.phones import to_e164
 
@@ -404,7 +404,7 @@ def cold_start(stack, sizes: Sizes) -> dict:
         wiring_times = []
         for _ in range(max(2, sizes.import_runs // 2)):
             out = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import main; "
-                                  "from functions.contact_relay.handler import _wiring; _wiring(); "
+                                  "from functions.relay_contacts.handler import _wiring; _wiring(); "
                                   "print(time.perf_counter() - t)"], cwd=ROOT, env=relay_env, capture_output=True,
                                  text=True, timeout=120)
             if out.returncode == 0:

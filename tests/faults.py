@@ -99,6 +99,6 @@ class FaultyClients:
 
         from shared.clock import utc_now
 
-        from functions.deletion.service import DeletionService
+        from functions.handle_deletion.service import DeletionService
 
         return DeletionService(self.db, self.bucket, os.environ["RECEIPT_KEY"].encode(), utc_now, **options)

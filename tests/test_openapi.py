@@ -11,12 +11,12 @@ from tests.openapi_contract import assert_conforms
 
 
 def _routes():
-    from functions.device_registration.handler import ROUTER as device_router
-    from functions.tenant_admin.handler import ROUTER as admin_router
+    from functions.register_device.handler import ROUTER as device_router
+    from functions.manage_tenants.handler import ROUTER as admin_router
 
     routers = {"manage_tenants": admin_router, "register_device": device_router}
     try:
-        from functions.contact_relay.handler import ROUTER as relay_router
+        from functions.relay_contacts.handler import ROUTER as relay_router
 
         routers["relay_contacts"] = relay_router
     except ImportError:

@@ -201,11 +201,11 @@ def test_entry_point_comparison_catches_drift(tmp_path, tf, hcl, repo_root, pars
         '"""Re-exports the entry points."""\n'
         "from __future__ import annotations\n\n"
         "import functions_framework  # noqa: F401\n\n"
-        "from functions.device_registration.handler import register_device\n"
-        "from functions.contact_relay.handler import relay_contacts\n"
-        "from functions.tenant_admin.handler import manage_tenants\n"
-        "from functions.deletion.handler import handle_deletion as handle_deletion\n"
-        "from functions.retention.handler import sweep_retention\n"
+        "from functions.register_device.handler import register_device\n"
+        "from functions.relay_contacts.handler import relay_contacts\n"
+        "from functions.manage_tenants.handler import manage_tenants\n"
+        "from functions.handle_deletion.handler import handle_deletion as handle_deletion\n"
+        "from functions.sweep_retention.handler import sweep_retention\n"
         "from shared.logging import _private_helper\n",
         encoding="utf-8",
     )

@@ -27,7 +27,7 @@ def _wiring():
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
 
-    from functions.device_registration.service import DeviceRegistrationService
+    from functions.register_device.service import DeviceRegistrationService
 
     config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)

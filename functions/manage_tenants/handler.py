@@ -25,7 +25,7 @@ def _service():
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
 
-    from functions.tenant_admin.service import TenantAdminService
+    from functions.manage_tenants.service import TenantAdminService
 
     config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)

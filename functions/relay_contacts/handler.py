@@ -22,8 +22,8 @@ def _wiring():
     from shared.graph.client import AppTokens, GraphClient
     from shared.store.repositories import DeviceRepository, TenantRepository
 
-    from functions.contact_relay.cursor import CursorCodec
-    from functions.contact_relay.service import ContactRelayService
+    from functions.relay_contacts.cursor import CursorCodec
+    from functions.relay_contacts.service import ContactRelayService
 
     config = settings_for(FUNCTION)
     db = clients.firestore_client(config.project)

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from functions.contact_relay.cursor import Cursor, CursorCodec, settings_fingerprint
+from functions.relay_contacts.cursor import Cursor, CursorCodec, settings_fingerprint
 from shared import logs
 from shared.auth import Caller
 from shared.clock import Clock

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from functions.contact_relay.cursor import Cursor, CursorCodec, settings_fingerprint
-from functions.contact_relay.service import ContactMapper
+from functions.relay_contacts.cursor import Cursor, CursorCodec, settings_fingerprint
+from functions.relay_contacts.service import ContactMapper
 from shared.errors import BadRequest, Forbidden
 
 T = str(uuid.uuid4())

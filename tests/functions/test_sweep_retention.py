@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from functions.retention.service import RetentionSweeper, deterministic_request_id
+from functions.sweep_retention.service import RetentionSweeper, deterministic_request_id
 from local.stack import DELETION_TOPIC, PROJECT
 from shared.clients import publisher_client
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject

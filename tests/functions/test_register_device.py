@@ -207,7 +207,7 @@ def test_device_quota_answers_429(stack, emulators, monkeypatch):
     admin.post("/tenants", json={"tenantId": TENANT, "name": "Small"})
     app = make_client("register_device")
     access = bearer(tokens.token(stack, TENANT))
-    from functions.device_registration.handler import _wiring
+    from functions.register_device.handler import _wiring
     _, service = _wiring()
     monkeypatch.setattr(service, "_max_devices", 3)  # MAX_DEVICES_PER_TENANT, read once at wiring
     for _ in range(3):

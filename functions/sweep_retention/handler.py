@@ -26,7 +26,7 @@ def _service():
     from shared.clock import utc_now
     from shared.events import deletion_publisher
 
-    from functions.retention.service import RetentionSweeper
+    from functions.sweep_retention.service import RetentionSweeper
 
     config = settings_for(FUNCTION)
     return RetentionSweeper(

@@ -30,7 +30,7 @@ def _service():
     from shared import clients
     from shared.clock import utc_now
 
-    from functions.deletion.service import DeletionService
+    from functions.handle_deletion.service import DeletionService
 
     config = settings_for(FUNCTION)
     return DeletionService(
