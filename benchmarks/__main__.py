@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT = PACKAGE_DIR.parent
-PREFERRED_ORDER = ("registration", "relay", "deletion")
+PREFERRED_ORDER = ("registration", "relay", "cold_start", "deletion")
 
 
 def discover() -> list[str]:

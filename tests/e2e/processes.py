@@ -9,7 +9,6 @@ from typing import Any
 
 import requests
 
-from local.stack import PROJECT
 from tests import tokens
 
 
@@ -24,11 +23,7 @@ class Processes:
 
     def onboard(self, name: str = "Fabrikam AG", **settings: Any) -> str:
         tenant_id = str(uuid.uuid4())
-        body: dict[str, Any] = {"tenantId": tenant_id, "name": name}
-        if settings:
-            body["settings"] = settings
-        response = self.admin("POST", "/tenants", json=body)
-        assert response.status_code == 201, response.text
+        assert self.stack.onboard(tenant_id, name, settings or None) == 201
         return tenant_id
 
     def attach(self, tenant_id: str, data: bytes, content_type: str, days: int = 7) -> str:
@@ -70,10 +65,7 @@ class Processes:
 
     # -- Pub/Sub emulator (REST, as `gcloud`/curl would) ----------------------------------------
     def pubsub(self, method: str, path: str, body: dict | None = None) -> dict:
-        response = self.http.request(method, f"http://{self.stack.urls['pubsub']}/v1/projects/{PROJECT}/{path}",
-                                     json=body or {}, timeout=30)
-        response.raise_for_status()
-        return response.json() if response.content else {}
+        return self.stack.pubsub(method, path, body, timeout=30, accept=())
 
     def publish(self, topic: str, data: bytes) -> None:
         self.pubsub("POST", f"topics/{topic}:publish", {"messages": [{"data": base64.b64encode(data).decode()}]})

@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from local.fake_microsoft import DEFAULT_PROPERTIES, Directory, start_servers
+from local.fake_microsoft.client import FakeMicrosoftClient
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "6f1c0d2e-3b4a-4c5d-9e8f-0a1b2c3d4e5f"
@@ -49,16 +50,15 @@ def fakes(tmp_path_factory):
 
 @pytest.fixture
 def http(fakes):
-    requests.post(f"{fakes.entra_url}/_fake/reset", json={"keys": True}, timeout=10).raise_for_status()
+    FakeMicrosoftClient(fakes.entra_url, fakes.ca_pem).reset(keys=True)
     fakes.state.register_app(APP_CLIENT_ID, None, "Contact Sync App")
     with requests.Session() as session:
         yield session
 
 
 def control(fakes, method: str, path: str, body: dict | None = None) -> dict:
-    response = requests.request(method, f"{fakes.entra_url}/_fake/{path}", json=body, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
+    """A control-API call through the shared client (it fails unless the fake answers 200)."""
+    return FakeMicrosoftClient(fakes.entra_url, fakes.ca_pem, timeout=10).call(method, path, body)
 
 
 def graph_token(fakes, tenant: str = TENANT) -> str:

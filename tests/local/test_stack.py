@@ -5,8 +5,9 @@ import os
 
 import pytest
 
-from local import stack as stack_module
-from local.stack import LocalStack, StackError, check_prerequisites, entry_points
+from local import launcher
+from local.launcher import StackError, check_prerequisites
+from local.stack import LocalStack, entry_points
 
 
 def test_missing_emulators_are_named_with_the_install_hint(monkeypatch, tmp_path):
@@ -19,7 +20,7 @@ def test_missing_emulators_are_named_with_the_install_hint(monkeypatch, tmp_path
 
 
 def test_missing_java_is_named(monkeypatch):
-    monkeypatch.setattr(stack_module.shutil, "which", lambda name: None)
+    monkeypatch.setattr(launcher.shutil, "which", lambda name: None)
     with pytest.raises(StackError, match="Java"):
         check_prerequisites()
 

@@ -1,0 +1,100 @@
+"""The one client of the fakes' control API (`/_fake/...`, see README.md), for tests, benchmarks and the
+local stack's demo client.
+
+    fake = FakeMicrosoftClient(entra_url, ca_pem)      # or LocalStack.fake_microsoft()
+    fake.reset(); fake.directory(tenant, 2000); fake.faults({"target": "delta", "status": 429, "count": 2})
+    token = fake.mint("user", tenant)
+
+It trusts only the fakes' CA and ignores the machine's CA and proxy variables (`REQUESTS_CA_BUNDLE` in the
+environment would override `session.verify`).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import requests
+import requests.adapters
+
+
+class FakeMicrosoftError(RuntimeError):
+    """The control API refused a call (its answer is in the message)."""
+
+
+def trusting_session(ca: str | None, pool: int = 10) -> requests.Session:
+    """A requests session that trusts `ca` (the fakes' CA file; None: the default roots) and nothing from the
+    environment (`REQUESTS_CA_BUNDLE`, proxies), with a connection pool of `pool` per host."""
+    session = requests.Session()
+    session.trust_env = False
+    if ca is not None:
+        session.verify = ca
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class FakeMicrosoftClient:
+    """`/_fake/...` on the fake Entra ID (the Graph port serves the same API)."""
+
+    def __init__(self, entra_url: str, ca: str | None, timeout: float = 60.0) -> None:
+        self.base = entra_url.rstrip("/") + "/_fake"
+        self.timeout = timeout
+        self.session = trusting_session(ca)
+
+    def call(self, method: str, path: str, body: dict | None = None) -> Any:
+        """One control call; the decoded JSON answer. FakeMicrosoftError unless the fake answers 200."""
+        response = self.session.request(method, f"{self.base}/{path.lstrip('/')}", json=body, timeout=self.timeout)
+        if response.status_code != 200:
+            raise FakeMicrosoftError(f"fake {method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json() if response.content else None
+
+    # ---- state and counters --------------------------------------------------------------------
+    def reset(self, keys: bool = False) -> None:
+        """Apps, tenants, directories, settings, faults and counters back to start; with `keys`, also every
+        signing key but the current one unpublished."""
+        self.call("POST", "reset", {"keys": True} if keys else None)
+
+    def stats(self) -> dict:
+        return self.call("GET", "stats")
+
+    def reset_stats(self) -> None:
+        self.call("DELETE", "stats")
+
+    def configure(self, **settings: Any) -> dict:
+        """`POST /_fake/config` (settings, `tenant`, `faults`, `replace_faults`)."""
+        return self.call("POST", "config", settings)
+
+    def faults(self, *rules: dict, **settings: Any) -> None:
+        """Replaces every fault rule with `rules` (none: no faults), with optional settings."""
+        self.configure(faults=list(rules), replace_faults=True, **settings)
+
+    # ---- tokens --------------------------------------------------------------------------------
+    def mint(self, kind: str = "raw", tenant: str | None = None, **options: Any) -> str:
+        """A signed token (`POST /_fake/mint`: claims, header, key, alg, audience, username, …)."""
+        return self.call("POST", "mint", {"kind": kind, "tenant": tenant, **options})["token"]
+
+    # ---- directories ---------------------------------------------------------------------------
+    def directory(self, tenant_id: str, size: int) -> None:
+        """A fresh directory of `size` users for the tenant (older delta tokens expire)."""
+        self.call("POST", f"tenants/{tenant_id}/directory", {"size": size})
+
+    def iter_users(self, tenant_id: str, page: int = 1000) -> Iterator[dict]:
+        """Every entry `{"index", "removed", "user"}` of the tenant's directory, removed users included."""
+        offset = 0
+        while True:
+            answer = self.call("GET", f"tenants/{tenant_id}/users?offset={offset}&limit={page}")
+            yield from answer["users"]
+            offset += len(answer["users"])
+            if offset >= answer["total"] or not answer["users"]:
+                return
+
+    def users(self, tenant_id: str) -> list[dict]:
+        return list(self.iter_users(tenant_id))
+
+    def changes(self, tenant_id: str, **body: Any) -> dict:
+        """`update`, `remove`, `restore`, `add` (see README.md) applied to the tenant's directory."""
+        return self.call("POST", f"tenants/{tenant_id}/changes", body)
+
+    def demo_user(self, tenant_id: str) -> dict:
+        """`{"username", "password", "id", "displayName", "index"}` of the tenant's first live user."""
+        return self.call("GET", f"tenants/{tenant_id}/demo-user")
