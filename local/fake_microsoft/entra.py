@@ -85,57 +85,39 @@ class EntraApp:
             return self._error(request, 400, "invalid_tenant", 90002, _tenant_not_found(segment))
         base = self.state.entra_base
         path_tenant = segment if issuer_tenant == "{tenantid}" else issuer_tenant
-        if v2:
-            prefix = f"{base}/{path_tenant}"
-            doc = {
-                "token_endpoint": f"{prefix}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                "jwks_uri": f"{prefix}/discovery/v2.0/keys",
-                "response_modes_supported": ["query", "fragment", "form_post"],
-                "subject_types_supported": ["pairwise"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                "issuer": f"{base}/{issuer_tenant}/v2.0",
-                "request_uri_parameter_supported": False,
-                "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
-                "authorization_endpoint": f"{prefix}/oauth2/v2.0/authorize",
-                "device_authorization_endpoint": f"{prefix}/oauth2/v2.0/devicecode",
-                "http_logout_supported": True,
-                "frontchannel_logout_supported": True,
-                "end_session_endpoint": f"{prefix}/oauth2/v2.0/logout",
-                "claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+        prefix = f"{base}/{path_tenant}"
+        oauth = f"{prefix}/oauth2/v2.0" if v2 else f"{prefix}/oauth2"
+        # The real documents' keys in their order; v1 and v2 differ in versions, scopes and a few extras.
+        doc = {
+            "token_endpoint": f"{oauth}/token",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "jwks_uri": f"{prefix}/discovery/v2.0/keys" if v2 else f"{base}/common/discovery/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token"]
+            + (["id_token token"] if v2 else ["token id_token", "token"]),
+            "scopes_supported": ["openid", "profile", "email", "offline_access"] if v2 else ["openid"],
+            "issuer": f"{base}/{issuer_tenant}/v2.0" if v2 else f"https://sts.windows.net/{issuer_tenant}/",
+            **({"request_uri_parameter_supported": False,
+                "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo"} if v2
+               else {"microsoft_multi_refresh_token": True}),
+            "authorization_endpoint": f"{oauth}/authorize",
+            **({"device_authorization_endpoint": f"{oauth}/devicecode"} if v2 else {}),
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
+            "end_session_endpoint": f"{oauth}/logout",
+            **({"claims_supported": ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
                                      "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat",
                                      "auth_time", "acr", "nonce", "preferred_username", "name", "tid",
                                      "ver", "at_hash", "c_hash", "email"],
                 "kerberos_endpoint": f"{prefix}/kerberos",
-                "tenant_region_scope": "EU" if issuer_tenant != "{tenantid}" else None,
-                "cloud_instance_name": "microsoftonline.com",
-                "cloud_graph_host_name": "graph.windows.net",
-                "msgraph_host": "graph.microsoft.com",
-                "rbac_url": "https://pas.windows.net",
-            }
-        else:
-            prefix = f"{base}/{path_tenant}"
-            doc = {
-                "token_endpoint": f"{prefix}/oauth2/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                "jwks_uri": f"{base}/common/discovery/keys",
-                "response_modes_supported": ["query", "fragment", "form_post"],
-                "subject_types_supported": ["pairwise"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "response_types_supported": ["code", "id_token", "code id_token", "token id_token", "token"],
-                "scopes_supported": ["openid"],
-                "issuer": f"https://sts.windows.net/{issuer_tenant}/",
-                "microsoft_multi_refresh_token": True,
-                "authorization_endpoint": f"{prefix}/oauth2/authorize",
-                "http_logout_supported": True,
-                "frontchannel_logout_supported": True,
-                "end_session_endpoint": f"{prefix}/oauth2/logout",
-                "cloud_instance_name": "microsoftonline.com",
-                "cloud_graph_host_name": "graph.windows.net",
-                "msgraph_host": "graph.microsoft.com",
-            }
+                "tenant_region_scope": "EU" if issuer_tenant != "{tenantid}" else None} if v2 else {}),
+            "cloud_instance_name": "microsoftonline.com",
+            "cloud_graph_host_name": "graph.windows.net",
+            "msgraph_host": "graph.microsoft.com",
+            **({"rbac_url": "https://pas.windows.net"} if v2 else {}),
+        }
         doc = {k: v for k, v in doc.items() if v is not None}
         return Response.json(200, doc, [("Cache-Control", "max-age=86400, private"),
                                         ("Access-Control-Allow-Origin", "*")])
@@ -257,8 +239,7 @@ class EntraApp:
                                "The provided request must include a 'scope' input parameter.")
         scopes = scope.split()
         if len(scopes) != 1:
-            return self._error(request, 400, "invalid_scope", 70011,
-                               f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid.")
+            return self._invalid_scope(request, f"The scope {scope} is not valid.")
         if not scopes[0].endswith("/.default"):
             return self._error(request, 400, "invalid_scope", 1002012,
                                f"The provided value for scope {scope} is not valid. Client credential flows must "
@@ -295,31 +276,28 @@ class EntraApp:
             resource = resource[len("api://"):] if resource.startswith("api://") else resource
             target = self.state.app(resource) if GUID_RE.match(resource or "") else None
             if target is None:
-                return None, [], False, self._error(
-                    request, 400, "invalid_resource", 500011,
-                    f"The resource principal named {item.rpartition('/')[0] or item} was not found in the tenant "
-                    f"named {tenant.directory.company}. This can happen if the application has not been installed by "
-                    "the administrator of the tenant or consented to by any user in the tenant. You might have sent "
-                    "your authentication request to the wrong tenant.")
+                return None, [], False, self._resource_not_found(request, tenant, item.rpartition('/')[0] or item)
             if audience not in (None, target.client_id):
-                return None, [], False, self._error(
-                    request, 400, "invalid_scope", 70011,
-                    "The provided value for the input parameter 'scope' is not valid. Scopes of more than one "
-                    "resource were requested.")
+                return None, [], False, self._invalid_scope(request, "Scopes of more than one resource were requested.")
             if name not in target.scopes:
-                return None, [], False, self._error(
-                    request, 400, "invalid_scope", 70011,
-                    f"The provided value for the input parameter 'scope' is not valid. The scope {item} is not valid.")
+                return None, [], False, self._invalid_scope(request, f"The scope {item} is not valid.")
             audience = target.client_id
             names.append(name)
         if tenant.consent == "no_service_principal" and audience:
-            return None, [], False, self._error(
-                request, 400, "invalid_resource", 500011,
-                f"The resource principal named api://{audience} was not found in the tenant named "
-                f"{tenant.directory.company}. This can happen if the application has not been installed by the "
-                "administrator of the tenant or consented to by any user in the tenant. You might have sent your "
-                "authentication request to the wrong tenant.")
+            return None, [], False, self._resource_not_found(request, tenant, f"api://{audience}")
         return audience, names, "openid" in oidc, None
+
+    def _resource_not_found(self, request: Request, tenant: TenantState, resource: str) -> Response:
+        return self._error(
+            request, 400, "invalid_resource", 500011,
+            f"The resource principal named {resource} was not found in the tenant named {tenant.directory.company}. "
+            "This can happen if the application has not been installed by the administrator of the tenant or "
+            "consented to by any user in the tenant. You might have sent your authentication request to the wrong "
+            "tenant.")
+
+    def _invalid_scope(self, request: Request, detail: str) -> Response:
+        return self._error(request, 400, "invalid_scope", 70011,
+                           f"The provided value for the input parameter 'scope' is not valid. {detail}")
 
     def _password(self, request: Request, tenant: TenantState, app, form, confidential: bool) -> Response:
         for name in ("username", "password"):
