@@ -21,6 +21,19 @@ SAFE_KEYS = frozenset({
     "devices", "tenants", "orphans", "scanned", "skipped",
 })
 
+# Cloud Logging's LogSeverity names by the lowest Python level that maps to them; a level between two
+# (a library's custom level) takes the one below it, so `severity` is always a name Cloud Logging knows.
+_SEVERITIES = ((logging.CRITICAL, "CRITICAL"), (logging.ERROR, "ERROR"), (logging.WARNING, "WARNING"),
+               (logging.INFO, "INFO"), (logging.DEBUG, "DEBUG"))
+
+
+def severity(levelno: int) -> str:
+    for threshold, name in _SEVERITIES:
+        if levelno >= threshold:
+            return name
+    return "DEFAULT"
+
+
 _trace: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)
 _project: str = ""
 
@@ -36,7 +49,7 @@ def bind_trace(header_value: str | None, project: str) -> None:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "severity": record.levelname if record.levelname != "WARNING" else "WARNING",
+            "severity": severity(record.levelno),
             "message": record.getMessage(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",

@@ -23,9 +23,28 @@ def test_exceptions_log_their_type_only(log_lines):
     assert json.loads(log_lines[-1])["error"] == "ValueError"
 
 
-def test_formatter_severity_names():
-    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "m", None, None)
-    assert json.loads(JsonFormatter().format(record))["severity"] == "WARNING"
+@pytest.mark.parametrize("level, severity", [
+    (logging.DEBUG, "DEBUG"), (logging.INFO, "INFO"), (logging.WARNING, "WARNING"), (logging.ERROR, "ERROR"),
+    (logging.CRITICAL, "CRITICAL"),
+    # Levels without a Cloud Logging name (a library's custom level) take the severity below them.
+    (5, "DEFAULT"), (15, "DEBUG"), (25, "INFO"), (35, "WARNING"), (45, "ERROR"), (60, "CRITICAL"),
+])
+def test_formatter_writes_cloud_logging_severities(level, severity):
+    record = logging.LogRecord("x", level, __file__, 1, "m", None, None)
+    assert json.loads(JsonFormatter().format(record))["severity"] == severity
+
+
+def test_logger_methods_map_to_their_severities(log_lines):
+    log = get_logger("t")
+    log.debug("d")
+    log.info("i")
+    log.warning("w")
+    log.error("e")
+    try:
+        raise ValueError("x")
+    except ValueError:
+        log.exception("x")
+    assert [json.loads(line)["severity"] for line in log_lines[-5:]] == ["DEBUG", "INFO", "WARNING", "ERROR", "ERROR"]
 
 
 @pytest.mark.parametrize("collection, document", [
