@@ -4,8 +4,9 @@ The oracle is the contract, not the router: `openapi.yaml` (routes, statuses, me
 plus the rules every HTTP function keeps (docs/architecture.md, "HTTP contracts"):
 - a path that no documented route of the function matches is `404`; a method its route does not
   document is `405` with `Allow` naming the documented methods;
-- on a documented operation the status is one documented for it, with a documented media type and a
-  body valid against the schema, or one of the refusals any route may give (`400`, `404`, `413`, `415`);
+- a query parameter the operation does not document is `400` `unknown-parameter`;
+- otherwise the status is one documented for the operation, with a documented media type and a body
+  valid against the schema, or one of the refusals any route may give (`400`, `404`, `413`, `415`);
 - every error is RFC 9457 `application/problem+json` with `type`, `title`, `status` (equal to the HTTP
   status) and `detail`.
 A path with one trailing slash may be answered as the route without it or with `404`.
@@ -87,6 +88,12 @@ def assert_within_contract(function: str, method: str, response) -> None:
         assert allowed - {"HEAD", "OPTIONS"} == set(operations), f"Allow {allowed} for {template}"
         return
     operation = operations[method]
+    declared = {p["name"] for p in spec()["paths"][template].get("parameters", []) + operation.get("parameters", [])
+                if p["in"] == "query"}
+    if set(response.request.args) - declared:
+        assert status == 400 and json.loads(response.data)["type"].endswith("/unknown-parameter"), \
+            f"{method} {template} with undocumented query parameters answered {status}"
+        return
     if status in GENERIC_REFUSALS and str(status) not in operation["responses"]:
         return  # a refusal any route may give; already checked to be problem+json
     assert_conforms(method, path, status, response.headers.get("Content-Type", ""), response.data, function)
