@@ -16,36 +16,19 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.required]
 }
 
-# sweep_retention: collection-group query files where deleteAfter < now, ordered by deleteAfter.
+# sweep_retention's collection-group queries (collection => field): files where deleteAfter < now, ordered
+# by deleteAfter; devices where lastSeenAt < now - DEVICE_INACTIVITY_DAYS.
 # A field config replaces the inherited single-field indexes, so the collection-scope ones are kept too.
-resource "google_firestore_field" "files_delete_after" {
-  project    = var.project_id
-  database   = google_firestore_database.main.name
-  collection = "files"
-  field      = "deleteAfter"
-
-  index_config {
-    indexes {
-      order       = "ASCENDING"
-      query_scope = "COLLECTION"
-    }
-    indexes {
-      order       = "DESCENDING"
-      query_scope = "COLLECTION"
-    }
-    indexes {
-      order       = "ASCENDING"
-      query_scope = "COLLECTION_GROUP"
-    }
+resource "google_firestore_field" "collection_group_index" {
+  for_each = {
+    files   = "deleteAfter"
+    devices = "lastSeenAt"
   }
-}
 
-# sweep_retention: collection-group query devices where lastSeenAt < now - DEVICE_INACTIVITY_DAYS.
-resource "google_firestore_field" "devices_last_seen_at" {
   project    = var.project_id
   database   = google_firestore_database.main.name
-  collection = "devices"
-  field      = "lastSeenAt"
+  collection = each.key
+  field      = each.value
 
   index_config {
     indexes {

@@ -1,343 +1,115 @@
-# The five Cloud Functions (2nd gen), one per entry point in main.py, all from one source bundle.
-
+# The five Cloud Functions (2nd gen), one entry per entry point in main.py. Everything a function gets is
+# derived from its entry here: the function itself (cloudfunctions.tf), its runtime service account
+# (serviceaccounts.tf), its IAM grants and invokers (iam.tf) and its secrets (secrets.tf). A new function is
+# one more entry (and its folder functions/<entry point>/ re-exported by main.py).
+#
+# This file holds data only (literals and var.*), so the function_overrides validation in variables.tf can
+# name the entry points from it; resources refer to it, never the other way round.
+#
+# An entry sets (required: description, account_description, grants.firestore, scaling; everything else
+# has a default in local.function_defaults below):
+#   description          the function's description
+#   account_description  the description of its runtime service account fn-<entry-point>
+#   delivery             event functions: the identity Pub/Sub or Eventarc deliver events as (its only invoker)
+#   trigger_topic        an Eventarc trigger on this topic (a key of google_pubsub_topic.topic in pubsub.tf)
+#   ingress              ALLOW_ALL for functions called from outside Google Cloud; default ALLOW_INTERNAL_ONLY
+#   invokers             IAM members given roles/run.invoker on the function
+#   entra                true: gets ENTRA_AUTHORITY_HOST, ENTRA_CLIENT_ID, ENTRA_REQUIRED_SCOPE
+#   secrets              environment variables read from Secret Manager (keys of google_secret_manager_secret.secret)
+#   grants               roles of the runtime identity on Firestore (conditioned on the database), the technical
+#                        files bucket and the deletion-requests topic (default: none); a role is a predefined
+#                        role or the key of a custom role in local.custom_roles (iam.tf)
+#   scaling              max/min instances, memory, timeout (var.function_overrides changes them)
+#   env                  settings beyond the common ones (GOOGLE_CLOUD_PROJECT, TECHNICAL_FILES_BUCKET, DELETION_TOPIC)
 locals {
-  runtime = "python312"
+  functions = {
+    register_device = {
+      description         = "Registers and unregisters devices; accepts diagnostics uploads. Public, authenticated by Entra ID tokens in code."
+      account_description = "Runtime identity of register_device: devices, diagnostics uploads, device.delete requests."
+      # Called by the mobile app from the internet; every request is authenticated in code (Entra ID token,
+      # tenant active, device registered).
+      ingress  = "ALLOW_ALL"
+      invokers = ["allUsers"]
+      entra    = true
+      secrets  = ["RECEIPT_KEY"]
+      # Uploaders create objects only: they cannot read, list, overwrite or delete them.
+      grants  = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
+      scaling = { max_instance_count = 20, available_memory = "256Mi", timeout_seconds = 60 }
+      env     = { DIAGNOSTICS_RETENTION_DAYS = tostring(var.diagnostics_retention_days), MAX_DEVICES_PER_TENANT = tostring(var.max_devices_per_tenant) }
+    }
 
+    relay_contacts = {
+      description         = "Streams the tenant's directory from Microsoft Graph to the device; stores no contact data. Public, authenticated by Entra ID tokens in code."
+      account_description = "Runtime identity of relay_contacts: reads tenants and devices, updates lastSeenAt, nothing else."
+      ingress             = "ALLOW_ALL"
+      invokers            = ["allUsers"]
+      entra               = true
+      secrets             = ["ENTRA_CLIENT_SECRET", "CURSOR_KEY"]
+      # Read and update only: a deleted device is never re-created by a sync. Stores nothing, so no
+      # Storage or Pub/Sub access.
+      grants  = { firestore = "relay_firestore" }
+      scaling = { max_instance_count = 50, available_memory = "512Mi", timeout_seconds = 540 }
+      env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds) }
+    }
+
+    manage_tenants = {
+      description         = "Tenant administration for operators and support. Invocable only by var.tenant_admin_invokers (IAM)."
+      account_description = "Runtime identity of manage_tenants: tenant administration, technical files, deletion requests."
+      # Operators call it from their own networks; Cloud Run IAM admits only the listed principals.
+      ingress  = "ALLOW_ALL"
+      invokers = var.tenant_admin_invokers
+      secrets  = ["RECEIPT_KEY"]
+      grants   = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
+      scaling  = { max_instance_count = 5, available_memory = "256Mi", timeout_seconds = 120 }
+    }
+
+    # Delivered by the handle-deletion push subscription in pubsub.tf (with dead-letter policy), not by an
+    # Eventarc trigger: see the comment there.
+    handle_deletion = {
+      description         = "Cascading deletion of tenants, devices and technical files from deletion-requests."
+      account_description = "Runtime identity of handle_deletion: the only identity that deletes Firestore data and technical files."
+      delivery = {
+        account_id   = "push-handle-deletion"
+        display_name = "Pub/Sub push to handle_deletion"
+        description  = "Identity in the OIDC token of the handle-deletion push subscription; may only invoke handle_deletion."
+      }
+      secrets = ["RECEIPT_KEY"]
+      # The deletion cascade: list and delete, never read. Consumes through the push subscription, publishes nothing.
+      grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser" }
+      scaling = { max_instance_count = 20, available_memory = "512Mi", timeout_seconds = 540 }
+      env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second) }
+    }
+
+    # Ticked by Cloud Scheduler through retention-sweep.
+    sweep_retention = {
+      description         = "Retention sweeper, ticked by Cloud Scheduler through retention-sweep; publishes deletion requests."
+      account_description = "Runtime identity of sweep_retention: reads deadlines, writes pending receipts, publishes deletion requests, removes orphaned objects."
+      delivery = {
+        account_id   = "trigger-sweep-retention"
+        display_name = "Eventarc trigger of sweep_retention"
+        description  = "Identity of the Eventarc trigger on retention-sweep; may only invoke sweep_retention."
+      }
+      trigger_topic = "retention_sweep"
+      # Writes the pending receipt (subject = HMAC under RECEIPT_KEY) of each request it publishes.
+      secrets = ["RECEIPT_KEY"]
+      # Reads and creates only. Removes objects that have no manifest (orphans older than a day): no
+      # file.delete can name them.
+      grants  = { firestore = "sweeper_firestore", technical_files = "technical_files_eraser", deletion_requests = "roles/pubsub.publisher" }
+      scaling = { max_instance_count = 1, available_memory = "512Mi", timeout_seconds = 540 }
+      env     = { DEVICE_INACTIVITY_DAYS = tostring(var.device_inactivity_days), STUCK_DELETION_MINUTES = tostring(var.stuck_deletion_minutes) }
+    }
+  }
+
+  # What an entry leaves out.
   function_defaults = {
-    register_device = { max_instance_count = 20, min_instance_count = 0, available_memory = "256Mi", timeout_seconds = 60 }
-    relay_contacts  = { max_instance_count = 50, min_instance_count = 0, available_memory = "512Mi", timeout_seconds = 540 }
-    manage_tenants  = { max_instance_count = 5, min_instance_count = 0, available_memory = "256Mi", timeout_seconds = 120 }
-    handle_deletion = { max_instance_count = 20, min_instance_count = 0, available_memory = "512Mi", timeout_seconds = 540 }
-    sweep_retention = { max_instance_count = 1, min_instance_count = 0, available_memory = "512Mi", timeout_seconds = 540 }
+    scaling       = { min_instance_count = 0 }
+    ingress       = "ALLOW_INTERNAL_ONLY"
+    invokers      = []
+    entra         = false
+    env           = {}
+    secrets       = []
+    grants        = { technical_files = null, deletion_requests = null }
+    delivery      = null
+    trigger_topic = null
   }
-
-  function_settings = {
-    for name, defaults in local.function_defaults : name => {
-      for key, value in defaults : key => coalesce(try(var.function_overrides[name][key], null), value)
-    }
-  }
-
-  # Settings every function reads.
-  common_env = {
-    GOOGLE_CLOUD_PROJECT   = var.project_id
-    TECHNICAL_FILES_BUCKET = google_storage_bucket.technical_files.name
-    DELETION_TOPIC         = google_pubsub_topic.deletion_requests.name
-  }
-
-  entra_env = {
-    ENTRA_AUTHORITY_HOST = var.entra_authority_host
-    ENTRA_CLIENT_ID      = var.entra_client_id
-    ENTRA_REQUIRED_SCOPE = var.entra_required_scope
-  }
-
-  # Each function gets the settings it uses; secrets come from Secret Manager below.
-  function_env = {
-    register_device = merge(local.common_env, local.entra_env, {
-      DIAGNOSTICS_RETENTION_DAYS = tostring(var.diagnostics_retention_days)
-      MAX_DEVICES_PER_TENANT     = tostring(var.max_devices_per_tenant)
-    })
-    relay_contacts = merge(local.common_env, local.entra_env, {
-      GRAPH_BASE_URL               = var.graph_base_url
-      GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds)
-    })
-    manage_tenants = local.common_env
-    handle_deletion = merge(local.common_env, {
-      DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second)
-      DELETION_MAX_OPS_PER_SECOND     = tostring(var.deletion_max_ops_per_second)
-    })
-    sweep_retention = merge(local.common_env, {
-      DEVICE_INACTIVITY_DAYS = tostring(var.device_inactivity_days)
-      STUCK_DELETION_MINUTES = tostring(var.stuck_deletion_minutes)
-    })
-  }
-}
-
-# Images of the functions live in a repository of their own, in the EU region, so the build
-# identity can be granted write access to it alone.
-resource "google_artifact_registry_repository" "functions" {
-  # checkov:skip=CKV_GCP_84: Google-managed encryption; the images contain application code only, no customer data
-  project       = var.project_id
-  location      = var.region
-  repository_id = "contact-sync-functions"
-  description   = "Container images built by Cloud Functions for the contact-sync backend."
-  format        = "DOCKER"
-
-  cleanup_policy_dry_run = false
-
-  cleanup_policies {
-    id     = "keep-recent"
-    action = "KEEP"
-    most_recent_versions {
-      keep_count = 5
-    }
-  }
-
-  cleanup_policies {
-    id     = "delete-old"
-    action = "DELETE"
-    condition {
-      tag_state  = "ANY"
-      older_than = "2592000s"
-    }
-  }
-
-  depends_on = [google_project_service.required]
-}
-
-resource "google_cloudfunctions2_function" "register_device" {
-  # checkov:skip=CKV_GCP_124: register_device is called by the mobile app from the internet; every request is authenticated in code with an Entra ID access token
-  name        = "register-device"
-  project     = var.project_id
-  location    = var.region
-  description = "Registers and unregisters devices; accepts diagnostics uploads. Public, authenticated by Entra ID tokens in code."
-
-  build_config {
-    runtime           = local.runtime
-    entry_point       = "register_device"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_sources.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.register_device.email
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-    max_instance_count             = local.function_settings.register_device.max_instance_count
-    min_instance_count             = local.function_settings.register_device.min_instance_count
-    available_memory               = local.function_settings.register_device.available_memory
-    timeout_seconds                = local.function_settings.register_device.timeout_seconds
-    environment_variables          = local.function_env.register_device
-
-    secret_environment_variables {
-      key        = "RECEIPT_KEY"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.receipt_key.secret_id
-      version    = "latest"
-    }
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_secret_manager_secret_iam_member.receipt_key_register_device,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_log_writer,
-  ]
-}
-
-resource "google_cloudfunctions2_function" "relay_contacts" {
-  # checkov:skip=CKV_GCP_124: relay_contacts is called by the mobile app from the internet; every request is authenticated in code with an Entra ID access token
-  name        = "relay-contacts"
-  project     = var.project_id
-  location    = var.region
-  description = "Streams the tenant's directory from Microsoft Graph to the device; stores no contact data. Public, authenticated by Entra ID tokens in code."
-
-  build_config {
-    runtime           = local.runtime
-    entry_point       = "relay_contacts"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_sources.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.relay_contacts.email
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-    max_instance_count             = local.function_settings.relay_contacts.max_instance_count
-    min_instance_count             = local.function_settings.relay_contacts.min_instance_count
-    available_memory               = local.function_settings.relay_contacts.available_memory
-    timeout_seconds                = local.function_settings.relay_contacts.timeout_seconds
-    environment_variables          = local.function_env.relay_contacts
-
-    secret_environment_variables {
-      key        = "ENTRA_CLIENT_SECRET"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.entra_client_secret.secret_id
-      version    = "latest"
-    }
-
-    secret_environment_variables {
-      key        = "CURSOR_KEY"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.cursor_key.secret_id
-      version    = "latest"
-    }
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_secret_manager_secret_iam_member.entra_client_secret_relay_contacts,
-    google_secret_manager_secret_iam_member.cursor_key_relay_contacts,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_log_writer,
-  ]
-}
-
-resource "google_cloudfunctions2_function" "manage_tenants" {
-  # checkov:skip=CKV_GCP_124: operators call manage_tenants from their own networks; Cloud Run IAM admits only the principals in var.tenant_admin_invokers
-  name        = "manage-tenants"
-  project     = var.project_id
-  location    = var.region
-  description = "Tenant administration for operators and support. Invocable only by var.tenant_admin_invokers (IAM)."
-
-  build_config {
-    runtime           = local.runtime
-    entry_point       = "manage_tenants"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_sources.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.manage_tenants.email
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-    max_instance_count             = local.function_settings.manage_tenants.max_instance_count
-    min_instance_count             = local.function_settings.manage_tenants.min_instance_count
-    available_memory               = local.function_settings.manage_tenants.available_memory
-    timeout_seconds                = local.function_settings.manage_tenants.timeout_seconds
-    environment_variables          = local.function_env.manage_tenants
-
-    secret_environment_variables {
-      key        = "RECEIPT_KEY"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.receipt_key.secret_id
-      version    = "latest"
-    }
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_secret_manager_secret_iam_member.receipt_key_manage_tenants,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_log_writer,
-  ]
-}
-
-# Triggered by the handle-deletion push subscription in pubsub.tf (with dead-letter policy),
-# not by an event_trigger: see the comment there. Reachable only from inside Google Cloud.
-resource "google_cloudfunctions2_function" "handle_deletion" {
-  name        = "handle-deletion"
-  project     = var.project_id
-  location    = var.region
-  description = "Cascading deletion of tenants, devices and technical files from deletion-requests."
-
-  build_config {
-    runtime           = local.runtime
-    entry_point       = "handle_deletion"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_sources.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.handle_deletion.email
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    max_instance_count             = local.function_settings.handle_deletion.max_instance_count
-    min_instance_count             = local.function_settings.handle_deletion.min_instance_count
-    available_memory               = local.function_settings.handle_deletion.available_memory
-    timeout_seconds                = local.function_settings.handle_deletion.timeout_seconds
-    environment_variables          = local.function_env.handle_deletion
-
-    secret_environment_variables {
-      key        = "RECEIPT_KEY"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.receipt_key.secret_id
-      version    = "latest"
-    }
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_secret_manager_secret_iam_member.receipt_key_handle_deletion,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_log_writer,
-  ]
-}
-
-resource "google_cloudfunctions2_function" "sweep_retention" {
-  name        = "sweep-retention"
-  project     = var.project_id
-  location    = var.region
-  description = "Retention sweeper, ticked by Cloud Scheduler through retention-sweep; publishes deletion requests."
-
-  build_config {
-    runtime           = local.runtime
-    entry_point       = "sweep_retention"
-    service_account   = google_service_account.build.id
-    docker_repository = google_artifact_registry_repository.functions.id
-
-    source {
-      storage_source {
-        bucket = google_storage_bucket.function_sources.name
-        object = google_storage_bucket_object.source.name
-      }
-    }
-  }
-
-  service_config {
-    service_account_email          = google_service_account.sweep_retention.email
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    max_instance_count             = local.function_settings.sweep_retention.max_instance_count
-    min_instance_count             = local.function_settings.sweep_retention.min_instance_count
-    available_memory               = local.function_settings.sweep_retention.available_memory
-    timeout_seconds                = local.function_settings.sweep_retention.timeout_seconds
-    environment_variables          = local.function_env.sweep_retention
-
-    # The sweeper writes the pending receipt (subject = HMAC under RECEIPT_KEY) of each request it publishes.
-    secret_environment_variables {
-      key        = "RECEIPT_KEY"
-      project_id = var.project_id
-      secret     = google_secret_manager_secret.receipt_key.secret_id
-      version    = "latest"
-    }
-  }
-
-  event_trigger {
-    trigger_region        = var.region
-    event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
-    pubsub_topic          = google_pubsub_topic.retention_sweep.id
-    retry_policy          = "RETRY_POLICY_RETRY"
-    service_account_email = google_service_account.sweep_trigger.email
-  }
-
-  depends_on = [
-    google_project_service.required,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_source_reader,
-    google_project_iam_member.build_log_writer,
-    google_service_account_iam_member.sweep_trigger_token_creator,
-    google_secret_manager_secret_iam_member.receipt_key_sweep_retention,
-  ]
 }

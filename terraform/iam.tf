@@ -52,62 +52,48 @@ resource "google_project_iam_custom_role" "technical_files_eraser" {
   ]
 }
 
+# Per-function grants, from each entry of local.functions (functions.tf): grants, secrets, invokers, delivery.
+locals {
+  # Custom roles the function map names by key; any other role name is a predefined role.
+  custom_roles = {
+    relay_firestore        = google_project_iam_custom_role.relay_firestore.name
+    sweeper_firestore      = google_project_iam_custom_role.sweeper_firestore.name
+    technical_files_eraser = google_project_iam_custom_role.technical_files_eraser.name
+  }
+
+  # "<function> <ENV_VAR>" for every secret a function reads.
+  function_secrets = merge([
+    for name, fn in local.function_config : {
+      for key in fn.secrets : "${name} ${key}" => { function = name, secret = key }
+    }
+  ]...)
+
+  # "<function> <member>" for every listed invoker, "<function> delivery" for each delivery identity.
+  invokers = merge(
+    {
+      for name in keys(local.delivery_identities) : "${name} delivery" => {
+        function = name
+        member   = "serviceAccount:${google_service_account.delivery[name].email}"
+      }
+    },
+    [
+      for name, fn in local.function_config : {
+        for member in fn.invokers : "${name} ${member}" => { function = name, member = member }
+      }
+    ]...
+  )
+}
+
 # ---------------------------------------------------------------------------------------------------
 # Firestore (project level, conditioned on the database).
 # ---------------------------------------------------------------------------------------------------
 
-resource "google_project_iam_member" "firestore_user_register_device" {
+resource "google_project_iam_member" "firestore" {
+  for_each = local.functions
+
   project = var.project_id
-  role    = "roles/datastore.user"
-  member  = "serviceAccount:${google_service_account.register_device.email}"
-
-  condition {
-    title       = "contact-sync-database-only"
-    description = "Only the contact-sync Firestore database."
-    expression  = local.firestore_condition_expression
-  }
-}
-
-resource "google_project_iam_member" "firestore_relay_contacts" {
-  project = var.project_id
-  role    = google_project_iam_custom_role.relay_firestore.name
-  member  = "serviceAccount:${google_service_account.relay_contacts.email}"
-
-  condition {
-    title       = "contact-sync-database-only"
-    description = "Only the contact-sync Firestore database."
-    expression  = local.firestore_condition_expression
-  }
-}
-
-resource "google_project_iam_member" "firestore_user_manage_tenants" {
-  project = var.project_id
-  role    = "roles/datastore.user"
-  member  = "serviceAccount:${google_service_account.manage_tenants.email}"
-
-  condition {
-    title       = "contact-sync-database-only"
-    description = "Only the contact-sync Firestore database."
-    expression  = local.firestore_condition_expression
-  }
-}
-
-resource "google_project_iam_member" "firestore_user_handle_deletion" {
-  project = var.project_id
-  role    = "roles/datastore.user"
-  member  = "serviceAccount:${google_service_account.handle_deletion.email}"
-
-  condition {
-    title       = "contact-sync-database-only"
-    description = "Only the contact-sync Firestore database."
-    expression  = local.firestore_condition_expression
-  }
-}
-
-resource "google_project_iam_member" "firestore_sweep_retention" {
-  project = var.project_id
-  role    = google_project_iam_custom_role.sweeper_firestore.name
-  member  = "serviceAccount:${google_service_account.sweep_retention.email}"
+  role    = lookup(local.custom_roles, each.value.grants.firestore, each.value.grants.firestore)
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
 
   condition {
     title       = "contact-sync-database-only"
@@ -117,67 +103,36 @@ resource "google_project_iam_member" "firestore_sweep_retention" {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Technical files bucket.
+# Technical files bucket: uploaders create only (cannot read, list, overwrite or delete); erasers list
+# and delete (cannot read). Nobody reads technical files back.
 # ---------------------------------------------------------------------------------------------------
 
-# Uploaders create objects only: they cannot read, list, overwrite or delete them.
-resource "google_storage_bucket_iam_member" "technical_files_creator_register_device" {
-  bucket = google_storage_bucket.technical_files.name
-  role   = "roles/storage.objectCreator"
-  member = "serviceAccount:${google_service_account.register_device.email}"
-}
+resource "google_storage_bucket_iam_member" "technical_files" {
+  for_each = { for name, fn in local.function_config : name => fn.grants.technical_files if fn.grants.technical_files != null }
 
-resource "google_storage_bucket_iam_member" "technical_files_creator_manage_tenants" {
-  bucket = google_storage_bucket.technical_files.name
-  role   = "roles/storage.objectCreator"
-  member = "serviceAccount:${google_service_account.manage_tenants.email}"
-}
-
-# The deletion cascade.
-resource "google_storage_bucket_iam_member" "technical_files_eraser_handle_deletion" {
-  bucket = google_storage_bucket.technical_files.name
-  role   = google_project_iam_custom_role.technical_files_eraser.name
-  member = "serviceAccount:${google_service_account.handle_deletion.email}"
-}
-
-# The sweeper removes objects that have no manifest (ARCHITECTURE: orphans older than a day);
-# such objects have no manifest to name them in a file.delete request.
-resource "google_storage_bucket_iam_member" "technical_files_eraser_sweep_retention" {
-  bucket = google_storage_bucket.technical_files.name
-  role   = google_project_iam_custom_role.technical_files_eraser.name
-  member = "serviceAccount:${google_service_account.sweep_retention.email}"
+  bucket = google_storage_bucket.bucket["technical_files"].name
+  role   = lookup(local.custom_roles, each.value, each.value)
+  member = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
 # ---------------------------------------------------------------------------------------------------
 # Pub/Sub: only the publishers publish; only Pub/Sub itself moves messages to the dead letter.
 # ---------------------------------------------------------------------------------------------------
 
-resource "google_pubsub_topic_iam_member" "deletion_publisher_register_device" {
-  project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.register_device.email}"
-}
+resource "google_pubsub_topic_iam_member" "deletion_publisher" {
+  for_each = { for name, fn in local.function_config : name => fn.grants.deletion_requests if fn.grants.deletion_requests != null }
 
-resource "google_pubsub_topic_iam_member" "deletion_publisher_manage_tenants" {
   project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.manage_tenants.email}"
-}
-
-resource "google_pubsub_topic_iam_member" "deletion_publisher_sweep_retention" {
-  project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests.name
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.sweep_retention.email}"
+  topic   = google_pubsub_topic.topic["deletion_requests"].name
+  role    = lookup(local.custom_roles, each.value, each.value)
+  member  = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
 # Dead-lettering: the Pub/Sub service agent publishes to the dead-letter topic and acks the
 # original message on the source subscription.
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher_pubsub_agent" {
   project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests_dead_letter.name
+  topic   = google_pubsub_topic.topic["deletion_requests_dead_letter"].name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
 }
@@ -193,46 +148,13 @@ resource "google_pubsub_subscription_iam_member" "handle_deletion_subscriber_pub
 # Secrets: each function reads only the secrets it uses.
 # ---------------------------------------------------------------------------------------------------
 
-resource "google_secret_manager_secret_iam_member" "entra_client_secret_relay_contacts" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.entra_client_secret.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.relay_contacts.email}"
-}
+resource "google_secret_manager_secret_iam_member" "function_secret" {
+  for_each = local.function_secrets
 
-resource "google_secret_manager_secret_iam_member" "cursor_key_relay_contacts" {
   project   = var.project_id
-  secret_id = google_secret_manager_secret.cursor_key.secret_id
+  secret_id = google_secret_manager_secret.secret[each.value.secret].secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.relay_contacts.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "receipt_key_register_device" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.receipt_key.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.register_device.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "receipt_key_manage_tenants" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.receipt_key.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.manage_tenants.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "receipt_key_sweep_retention" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.receipt_key.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.sweep_retention.email}"
-}
-
-resource "google_secret_manager_secret_iam_member" "receipt_key_handle_deletion" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.receipt_key.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.handle_deletion.email}"
+  member    = "serviceAccount:${google_service_account.function[each.value.function].email}"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -246,7 +168,7 @@ resource "google_project_iam_member" "build_log_writer" {
 }
 
 resource "google_storage_bucket_iam_member" "build_source_reader" {
-  bucket = google_storage_bucket.function_sources.name
+  bucket = google_storage_bucket.bucket["function_sources"].name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
 }
@@ -260,64 +182,27 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Who may invoke which function (roles/run.invoker on each function's Cloud Run service).
+# Who may invoke which function (roles/run.invoker on each function's Cloud Run service):
+# register_device and relay_contacts allUsers (the app; each request is authenticated in code),
+# manage_tenants var.tenant_admin_invokers only, handle_deletion and sweep_retention their delivery identity only.
 # ---------------------------------------------------------------------------------------------------
 
-# Public by design: the app calls these; each request is authenticated in code (Entra ID token,
-# tenant active, device registered).
-resource "google_cloud_run_v2_service_iam_member" "register_device_public" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.register_device.service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "relay_contacts_public" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.relay_contacts.service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "allUsers"
-}
-
-# Operators and support only.
-resource "google_cloud_run_v2_service_iam_member" "manage_tenants_invokers" {
-  for_each = toset(var.tenant_admin_invokers)
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.invokers
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.manage_tenants.service_config[0].service
+  name     = google_cloudfunctions2_function.function[each.value.function].service_config[0].service
   role     = "roles/run.invoker"
-  member   = each.value
+  member   = each.value.member
 }
 
-resource "google_cloud_run_v2_service_iam_member" "handle_deletion_invoker" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.handle_deletion.service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.deletion_push.email}"
-}
-
-resource "google_cloud_run_v2_service_iam_member" "sweep_retention_invoker" {
-  project  = var.project_id
-  location = var.region
-  name     = google_cloudfunctions2_function.sweep_retention.service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.sweep_trigger.email}"
-}
-
-# Pub/Sub mints the OIDC tokens of push deliveries as these identities (needed on projects created
+# Pub/Sub mints the OIDC tokens of push deliveries as the delivery identities (needed on projects created
 # before April 2021, harmless after). Granted on each service account, not on the project.
-resource "google_service_account_iam_member" "deletion_push_token_creator" {
-  service_account_id = google_service_account.deletion_push.name
-  role               = "roles/iam.serviceAccountTokenCreator"
-  member             = local.pubsub_service_agent
-}
+resource "google_service_account_iam_member" "delivery_token_creator" {
+  for_each = local.delivery_identities
 
-resource "google_service_account_iam_member" "sweep_trigger_token_creator" {
-  service_account_id = google_service_account.sweep_trigger.name
+  service_account_id = google_service_account.delivery[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 }

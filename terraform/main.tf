@@ -24,9 +24,7 @@ locals {
   # Pub/Sub's own service agent signs push requests, dead-letters messages and acks them.
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
-  technical_files_bucket_name = coalesce(var.technical_files_bucket_name, "${var.project_id}-technical-files")
-  source_bucket_name          = coalesce(var.source_bucket_name, "${var.project_id}-function-sources")
-  source_dir                  = coalesce(var.source_dir, abspath("${path.module}/.."))
+  source_dir = coalesce(var.source_dir, abspath("${path.module}/.."))
 
   # Firestore has no per-collection IAM: grants are project-level, narrowed to this one database.
   firestore_condition_expression = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.main.name}\""

@@ -1,36 +1,26 @@
 output "function_urls" {
   description = "HTTPS URL of each function, keyed by entry point. handle_deletion and sweep_retention accept only internal traffic."
-  value = {
-    register_device = google_cloudfunctions2_function.register_device.service_config[0].uri
-    relay_contacts  = google_cloudfunctions2_function.relay_contacts.service_config[0].uri
-    manage_tenants  = google_cloudfunctions2_function.manage_tenants.service_config[0].uri
-    handle_deletion = google_cloudfunctions2_function.handle_deletion.service_config[0].uri
-    sweep_retention = google_cloudfunctions2_function.sweep_retention.service_config[0].uri
-  }
+  value       = { for name, function in google_cloudfunctions2_function.function : name => function.service_config[0].uri }
 }
 
 output "register_device_url" {
   description = "URL the mobile app uses for device registration and diagnostics uploads."
-  value       = google_cloudfunctions2_function.register_device.service_config[0].uri
+  value       = google_cloudfunctions2_function.function["register_device"].service_config[0].uri
 }
 
 output "relay_contacts_url" {
   description = "URL the mobile app uses to sync contacts."
-  value       = google_cloudfunctions2_function.relay_contacts.service_config[0].uri
+  value       = google_cloudfunctions2_function.function["relay_contacts"].service_config[0].uri
 }
 
 output "manage_tenants_url" {
   description = "URL of the administration API (call with an identity token of a principal in tenant_admin_invokers)."
-  value       = google_cloudfunctions2_function.manage_tenants.service_config[0].uri
+  value       = google_cloudfunctions2_function.function["manage_tenants"].service_config[0].uri
 }
 
 output "topics" {
   description = "Pub/Sub topic names."
-  value = {
-    deletion_requests             = google_pubsub_topic.deletion_requests.name
-    deletion_requests_dead_letter = google_pubsub_topic.deletion_requests_dead_letter.name
-    retention_sweep               = google_pubsub_topic.retention_sweep.name
-  }
+  value       = { for key, topic in google_pubsub_topic.topic : key => topic.name }
 }
 
 output "deletion_subscription" {
@@ -45,12 +35,12 @@ output "dead_letter_subscription" {
 
 output "technical_files_bucket" {
   description = "Bucket for technical files (TECHNICAL_FILES_BUCKET)."
-  value       = google_storage_bucket.technical_files.name
+  value       = google_storage_bucket.bucket["technical_files"].name
 }
 
 output "source_bucket" {
   description = "Bucket holding the functions' source bundles."
-  value       = google_storage_bucket.function_sources.name
+  value       = google_storage_bucket.bucket["function_sources"].name
 }
 
 output "source_object" {
@@ -65,23 +55,17 @@ output "firestore_database" {
 
 output "secret_ids" {
   description = "Secret Manager secret IDs to add versions to, keyed by environment variable."
-  value = {
-    ENTRA_CLIENT_SECRET = google_secret_manager_secret.entra_client_secret.secret_id
-    CURSOR_KEY          = google_secret_manager_secret.cursor_key.secret_id
-    RECEIPT_KEY         = google_secret_manager_secret.receipt_key.secret_id
-  }
+  value       = { for key, secret in google_secret_manager_secret.secret : key => secret.secret_id }
 }
 
 output "service_accounts" {
   description = "Service account e-mail of each function and of the build and delivery identities."
-  value = {
-    register_device = google_service_account.register_device.email
-    relay_contacts  = google_service_account.relay_contacts.email
-    manage_tenants  = google_service_account.manage_tenants.email
-    handle_deletion = google_service_account.handle_deletion.email
-    sweep_retention = google_service_account.sweep_retention.email
-    build           = google_service_account.build.email
-    deletion_push   = google_service_account.deletion_push.email
-    sweep_trigger   = google_service_account.sweep_trigger.email
-  }
+  value = merge(
+    { for name, account in google_service_account.function : name => account.email },
+    {
+      build         = google_service_account.build.email
+      deletion_push = google_service_account.delivery["handle_deletion"].email
+      sweep_trigger = google_service_account.delivery["sweep_retention"].email
+    },
+  )
 }

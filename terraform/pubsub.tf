@@ -1,33 +1,16 @@
 # Pub/Sub: deletion requests (with dead letter), the sweep tick, and the deletion push subscription.
 # Message storage is pinned to the EU region.
 
-resource "google_pubsub_topic" "deletion_requests" {
-  # checkov:skip=CKV_GCP_83: Google-managed encryption; messages carry only tenant/device/file IDs and request IDs, no contact data
-  name    = "deletion-requests"
-  project = var.project_id
-
-  message_storage_policy {
-    allowed_persistence_regions = [var.region]
+resource "google_pubsub_topic" "topic" {
+  # checkov:skip=CKV_GCP_83: Google-managed encryption; deletion requests carry only tenant/device/file IDs and request IDs, the sweep tick no data at all: no contact data
+  # Topic names (contracts), keyed as in the topics output.
+  for_each = {
+    deletion_requests             = "deletion-requests"
+    deletion_requests_dead_letter = "deletion-requests-dead-letter"
+    retention_sweep               = "retention-sweep"
   }
 
-  depends_on = [google_project_service.required]
-}
-
-resource "google_pubsub_topic" "deletion_requests_dead_letter" {
-  # checkov:skip=CKV_GCP_83: Google-managed encryption; messages carry only tenant/device/file IDs and request IDs, no contact data
-  name    = "deletion-requests-dead-letter"
-  project = var.project_id
-
-  message_storage_policy {
-    allowed_persistence_regions = [var.region]
-  }
-
-  depends_on = [google_project_service.required]
-}
-
-resource "google_pubsub_topic" "retention_sweep" {
-  # checkov:skip=CKV_GCP_83: Google-managed encryption; the sweep tick carries no data at all
-  name    = "retention-sweep"
+  name    = each.value
   project = var.project_id
 
   message_storage_policy {
@@ -45,7 +28,7 @@ resource "google_pubsub_topic" "retention_sweep" {
 resource "google_pubsub_subscription" "handle_deletion" {
   name    = "handle-deletion"
   project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests.id
+  topic   = google_pubsub_topic.topic["deletion_requests"].id
 
   # handle_deletion may run up to its 540 s timeout; the ack deadline must outlast it.
   ack_deadline_seconds       = 600
@@ -58,11 +41,11 @@ resource "google_pubsub_subscription" "handle_deletion" {
 
   push_config {
     # The /projects/…/topics/… path lets functions-framework name the topic in the CloudEvent source.
-    push_endpoint = "${google_cloudfunctions2_function.handle_deletion.service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.deletion_requests.name}"
+    push_endpoint = "${google_cloudfunctions2_function.function["handle_deletion"].service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.topic["deletion_requests"].name}"
 
     oidc_token {
-      service_account_email = google_service_account.deletion_push.email
-      audience              = google_cloudfunctions2_function.handle_deletion.service_config[0].uri
+      service_account_email = google_service_account.delivery["handle_deletion"].email
+      audience              = google_cloudfunctions2_function.function["handle_deletion"].service_config[0].uri
     }
   }
 
@@ -72,13 +55,13 @@ resource "google_pubsub_subscription" "handle_deletion" {
   }
 
   dead_letter_policy {
-    dead_letter_topic     = google_pubsub_topic.deletion_requests_dead_letter.id
+    dead_letter_topic     = google_pubsub_topic.topic["deletion_requests_dead_letter"].id
     max_delivery_attempts = var.deletion_max_delivery_attempts
   }
 
   depends_on = [
-    google_cloud_run_v2_service_iam_member.handle_deletion_invoker,
-    google_service_account_iam_member.deletion_push_token_creator,
+    google_cloud_run_v2_service_iam_member.invoker,
+    google_service_account_iam_member.delivery_token_creator,
     google_pubsub_topic_iam_member.dead_letter_publisher_pubsub_agent,
   ]
 }
@@ -88,7 +71,7 @@ resource "google_pubsub_subscription" "handle_deletion" {
 resource "google_pubsub_subscription" "deletion_requests_dead_letter" {
   name    = "deletion-requests-dead-letter"
   project = var.project_id
-  topic   = google_pubsub_topic.deletion_requests_dead_letter.id
+  topic   = google_pubsub_topic.topic["deletion_requests_dead_letter"].id
 
   ack_deadline_seconds       = 60
   message_retention_duration = "604800s"

@@ -11,7 +11,7 @@ resource "google_cloud_scheduler_job" "retention_sweep" {
   time_zone   = "Etc/UTC"
 
   pubsub_target {
-    topic_name = google_pubsub_topic.retention_sweep.id
+    topic_name = google_pubsub_topic.topic["retention_sweep"].id
     data       = base64encode(jsonencode({ type = "retention.sweep" }))
   }
 

@@ -1,38 +1,15 @@
 # Secret Manager: the secrets exist here, their values never do. Operators add versions with
 # gcloud (see README), so no secret value is in variables, tfvars or the Terraform state.
 
-resource "google_secret_manager_secret" "entra_client_secret" {
-  secret_id = "entra-client-secret"
-  project   = var.project_id
-
-  replication {
-    user_managed {
-      replicas {
-        location = var.region
-      }
-    }
+resource "google_secret_manager_secret" "secret" {
+  # Secret IDs keyed by the environment variable a function reads them into (secrets in local.functions).
+  for_each = {
+    ENTRA_CLIENT_SECRET = "entra-client-secret"
+    CURSOR_KEY          = "cursor-key"
+    RECEIPT_KEY         = "receipt-key"
   }
 
-  depends_on = [google_project_service.required]
-}
-
-resource "google_secret_manager_secret" "cursor_key" {
-  secret_id = "cursor-key"
-  project   = var.project_id
-
-  replication {
-    user_managed {
-      replicas {
-        location = var.region
-      }
-    }
-  }
-
-  depends_on = [google_project_service.required]
-}
-
-resource "google_secret_manager_secret" "receipt_key" {
-  secret_id = "receipt-key"
+  secret_id = each.value
   project   = var.project_id
 
   replication {

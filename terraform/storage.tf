@@ -1,9 +1,25 @@
 # Cloud Storage: the technical files bucket (customer data, erased for real) and the source bundle.
 
-resource "google_storage_bucket" "technical_files" {
-  # checkov:skip=CKV_GCP_62: usage logs would copy object names (tenant and device IDs) into yet another bucket; access is audited with Cloud Audit Logs instead (see README)
-  # checkov:skip=CKV_GCP_78: versioning is off on purpose: a noncurrent version would keep erased customer data alive
-  name          = local.technical_files_bucket_name
+locals {
+  # The technical files bucket (customer data, erased for real: TECHNICAL_FILES_BUCKET) and the bucket of
+  # the source bundles.
+  bucket_names = {
+    technical_files  = coalesce(var.technical_files_bucket_name, "${var.project_id}-technical-files")
+    function_sources = coalesce(var.source_bucket_name, "${var.project_id}-function-sources")
+  }
+}
+
+resource "google_storage_bucket" "bucket" {
+  # checkov:skip=CKV_GCP_62: usage logs would copy object names (tenant and device IDs) into yet another bucket, and the source bucket holds no customer data; access is audited with Cloud Audit Logs instead (see README)
+  # checkov:skip=CKV_GCP_78: versioning is off on purpose: a noncurrent technical file would keep erased customer data alive, and every source bundle has a unique content-hash name
+  # Bucket => days after customTime at which the lifecycle rule deletes an object. Only technical files have
+  # the rule, the safety net behind the sweeper (every object carries customTime = deleteAfter).
+  for_each = {
+    technical_files  = [var.technical_files_lifecycle_grace_days]
+    function_sources = []
+  }
+
+  name          = local.bucket_names[each.key]
   project       = var.project_id
   location      = var.storage_location
   storage_class = "STANDARD"
@@ -21,37 +37,16 @@ resource "google_storage_bucket" "technical_files" {
     retention_duration_seconds = 0
   }
 
-  # Safety net behind the sweeper: every object carries customTime = deleteAfter.
-  lifecycle_rule {
-    condition {
-      days_since_custom_time = var.technical_files_lifecycle_grace_days
+  dynamic "lifecycle_rule" {
+    for_each = each.value
+    content {
+      condition {
+        days_since_custom_time = lifecycle_rule.value
+      }
+      action {
+        type = "Delete"
+      }
     }
-    action {
-      type = "Delete"
-    }
-  }
-
-  depends_on = [google_project_service.required]
-}
-
-resource "google_storage_bucket" "function_sources" {
-  # checkov:skip=CKV_GCP_62: holds only the application's source bundles, no customer data; access is audited with Cloud Audit Logs
-  # checkov:skip=CKV_GCP_78: every bundle has a unique content-hash name, so versioning adds nothing
-  name          = local.source_bucket_name
-  project       = var.project_id
-  location      = var.storage_location
-  storage_class = "STANDARD"
-  force_destroy = false
-
-  uniform_bucket_level_access = true
-  public_access_prevention    = "enforced"
-
-  versioning {
-    enabled = false
-  }
-
-  soft_delete_policy {
-    retention_duration_seconds = 0
   }
 
   depends_on = [google_project_service.required]
@@ -92,7 +87,7 @@ data "archive_file" "source" {
 resource "google_storage_bucket_object" "source" {
   # The content hash in the name makes every code change a new object, and so a redeploy.
   name         = "contact-sync/source-${data.archive_file.source.output_sha256}.zip"
-  bucket       = google_storage_bucket.function_sources.name
+  bucket       = google_storage_bucket.bucket["function_sources"].name
   source       = data.archive_file.source.output_path
   content_type = "application/zip"
 }

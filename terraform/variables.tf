@@ -1,6 +1,14 @@
 # Inputs. Every location defaults to the EU; leaving the EU takes an explicit override.
-# The region lists below are the Google Cloud regions inside EU member states
-# (europe-west2 London and europe-west6 Zurich are in Europe but not in the EU).
+
+locals {
+  # The Google Cloud regions inside EU member states, the one list every location validation below uses
+  # (europe-west2 London and europe-west6 Zurich are in Europe but not in the EU).
+  eu_regions = [
+    "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
+    "europe-west1", "europe-west3", "europe-west4", "europe-west8",
+    "europe-west9", "europe-west10", "europe-west12",
+  ]
+}
 
 variable "project_id" {
   type        = string
@@ -24,11 +32,7 @@ variable "region" {
   description = "Region of the functions, Pub/Sub message storage, Secret Manager replicas, Artifact Registry and Cloud Scheduler. Must be an EU region unless allow_non_eu_locations is true."
 
   validation {
-    condition = var.allow_non_eu_locations || contains([
-      "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
-      "europe-west1", "europe-west3", "europe-west4", "europe-west8",
-      "europe-west9", "europe-west10", "europe-west12",
-    ], var.region)
+    condition     = var.allow_non_eu_locations || contains(local.eu_regions, var.region)
     error_message = "region must be a Google Cloud region in the EU (e.g. europe-west1, europe-west3, europe-west4); set allow_non_eu_locations = true to override."
   }
 }
@@ -39,12 +43,7 @@ variable "firestore_location" {
   description = "Location of the Firestore (Native mode) database: the EU multi-region eur3 (Belgium + Netherlands) or an EU region."
 
   validation {
-    condition = var.allow_non_eu_locations || contains([
-      "eur3",
-      "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
-      "europe-west1", "europe-west3", "europe-west4", "europe-west8",
-      "europe-west9", "europe-west10", "europe-west12",
-    ], var.firestore_location)
+    condition     = var.allow_non_eu_locations || contains(concat(["eur3"], local.eu_regions), var.firestore_location)
     error_message = "firestore_location must be eur3 or an EU region; set allow_non_eu_locations = true to override."
   }
 }
@@ -55,12 +54,7 @@ variable "storage_location" {
   description = "Location of the Cloud Storage buckets: the EU multi-region, the EUR4 dual-region (Finland + Netherlands) or an EU region."
 
   validation {
-    condition = var.allow_non_eu_locations || contains([
-      "EU", "EUR4",
-      "EUROPE-CENTRAL2", "EUROPE-NORTH1", "EUROPE-NORTH2", "EUROPE-SOUTHWEST1",
-      "EUROPE-WEST1", "EUROPE-WEST3", "EUROPE-WEST4", "EUROPE-WEST8",
-      "EUROPE-WEST9", "EUROPE-WEST10", "EUROPE-WEST12",
-    ], upper(var.storage_location))
+    condition     = var.allow_non_eu_locations || contains(concat(["eu", "eur4"], local.eu_regions), lower(var.storage_location))
     error_message = "storage_location must be EU, EUR4 or an EU region; set allow_non_eu_locations = true to override."
   }
 }
@@ -262,13 +256,11 @@ variable "function_overrides" {
     timeout_seconds    = optional(number)
   }))
   default     = {}
-  description = "Per-function scaling overrides keyed by entry point (register_device, relay_contacts, manage_tenants, handle_deletion, sweep_retention); unset fields keep the defaults in functions.tf."
+  description = "Per-function scaling overrides keyed by entry point (a key of local.functions in functions.tf); unset fields keep the function's scaling there."
 
   validation {
-    condition = alltrue([
-      for name in keys(var.function_overrides) : contains(["register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention"], name)
-    ])
-    error_message = "function_overrides keys must be entry points: register_device, relay_contacts, manage_tenants, handle_deletion, sweep_retention."
+    condition     = alltrue([for name in keys(var.function_overrides) : contains(keys(local.functions), name)])
+    error_message = "function_overrides keys must be entry points: ${join(", ", keys(local.functions))}."
   }
 }
 
