@@ -33,24 +33,14 @@ output "dead_letter_subscription" {
   value       = google_pubsub_subscription.deletion_requests_dead_letter.name
 }
 
-output "technical_files_bucket" {
-  description = "Bucket for technical files (TECHNICAL_FILES_BUCKET)."
-  value       = google_storage_bucket.bucket["technical_files"].name
-}
-
-output "source_bucket" {
-  description = "Bucket holding the functions' source bundles."
-  value       = google_storage_bucket.bucket["function_sources"].name
-}
-
-output "source_object" {
-  description = "Object name of the deployed source bundle (contains its SHA-256)."
-  value       = google_storage_bucket_object.source.name
-}
-
 output "firestore_database" {
   description = "Firestore database resource name."
   value       = google_firestore_database.main.id
+}
+
+output "technical_files_bucket" {
+  description = "Bucket for technical files (TECHNICAL_FILES_BUCKET)."
+  value       = google_storage_bucket.bucket["technical_files"].name
 }
 
 output "secret_ids" {
@@ -68,4 +58,14 @@ output "service_accounts" {
       sweep_trigger = google_service_account.delivery["sweep_retention"].email
     },
   )
+}
+
+output "source_bucket" {
+  description = "Bucket holding the functions' source bundles."
+  value       = google_storage_bucket.bucket["function_sources"].name
+}
+
+output "source_object" {
+  description = "Object name of the deployed source bundle (contains its SHA-256)."
+  value       = google_storage_bucket_object.source.name
 }

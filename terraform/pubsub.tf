@@ -30,15 +30,6 @@ resource "google_pubsub_subscription" "handle_deletion" {
   project = var.project_id
   topic   = google_pubsub_topic.topic["deletion_requests"].id
 
-  # handle_deletion may run up to its 540 s timeout; the ack deadline must outlast it.
-  ack_deadline_seconds       = 600
-  message_retention_duration = "604800s"
-  retain_acked_messages      = false
-
-  expiration_policy {
-    ttl = ""
-  }
-
   push_config {
     # The /projects/…/topics/… path lets functions-framework name the topic in the CloudEvent source.
     push_endpoint = "${google_cloudfunctions2_function.function["handle_deletion"].service_config[0].uri}/projects/${var.project_id}/topics/${google_pubsub_topic.topic["deletion_requests"].name}"
@@ -57,6 +48,15 @@ resource "google_pubsub_subscription" "handle_deletion" {
   dead_letter_policy {
     dead_letter_topic     = google_pubsub_topic.topic["deletion_requests_dead_letter"].id
     max_delivery_attempts = var.deletion_max_delivery_attempts
+  }
+
+  # handle_deletion may run up to its 540 s timeout; the ack deadline must outlast it.
+  ack_deadline_seconds       = 600
+  message_retention_duration = "604800s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
   }
 
   depends_on = [

@@ -16,13 +16,6 @@ resource "google_service_account" "function" {
   description  = each.value.account_description
 }
 
-resource "google_service_account" "build" {
-  project      = var.project_id
-  account_id   = "fn-build"
-  display_name = "Cloud Functions builder"
-  description  = "Cloud Build identity for the functions: reads the source bundle, pushes images to the functions repository, writes build logs."
-}
-
 # push-handle-deletion (OIDC identity of the handle-deletion push subscription) and
 # trigger-sweep-retention (identity of the Eventarc trigger on retention-sweep).
 resource "google_service_account" "delivery" {
@@ -32,4 +25,11 @@ resource "google_service_account" "delivery" {
   account_id   = each.value.account_id
   display_name = each.value.display_name
   description  = each.value.description
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "fn-build"
+  display_name = "Cloud Functions builder"
+  description  = "Cloud Build identity for the functions: reads the source bundle, pushes images to the functions repository, writes build logs."
 }

@@ -8,6 +8,9 @@ locals {
     "europe-west1", "europe-west3", "europe-west4", "europe-west8",
     "europe-west9", "europe-west10", "europe-west12",
   ]
+
+  # Cloud Storage bucket names (3-63 lower-case letters, digits, dots, hyphens, underscores).
+  bucket_name_pattern = "^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
 }
 
 variable "project_id" {
@@ -65,7 +68,7 @@ variable "technical_files_bucket_name" {
   description = "Name of the bucket for technical files (TECHNICAL_FILES_BUCKET). Defaults to \"<project_id>-technical-files\"."
 
   validation {
-    condition     = var.technical_files_bucket_name == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.technical_files_bucket_name))
+    condition     = var.technical_files_bucket_name == null || can(regex(local.bucket_name_pattern, var.technical_files_bucket_name))
     error_message = "technical_files_bucket_name must be a valid bucket name (3-63 lower-case letters, digits, dots, hyphens, underscores)."
   }
 }
@@ -76,7 +79,7 @@ variable "source_bucket_name" {
   description = "Name of the bucket that holds the functions' source bundles. Defaults to \"<project_id>-function-sources\"."
 
   validation {
-    condition     = var.source_bucket_name == null || can(regex("^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", var.source_bucket_name))
+    condition     = var.source_bucket_name == null || can(regex(local.bucket_name_pattern, var.source_bucket_name))
     error_message = "source_bucket_name must be a valid bucket name (3-63 lower-case letters, digits, dots, hyphens, underscores)."
   }
 }
