@@ -2,14 +2,11 @@
 # gcloud (see README), so no secret value is in variables, tfvars or the Terraform state.
 
 resource "google_secret_manager_secret" "secret" {
-  # Secret IDs keyed by the environment variable a function reads them into (secrets in local.functions).
-  for_each = {
-    ENTRA_CLIENT_SECRET = "entra-client-secret"
-    CURSOR_KEY          = "cursor-key"
-    RECEIPT_KEY         = "receipt-key"
-  }
+  # Keyed by the environment variable a function reads the secret into (secrets in local.functions);
+  # the secret ID is that name in kebab case: entra-client-secret, cursor-key, receipt-key.
+  for_each = toset(["ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY"])
 
-  secret_id = each.value
+  secret_id = lower(replace(each.key, "_", "-"))
   project   = var.project_id
 
   replication {
