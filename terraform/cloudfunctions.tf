@@ -3,17 +3,6 @@
 locals {
   runtime = "python312"
 
-  # Each entry of local.functions completed with local.function_defaults; scaling with var.function_overrides.
-  function_config = {
-    for name, spec in local.functions : name => merge(local.function_defaults, spec, {
-      grants = merge(local.function_defaults.grants, spec.grants)
-      scaling = {
-        for key, value in merge(local.function_defaults.scaling, spec.scaling) :
-        key => coalesce(try(var.function_overrides[name][key], null), value)
-      }
-    })
-  }
-
   # Settings every function reads.
   common_env = {
     GOOGLE_CLOUD_PROJECT   = var.project_id
@@ -62,10 +51,10 @@ resource "google_artifact_registry_repository" "functions" {
 }
 
 # for_each iterates local.functions as written, because checkov renders every instance of a plain map
-# (not of local.function_config); the settings come from local.function_config, the same entries
-# completed with defaults and overrides. The skip below therefore applies to all five instances: it is
-# meant for the three with ingress ALLOW_ALL; handle_deletion and sweep_retention are ALLOW_INTERNAL_ONLY,
-# which tests/terraform checks.
+# (not of local.function_config): so it sees each function's ingress. The other settings come from
+# local.function_config, the same entries completed with defaults and overrides. The skip below applies to
+# all five instances; it is meant for the three with ingress ALLOW_ALL (tests/terraform checks that
+# handle_deletion and sweep_retention pass CKV_GCP_124 without it).
 resource "google_cloudfunctions2_function" "function" {
   # checkov:skip=CKV_GCP_124: register_device and relay_contacts are called by the mobile app from the internet, every request authenticated in code with an Entra ID access token; operators call manage_tenants from their own networks and Cloud Run IAM admits only var.tenant_admin_invokers
   for_each = local.functions
@@ -91,7 +80,7 @@ resource "google_cloudfunctions2_function" "function" {
 
   service_config {
     service_account_email          = google_service_account.function[each.key].email
-    ingress_settings               = local.function_config[each.key].ingress
+    ingress_settings               = each.value.ingress
     all_traffic_on_latest_revision = true
     max_instance_count             = local.function_config[each.key].scaling.max_instance_count
     min_instance_count             = local.function_config[each.key].scaling.min_instance_count

@@ -3,16 +3,17 @@
 # (serviceaccounts.tf), its IAM grants and invokers (iam.tf) and its secrets (secrets.tf). A new function is
 # one more entry (and its folder functions/<entry point>/ re-exported by main.py).
 #
-# This file holds data only (literals and var.*), so the function_overrides validation in variables.tf can
-# name the entry points from it; resources refer to it, never the other way round.
+# This file holds data only (literals, var.* and its own locals): the function_overrides validation in
+# variables.tf names the entry points from it, and tests/terraform evaluates it with Terraform alone
+# (variables.tf + functions.tf need no provider). Resources refer to it, never the other way round.
 #
-# An entry sets (required: description, account_description, grants.firestore, scaling; everything else
-# has a default in local.function_defaults below):
+# An entry sets (required: description, account_description, ingress, grants.firestore, scaling; everything
+# else has a default in local.function_defaults below):
 #   description          the function's description
 #   account_description  the description of its runtime service account fn-<entry-point>
 #   delivery             event functions: the identity Pub/Sub or Eventarc deliver events as (its only invoker)
 #   trigger_topic        an Eventarc trigger on this topic (a key of google_pubsub_topic.topic in pubsub.tf)
-#   ingress              ALLOW_ALL for functions called from outside Google Cloud; default ALLOW_INTERNAL_ONLY
+#   ingress              ALLOW_ALL for functions called from outside Google Cloud, else ALLOW_INTERNAL_ONLY
 #   invokers             IAM members given roles/run.invoker on the function
 #   entra                true: gets ENTRA_AUTHORITY_HOST, ENTRA_CLIENT_ID, ENTRA_REQUIRED_SCOPE
 #   secrets              environment variables read from Secret Manager (keys of google_secret_manager_secret.secret)
@@ -73,6 +74,7 @@ locals {
         display_name = "Pub/Sub push to handle_deletion"
         description  = "Identity in the OIDC token of the handle-deletion push subscription; may only invoke handle_deletion."
       }
+      ingress = "ALLOW_INTERNAL_ONLY"
       secrets = ["RECEIPT_KEY"]
       # The deletion cascade: list and delete, never read. Consumes through the push subscription, publishes nothing.
       grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser" }
@@ -90,6 +92,7 @@ locals {
         description  = "Identity of the Eventarc trigger on retention-sweep; may only invoke sweep_retention."
       }
       trigger_topic = "retention_sweep"
+      ingress       = "ALLOW_INTERNAL_ONLY"
       # Writes the pending receipt (subject = HMAC under RECEIPT_KEY) of each request it publishes.
       secrets = ["RECEIPT_KEY"]
       # Reads and creates only. Removes objects that have no manifest (orphans older than a day): no
@@ -103,7 +106,6 @@ locals {
   # What an entry leaves out.
   function_defaults = {
     scaling       = { min_instance_count = 0 }
-    ingress       = "ALLOW_INTERNAL_ONLY"
     invokers      = []
     entra         = false
     env           = {}
@@ -111,5 +113,16 @@ locals {
     grants        = { technical_files = null, deletion_requests = null }
     delivery      = null
     trigger_topic = null
+  }
+
+  # Each entry of local.functions completed with local.function_defaults; scaling with var.function_overrides.
+  function_config = {
+    for name, spec in local.functions : name => merge(local.function_defaults, spec, {
+      grants = merge(local.function_defaults.grants, spec.grants)
+      scaling = {
+        for key, value in merge(local.function_defaults.scaling, spec.scaling) :
+        key => coalesce(try(var.function_overrides[name][key], null), value)
+      }
+    })
   }
 }

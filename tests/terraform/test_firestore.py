@@ -1,0 +1,26 @@
+"""Firestore: Native mode in eur3, no point-in-time recovery, and the indexes the sweeper queries."""
+
+from __future__ import annotations
+
+
+def test_firestore_native_in_eur3_without_point_in_time_recovery(tf):
+    (db,) = tf.resources_of("google_firestore_database").values()
+    assert db["type"] == "FIRESTORE_NATIVE"
+    assert tf.resolve(db["location_id"]) == "eur3"
+    assert db["point_in_time_recovery_enablement"] == "POINT_IN_TIME_RECOVERY_DISABLED"
+
+
+def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
+    fields = tf.resources_of("google_firestore_field")
+    assert list(fields) == ["collection_group_index"]
+    body = fields["collection_group_index"]
+    assert body["collection"] == "${each.key}" and body["field"] == "${each.value}"
+    assert body["for_each"] == {"files": "deleteAfter", "devices": "lastSeenAt"}
+    scopes = [(index["query_scope"], index["order"]) for index in hcl.block(body, "index_config")["indexes"]]
+    assert ("COLLECTION_GROUP", "ASCENDING") in scopes
+    # A field config replaces the inherited single-field indexes: the collection-scope ones stay.
+    assert {("COLLECTION", "ASCENDING"), ("COLLECTION", "DESCENDING")} <= set(scopes)
+
+    (index,) = tf.resources_of("google_firestore_index").values()
+    assert index["collection"] == "tenants"
+    assert [field["field_path"] for field in index["fields"]] == ["status", "deletionRequestedAt"]
