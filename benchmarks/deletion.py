@@ -155,7 +155,7 @@ class Bench:
         from google.cloud.firestore_v1.bulk_writer import BulkWriterOptions
 
         from shared.ids import new_id
-        from shared.store.technical_files import object_name
+        from shared.store.objects import object_name
 
         started = time.perf_counter()
         now = datetime.now(timezone.utc)
@@ -197,20 +197,24 @@ class Bench:
         from shared.clock import utc_now
         from shared.events import DeletionRequest
         from shared.ids import new_id
+        from shared.store.erasure import DocumentEraser
+        from shared.store.objects import ObjectStore
+        from shared.store.repositories import ReceiptRepository, TenantRepository
+        from shared.store.schema import DeletionKind
 
-        service = DeletionService(self.db, self.bucket, self.receipt_key, utc_now,
-                                  initial_ops_per_second=initial, max_ops_per_second=maximum)
         firestore_seconds = [0.0]
-        recursive = service._delete_recursively
 
-        def timed(reference, tally):  # the benchmark measures the Firestore phase on its own
-            started = time.perf_counter()
-            recursive(reference, tally)
-            firestore_seconds[0] += time.perf_counter() - started
+        class TimedEraser(DocumentEraser):  # the benchmark measures the Firestore phase on its own
+            def erase_tenant(self, tenant_id, counted):
+                started = time.perf_counter()
+                super().erase_tenant(tenant_id, counted)
+                firestore_seconds[0] += time.perf_counter() - started
 
-        service._delete_recursively = timed
+        service = DeletionService(TenantRepository(self.db), ReceiptRepository(self.db),
+                                  TimedEraser(self.db, initial, maximum), ObjectStore(self.bucket),
+                                  self.receipt_key, utc_now)
         started = time.perf_counter()
-        outcome = service.delete(DeletionRequest("tenant", tenant_id, new_id()))
+        outcome = service.delete(DeletionRequest(DeletionKind.TENANT, tenant_id, new_id()))
         seconds = time.perf_counter() - started
         return Run(label, outcome.documents, outcome.files, seconds, firestore_seconds[0], outcome.verified)
 

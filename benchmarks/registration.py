@@ -135,21 +135,21 @@ def _timed(call: Callable[[], object]) -> float:
 
 def in_process(stack, token: str, sizes: Sizes) -> dict:
     with stack.client_environment():
-        from shared import clients
-        from shared.app_auth import build_validator
-        from shared.auth import TokenValidator
+        from shared import wiring
+        from shared.auth import JwksCache, TokenValidator, jwks_url
         from shared.clock import utc_now
         from shared.config import settings_for
-        from shared.egress import AllowListedSession
-        from shared.store.repositories import DeviceRepository, TenantRepository
+        from shared.store.records import Tenant
+        from shared.store.schema import TenantStatus
 
         config = settings_for("register_device")
-        db = clients.firestore_client(config.project)
-        tenants = TenantRepository(db)
-        devices = DeviceRepository(db, tenants)
-        validator = build_validator(config, AllowListedSession(config.allowed_egress), tenants)
-        keys = validator._keys  # noqa: SLF001 - the cache's fetch counter is what we report
-        active = {"status": "active", "settings": {}}
+        store = wiring.store(config)
+        tenants, devices = store.tenants, store.devices
+        # The validator as wiring.token_validator builds it, with its key cache at hand (fetch counter).
+        keys = JwksCache(wiring.egress_session(config), jwks_url(config.entra_authority_host))
+        validator = TokenValidator(keys, config.entra_authority_host, config.entra_client_id,
+                                   config.entra_required_scope, tenants.get)
+        active = Tenant(TENANT, "Benchmark GmbH", TenantStatus.ACTIVE, None)
         jwt_only = TokenValidator(keys, config.entra_authority_host, config.entra_client_id,
                                   config.entra_required_scope, lambda tenant_id: active)
         header = f"Bearer {token}"

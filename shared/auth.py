@@ -1,4 +1,4 @@
-"""Validation of the app's Entra ID v2 access tokens (ARCHITECTURE.md, "Authentication of the app").
+"""Validation of the app's Entra ID v2 access tokens (docs/architecture.md, "Authentication of the app").
 
 RS256 only with a key chosen by `kid` from the authority's JWKS (cached; an unknown `kid` refetches at
 most every 30 s), issuer equal to both `{authority}/{tid}/v2.0` and the key's issuer template, audience,
@@ -17,6 +17,7 @@ import requests
 
 from shared.errors import Forbidden, ServiceUnavailable, Unauthorized
 from shared.ids import is_canonical_id
+from shared.store.records import Tenant
 
 MAX_TOKEN_LENGTH = 8192
 LEEWAY_SECONDS = 60
@@ -87,7 +88,7 @@ def _refuse(reason: str, detail: str) -> Unauthorized:
 
 class TokenValidator:
     def __init__(self, keys: JwksCache, authority: str, client_id: str, required_scope: str,
-                 tenant_lookup: Callable[[str], dict | None]):
+                 tenant_lookup: Callable[[str], Tenant | None]):
         self._keys = keys
         self._authority = authority.rstrip("/")
         self._client_id = client_id
@@ -137,9 +138,9 @@ class TokenValidator:
             raise Forbidden("the access token lacks the required scope", slug="token-scope",
                             headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
         tenant = self._tenant_lookup(tenant_id)
-        if tenant is None or tenant.get("status") != "active":
+        if tenant is None or not tenant.active:
             raise Forbidden("the tenant is not onboarded or not active", slug="tenant-not-active")
-        return Caller(tenant_id, tenant.get("settings") or {})
+        return Caller(tenant_id, tenant.settings)
 
     @staticmethod
     def _bearer(authorization: str | None) -> str:

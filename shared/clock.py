@@ -9,3 +9,8 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def timestamp(value: object) -> str | None:
+    """A stored time as RFC 3339 UTC text ("…Z"), as the HTTP views show it."""
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None

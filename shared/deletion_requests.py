@@ -1,30 +1,76 @@
-"""Accepting a deletion request: the pending receipt first (readable at once), then the message."""
+"""Accepting deletion requests, the one place that does it: the pending receipt first (readable at
+once), then the message (docs/architecture.md, "Deletion requests").
+
+Used by every caller: the app's unregister, the operators' revoke and tenant deletion, the sweeper.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 from shared.clock import Clock
 from shared.errors import TransientError
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject
-from shared.store.repositories import ReceiptRepository
+from shared.store.repositories import ReceiptRepository, TenantRepository
+from shared.store.schema import DeletionKind
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What `request_many` did: requests published, and those left out because their receipt was
+    already completed or belongs to another subject (publishing again would change nothing)."""
+    published: int
+    skipped: int
 
 
 class DeletionRequester:
-    def __init__(self, receipts: ReceiptRepository, publisher: DeletionPublisher, receipt_key: bytes,
-                 clock: Clock):
+    def __init__(self, receipts: ReceiptRepository, tenants: TenantRepository, publisher: DeletionPublisher,
+                 receipt_key: bytes, clock: Clock, new_request_id: Callable[[], str]):
         self._receipts = receipts
+        self._tenants = tenants
         self._publisher = publisher
         self._receipt_key = receipt_key
         self._clock = clock
+        self._new_request_id = new_request_id
 
-    def subject(self, request: DeletionRequest) -> str:
-        return receipt_subject(self._receipt_key, request)
-
-    def request(self, request: DeletionRequest) -> str:
-        self._receipts.create_pending(request.request_id, request.kind, self.subject(request), self._clock())
-        self.publish(request)
+    def request(self, kind: DeletionKind, tenant_id: str, target_id: str | None = None) -> str:
+        """A new request for a device or file (a fresh requestId); returns the requestId."""
+        request = DeletionRequest(kind, tenant_id, self._new_request_id(), target_id)
+        self._receipts.create_pending(request.request_id, request.kind, self._subject(request), self._clock())
+        self._publish([request])
         return request.request_id
 
-    def publish(self, request: DeletionRequest) -> None:
+    def request_tenant(self, tenant_id: str) -> str:
+        """Marks the tenant `deleting` with its pending receipt (one transaction), then publishes.
+
+        A tenant already being deleted keeps its first requestId; its request is published again, so a
+        lost publish is healed by asking again.
+        """
+        request = DeletionRequest(DeletionKind.TENANT, tenant_id, self._new_request_id())
+        request_id, _ = self._tenants.request_deletion(tenant_id, request.request_id, self._clock(),
+                                                       self._subject(request))
+        self._publish([request.with_request_id(request_id)])
+        return request_id
+
+    def request_many(self, requests: list[DeletionRequest]) -> Accepted:
+        """Requests with IDs chosen by the caller (e.g. deterministic ones): receipts in one batch, then
+        one publish batch for those not done already. At most 500 requests."""
+        if not requests:
+            return Accepted(0, 0)
+        subjects = {r.request_id: (r.kind, self._subject(r)) for r in requests}
+        receipts = self._receipts.create_pending_many(subjects, self._clock())
+        due = [r for r in requests
+               if receipts[r.request_id].subject == subjects[r.request_id][1] and not receipts[r.request_id].completed]
+        self._publish(due)
+        return Accepted(len(due), len(requests) - len(due))
+
+    def _subject(self, request: DeletionRequest) -> str:
+        return receipt_subject(self._receipt_key, request)
+
+    def _publish(self, requests: list[DeletionRequest]) -> None:
+        if not requests:
+            return
         try:
-            self._publisher.publish(request)
-        except Exception as error:  # the receipt stays pending; the caller may retry
+            self._publisher.publish_many(requests)
+        except Exception as error:  # the receipts stay pending; the caller (or the next sweep) may retry
             raise TransientError("the deletion request could not be published") from error

@@ -9,14 +9,15 @@ from typing import Iterable
 
 from shared.errors import PoisonMessage
 from shared.ids import is_canonical_id
+from shared.store.schema import DeletionKind
 
-_TARGET_KEY = {"tenant": None, "device": "deviceId", "file": "fileId"}
+_TARGET_KEY = {DeletionKind.TENANT: None, DeletionKind.DEVICE: "deviceId", DeletionKind.FILE: "fileId"}
 MAX_MESSAGE_BYTES = 4096
 
 
 @dataclass(frozen=True)
 class DeletionRequest:
-    kind: str  # tenant | device | file
+    kind: DeletionKind
     tenant_id: str
     request_id: str
     target_id: str | None = None  # deviceId or fileId
@@ -24,6 +25,9 @@ class DeletionRequest:
     @property
     def type(self) -> str:
         return f"{self.kind}.delete"
+
+    def with_request_id(self, request_id: str) -> DeletionRequest:
+        return DeletionRequest(self.kind, self.tenant_id, request_id, self.target_id)
 
     def subject_text(self) -> str:
         return f"{self.kind}:{self.tenant_id}" + (f":{self.target_id}" if self.target_id else "")
@@ -54,6 +58,7 @@ def parse_deletion_message(data: bytes) -> DeletionRequest:
     kind = kind_type[:-len(".delete")] if isinstance(kind_type, str) and kind_type.endswith(".delete") else None
     if kind not in _TARGET_KEY:
         raise PoisonMessage("unknown message type")
+    kind = DeletionKind(kind)
     for key in ("tenantId", "requestId"):
         if not is_canonical_id(body.get(key)):
             raise PoisonMessage(f"{key} missing or not a canonical UUID")
@@ -81,9 +86,3 @@ class DeletionPublisher:
         futures = [self._publisher.publish(self._topic_path, r.to_message(), type=r.type) for r in requests]
         return [future.result(timeout=self._timeout) for future in futures]
 
-
-def deletion_publisher(config) -> DeletionPublisher:
-    """The publisher of `DELETION_TOPIC` for a function's settings (one client per process)."""
-    from shared import clients
-
-    return DeletionPublisher(clients.publisher_client(), config.project, config.deletion_topic)

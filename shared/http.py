@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from flask import Request, Response
+from werkzeug import exceptions as wexc
+from werkzeug.routing import Map, Rule
 
 from shared import logs
 from shared.errors import (PROBLEM_CONTENT_TYPE, AppError, BadRequest, MethodNotAllowed, NotFound,
@@ -20,30 +21,47 @@ Handler = Callable[..., Response]
 
 @dataclass(frozen=True)
 class Route:
+    """`path` in werkzeug's rule syntax (`/tenants/<tenantId>`); `query` the parameters it accepts."""
     method: str
-    pattern: str
+    path: str
     handler: Handler
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.pattern) + "/?")
+    query: tuple[str, ...] = ()
 
 
 class Router:
-    def __init__(self, routes: Iterable[Route]):
-        self._routes = [(route, route.regex) for route in routes]
+    """werkzeug.routing (what Flask and functions-framework use) over whole paths; a trailing slash is
+    allowed, empty segments are not. Every route refuses query parameters it does not declare."""
 
-    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str], str]:
-        allowed: list[str] = []
-        for route, regex in self._routes:
-            match = regex.fullmatch(path)  # fullmatch: "$" would let a trailing newline through
-            if match:
-                if route.method == method:
-                    return route.handler, match.groupdict(), route.pattern
-                allowed.append(route.method)
-        if allowed:
-            raise MethodNotAllowed(sorted(set(allowed)))
-        raise NotFound("no such route")
+    def __init__(self, routes: Iterable[Route]):
+        self.routes = tuple(routes)
+        self._adapter = Map([Rule(route.path, endpoint=index, methods=[route.method])
+                             for index, route in enumerate(self.routes)],
+                            strict_slashes=False, merge_slashes=False).bind("function")
+
+    def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        if "//" in path:
+            raise NotFound("no such route")
+        try:
+            index, params = self._adapter.match(path or "/", method)
+        except wexc.MethodNotAllowed as error:
+            raise MethodNotAllowed(self._declared(error.valid_methods)) from None
+        except wexc.HTTPException:
+            raise NotFound("no such route") from None
+        route = self.routes[index]
+        if route.method != method:  # werkzeug answers HEAD with the GET rule; this API does not
+            raise MethodNotAllowed(self._declared(self._adapter.allowed_methods(path or "/")))
+        return route, params
+
+    @staticmethod
+    def _declared(methods: Iterable[str] | None) -> list[str]:
+        return sorted(set(methods or ()) - {"HEAD", "OPTIONS"})
+
+
+def reject_undeclared_query(request: Request, route: Route) -> None:
+    unknown = sorted(set(request.args) - set(route.query))
+    if unknown:
+        raise BadRequest(f"unknown query parameters: {', '.join(k[:64] for k in unknown[:10])}",
+                         slug="unknown-parameter")
 
 
 def problem_response(error: AppError) -> Response:
@@ -63,8 +81,10 @@ def dispatch(request: Request, router: Router, function: str, project: str = "")
     started = time.perf_counter()
     route = "?"
     try:
-        handler, params, route = router.resolve(request.method, request.path)
-        response = handler(request, **params)
+        matched, params = router.resolve(request.method, request.path)
+        route = matched.path
+        reject_undeclared_query(request, matched)
+        response = matched.handler(request, **params)
     except AppError as error:
         response = problem_response(error)
         log.info("request refused", function=function, method=request.method, route=route,
@@ -119,9 +139,3 @@ def read_json_object(request: Request, limit: int, allowed: Iterable[str], requi
         raise BadRequest(f"missing fields: {', '.join(missing)}", slug="missing-field")
     return document
 
-
-def reject_query(request: Request, allowed: Iterable[str] = ()) -> None:
-    unknown = sorted(set(request.args) - set(allowed))
-    if unknown:
-        raise BadRequest(f"unknown query parameters: {', '.join(k[:64] for k in unknown[:10])}",
-                         slug="unknown-parameter")

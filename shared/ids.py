@@ -6,7 +6,8 @@ import uuid
 
 from shared.errors import BadRequest
 
-_CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CANONICAL = re.compile(UUID_PATTERN)
 
 
 def is_canonical_id(value: object) -> bool:

@@ -18,7 +18,8 @@ def cold_start_check(function_name: str) -> None:
 
 def once(factory: Callable[[], T]) -> Callable[[], T]:
     """A lazily built process-wide singleton (clients, services), built exactly once even when the
-    first requests of a cold instance arrive concurrently (functools.cache would build one per thread)."""
+    first requests of a cold instance arrive concurrently (functools.cache would build one per thread).
+    `get.reset()` drops it, so the next call builds it again (e.g. from other settings)."""
     lock = threading.Lock()
     built: list[T] = []
 
@@ -30,4 +31,9 @@ def once(factory: Callable[[], T]) -> Callable[[], T]:
                     built.append(factory())
         return built[0]
 
+    def reset() -> None:
+        with lock:
+            built.clear()
+
+    get.reset = reset  # type: ignore[attr-defined]
     return get

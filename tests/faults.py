@@ -94,11 +94,13 @@ class FaultyClients:
                 pass
         self.open_transactions.clear()
 
-    def service(self, **options):
-        import os
-
+    def service(self):
+        """The deletion service as `handle_deletion` wires it, over these counted clients."""
         from shared.clock import utc_now
+        from tests import support
 
         from functions.handle_deletion.service import DeletionService
 
-        return DeletionService(self.db, self.bucket, os.environ["RECEIPT_KEY"].encode(), utc_now, **options)
+        store = support.store(db=self.db, bucket=self.bucket)
+        return DeletionService(store.tenants, store.receipts, store.eraser, store.objects,
+                               support.settings().receipt_key, utc_now)

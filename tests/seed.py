@@ -11,7 +11,7 @@ from typing import Any
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
-from shared.store.technical_files import object_name
+from shared.store.objects import object_name
 from tests import support
 
 PUBSUB_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -16,9 +16,23 @@ def db():
 
 
 def bucket():
-    from shared.clients import storage_bucket
+    from shared.wiring import storage_bucket
 
     return storage_bucket(stack_module.PROJECT, stack_module.BUCKET)
+
+
+def settings():
+    """The settings the local stack gives every function (its environment is the test process's)."""
+    from shared.config import load_settings
+
+    return load_settings()
+
+
+def store(db=None, bucket=None):
+    """The repositories and object store, wired as the functions wire them (optionally over other clients)."""
+    from shared import wiring
+
+    return wiring.store(settings(), db=db, bucket=bucket)
 
 
 def _walk(document_refs, into: dict[str, Any]) -> None:

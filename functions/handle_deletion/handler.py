@@ -18,6 +18,7 @@ from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message
 from shared.config import settings_for
 from shared.runtime import cold_start_check, once
+from shared.store.schema import DeletionKind
 
 FUNCTION = "handle_deletion"
 
@@ -26,19 +27,15 @@ log = logs.get_logger(__name__)
 
 
 @once
-def _service():
-    from shared import clients
+def components():
+    from shared import wiring
     from shared.clock import utc_now
 
     from functions.handle_deletion.service import DeletionService
 
     config = settings_for(FUNCTION)
-    return DeletionService(
-        clients.firestore_client(config.project),
-        clients.storage_bucket(config.project, config.technical_files_bucket),
-        config.receipt_key, utc_now,
-        initial_ops_per_second=config.deletion_initial_ops_per_second,
-        max_ops_per_second=config.deletion_max_ops_per_second)
+    store = wiring.store(config)
+    return DeletionService(store.tenants, store.receipts, store.eraser, store.objects, config.receipt_key, utc_now)
 
 
 def message_data(cloud_event: CloudEvent) -> bytes:
@@ -67,7 +64,7 @@ def handle_deletion(cloud_event: CloudEvent) -> None:
     request = None
     try:
         request = parse_deletion_message(message_data(cloud_event))
-        outcome = _service().delete(request)
+        outcome = components().delete(request)
     except PoisonMessage as error:
         # Acknowledged: redelivery could never succeed. The reason is our own text, never the payload.
         log.error("poison deletion request acknowledged; nothing deleted", function=FUNCTION,
@@ -87,5 +84,5 @@ def _ids(request: DeletionRequest | None) -> dict[str, str | None]:
     if request is None:
         return {}
     return {"kind": request.kind, "requestId": request.request_id, "tenantId": request.tenant_id,
-            "deviceId": request.target_id if request.kind == "device" else None,
-            "fileId": request.target_id if request.kind == "file" else None}
+            "deviceId": request.target_id if request.kind == DeletionKind.DEVICE else None,
+            "fileId": request.target_id if request.kind == DeletionKind.FILE else None}

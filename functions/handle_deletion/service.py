@@ -1,6 +1,6 @@
 """Cascading deletion of a tenant, a device or a technical file: resumable, idempotent, verified.
 
-One request runs these steps, each safe to repeat (ARCHITECTURE.md, "handle_deletion contract"):
+One request runs these steps, each safe to repeat (docs/architecture.md, "Deletion"):
 
 1. receipt: create the `pending` receipt if missing; a requestId already used for another subject is
    poison. A receipt already `completed` means an earlier delivery finished: nothing more to do.
@@ -12,9 +12,8 @@ One request runs these steps, each safe to repeat (ARCHITECTURE.md, "handle_dele
 5. verify: re-read the prefix and the documents; leftovers get one more pass, then a TransientError.
 6. counts are added to the receipt (summed over attempts), then the receipt is `completed`.
 
-Write rate (Firestore's 500/50/5 rule): the BulkWriter starts at `DELETION_INITIAL_OPS_PER_SECOND`
-(500) and grows by 50 % every 5 minutes up to `DELETION_MAX_OPS_PER_SECOND` (10000), which is the ramp
-Firestore asks for on production traffic; the benchmarks lift both on the emulator.
+Firestore is reached through `shared.store.erasure.DocumentEraser` (exact counts, Firestore's write
+ramp), Storage through `shared.store.objects.ObjectStore`; this module decides the order and the checks.
 """
 from __future__ import annotations
 
@@ -22,23 +21,16 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from google.api_core import exceptions as gexc
-from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.bulk_writer import BulkWriter, BulkWriterOptions
-
 from shared import logs
 from shared.clock import Clock
 from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message, receipt_subject
-from shared.store import schema
-from shared.store.repositories import FileRepository, ReceiptRepository, TenantRepository
-from shared.store.technical_files import (ObjectsNotDeleted, delete_objects, device_prefix, first_object,
-                                          object_pages, tenant_prefix)
+from shared.store.erasure import DocumentEraser
+from shared.store.objects import ObjectsNotDeleted, ObjectStore, device_prefix, tenant_prefix
+from shared.store.repositories import ReceiptRepository, TenantRepository
+from shared.store.schema import DeletionKind
 
 log = logs.get_logger(__name__)
-
-_NOT_FOUND = 5  # google.rpc.Code.NOT_FOUND: the document was already gone (precondition `exists`)
-_WRITE_ATTEMPTS = 5  # per document, then verification notices and Pub/Sub redelivers
 
 
 @dataclass(frozen=True)
@@ -51,7 +43,7 @@ class DeletionOutcome:
 
 
 class _Tally:
-    """What this attempt deleted; BulkWriter callbacks run on its worker threads."""
+    """What this attempt deleted; the eraser reports from its BulkWriter threads."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -63,39 +55,19 @@ class _Tally:
             self.documents += documents
             self.files += files
 
-
-class _ExistingOnlyWriter(BulkWriter):
-    """Deletes with the precondition `exists`, so only documents that really went are counted.
-
-    `Client.recursive_delete` calls `delete(reference)`; with the precondition a document deleted
-    meanwhile by a duplicate delivery fails with NOT_FOUND, which is success and is not counted twice.
-    """
-
-    def __init__(self, client, options: BulkWriterOptions, tally: _Tally):
-        super().__init__(client, options)
-        self._exists = client.write_option(exists=True)
-        self.on_write_result(lambda reference, result, writer: tally.add(documents=1))
-        self.on_write_error(lambda failure, writer: failure.code != _NOT_FOUND
-                            and failure.attempts < _WRITE_ATTEMPTS)
-
-    def delete(self, reference, option=None):
-        return super().delete(reference, option=option or self._exists)
+    def document_deleted(self, count: int) -> None:
+        self.add(documents=count)
 
 
 class DeletionService:
-    def __init__(self, db, bucket, receipt_key: bytes, clock: Clock, *,
-                 initial_ops_per_second: int = 500, max_ops_per_second: int = 10000,
-                 storage_workers: int = 8):
-        self._db = db
-        self._bucket = bucket
+    def __init__(self, tenants: TenantRepository, receipts: ReceiptRepository, eraser: DocumentEraser,
+                 objects: ObjectStore, receipt_key: bytes, clock: Clock):
+        self._tenants = tenants
+        self._receipts = receipts
+        self._eraser = eraser
+        self._objects = objects
         self._receipt_key = receipt_key
         self._clock = clock
-        self._writer_options = BulkWriterOptions(initial_ops_per_second=initial_ops_per_second,
-                                                 max_ops_per_second=max_ops_per_second)
-        self._storage_workers = storage_workers
-        self._tenants = TenantRepository(db)
-        self._files = FileRepository(db, self._tenants)
-        self._receipts = ReceiptRepository(db)
 
     # -- entry -----------------------------------------------------------------------------------
     def handle_message(self, data: bytes) -> DeletionOutcome:
@@ -105,12 +77,13 @@ class DeletionService:
     def delete(self, request: DeletionRequest) -> DeletionOutcome:
         subject = receipt_subject(self._receipt_key, request)
         receipt = self._receipts.create_pending(request.request_id, request.kind, subject, self._clock())
-        if receipt.get("subject") != subject or receipt.get("kind") != request.kind:
+        if receipt.subject != subject or receipt.kind != request.kind:
             raise PoisonMessage("requestId already used for a different subject")
-        if receipt.get("status") == "completed":
-            return DeletionOutcome(request, verified=bool(receipt.get("verified")), already_completed=True)
+        if receipt.completed:
+            return DeletionOutcome(request, verified=receipt.verified, already_completed=True)
 
-        steps = {"tenant": self._tenant_steps, "device": self._device_steps, "file": self._file_steps}
+        steps = {DeletionKind.TENANT: self._tenant_steps, DeletionKind.DEVICE: self._device_steps,
+                 DeletionKind.FILE: self._file_steps}
         run, leftovers = steps[request.kind](request)
         tally = _Tally()
         try:
@@ -141,25 +114,20 @@ class DeletionService:
     # -- tenant ----------------------------------------------------------------------------------
     def _tenant_steps(self, request: DeletionRequest):
         tenant_id = request.tenant_id
-        tenant_ref = self._tenants.ref(tenant_id)
         prefix = tenant_prefix(tenant_id)
 
         def run(tally: _Tally) -> None:
             # Mark first: from now on registrations and uploads of this tenant are refused.
             self._tenants.mark_deleting(tenant_id, request.request_id, self._clock())
-            manifests = self._manifest_objects(self._files.collection(tenant_id), prefix, request)
-            self._delete_names([name for name in manifests.values() if name], tally)
+            names = self._inside(prefix, self._eraser.object_names(tenant_id), request)
+            self._delete_objects(list(names.values()), tally)
             self._delete_prefix(prefix, tally)
-            for collection in tenant_ref.collections():
-                self._delete_recursively(collection, tally)
-            # The tenant document last: while it says `deleting`, the sweeper can re-drive the request.
-            if not self._documents_under(tenant_ref):
-                self._delete_document(tenant_ref, tally)
+            self._eraser.erase_tenant(tenant_id, tally.document_deleted)
 
         def leftovers() -> str | None:
-            if first_object(self._bucket, prefix) is not None:
+            if self._objects.first(prefix) is not None:
                 return "objects"
-            if self._documents_under(tenant_ref) or tenant_ref.get().exists:
+            if self._eraser.tenant_left(tenant_id):
                 return "documents"
             return None
 
@@ -168,31 +136,21 @@ class DeletionService:
     # -- device ----------------------------------------------------------------------------------
     def _device_steps(self, request: DeletionRequest):
         tenant_id, device_id = request.tenant_id, request.target_id
-        device_ref = self._tenants.ref(tenant_id).collection(schema.DEVICES).document(device_id)
-        manifests_query = self._files.collection(tenant_id).where(filter=FieldFilter("deviceId", "==", device_id))
         prefix = device_prefix(tenant_id, device_id)
         outside_prefix: set[str] = set()  # manifest objects of this device not under its prefix
 
         def run(tally: _Tally) -> None:
-            manifests = self._manifest_objects(manifests_query, tenant_prefix(tenant_id), request)
-            names = [name for name in manifests.values() if name]
+            manifests = self._eraser.object_names(tenant_id, device_id)
+            names = list(self._inside(tenant_prefix(tenant_id), manifests, request).values())
             outside_prefix.update(name for name in names if not name.startswith(prefix))
-            self._delete_names(names, tally)
+            self._delete_objects(names, tally)
             self._delete_prefix(prefix, tally)
-            for manifest_id in manifests:
-                self._delete_document(self._files.collection(tenant_id).document(manifest_id), tally)
-            for collection in device_ref.collections():
-                self._delete_recursively(collection, tally)
-            self._delete_document(device_ref, tally)
+            self._eraser.erase_device(tenant_id, device_id, manifests, tally.document_deleted)
 
         def leftovers() -> str | None:
-            if first_object(self._bucket, prefix) is not None:
+            if self._objects.first(prefix) is not None or any(self._objects.exists(n) for n in outside_prefix):
                 return "objects"
-            if any(self._object_exists(name) for name in outside_prefix):
-                return "objects"
-            if next(iter(manifests_query.limit(1).get()), None) is not None:
-                return "documents"
-            if device_ref.get().exists or self._documents_under(device_ref):
+            if self._eraser.device_left(tenant_id, device_id):
                 return "documents"
             return None
 
@@ -201,78 +159,51 @@ class DeletionService:
     # -- file ------------------------------------------------------------------------------------
     def _file_steps(self, request: DeletionRequest):
         tenant_id, file_id = request.tenant_id, request.target_id
-        manifest_ref = self._files.collection(tenant_id).document(file_id)
         prefix = tenant_prefix(tenant_id)
         names: set[str] = set()
 
         def run(tally: _Tally) -> None:
-            snapshot = manifest_ref.get()
-            if snapshot.exists:
-                name = self._object_of(snapshot, prefix, request)
-                if name:
-                    names.add(name)
-                    self._delete_names([name], tally)
-            self._delete_document(manifest_ref, tally)
+            exists, name = self._eraser.object_name(tenant_id, file_id)
+            if exists:
+                inside = self._inside(prefix, {file_id: name}, request)
+                names.update(inside.values())
+                self._delete_objects(list(inside.values()), tally)
+            self._eraser.erase_manifest(tenant_id, file_id, tally.document_deleted)
 
         def leftovers() -> str | None:
-            first_object(self._bucket, prefix)  # a missing bucket must never pass as "nothing left"
-            if any(self._object_exists(name) for name in names):
+            self._objects.first(prefix)  # a missing bucket must never pass as "nothing left"
+            if any(self._objects.exists(name) for name in names):
                 return "objects"
-            if manifest_ref.get().exists:
+            if self._eraser.manifest_left(tenant_id, file_id):
                 return "documents"
             return None
 
         return run, leftovers
 
     # -- Storage ---------------------------------------------------------------------------------
-    def _manifest_objects(self, manifests, prefix: str, request: DeletionRequest) -> dict[str, str | None]:
-        """{fileId: objectName} of the manifests matched; None where the name is not inside `prefix`."""
-        return {snapshot.id: self._object_of(snapshot, prefix, request)
-                for snapshot in manifests.select(["objectName"]).stream()}
-
     @staticmethod
-    def _object_of(snapshot, prefix: str, request: DeletionRequest) -> str | None:
-        name = (snapshot.to_dict() or {}).get("objectName")
-        if isinstance(name, str) and name.startswith(prefix):
-            return name
-        # Never follow a name out of the tenant's prefix, whatever a manifest says.
-        log.error("manifest names an object outside its tenant; object left alone", kind=request.kind,
-                  tenantId=request.tenant_id, fileId=snapshot.id, requestId=request.request_id)
-        return None
+    def _inside(prefix: str, names: dict[str, str | None], request: DeletionRequest) -> dict[str, str]:
+        """The {fileId: objectName} whose object lies inside `prefix`; others are logged and left alone."""
+        inside = {}
+        for file_id, name in names.items():
+            if name is not None and name.startswith(prefix):
+                inside[file_id] = name
+            else:
+                # Never follow a name out of the tenant's prefix, whatever a manifest says.
+                log.error("manifest names an object outside its tenant; object left alone", kind=request.kind,
+                          tenantId=request.tenant_id, fileId=file_id, requestId=request.request_id)
+        return inside
 
     def _delete_prefix(self, prefix: str, tally: _Tally) -> None:
         # Page by page: memory stays flat for tenants with many objects; deleting behind the page token is safe.
-        for page in object_pages(self._bucket, prefix=prefix):
-            self._delete_names([blob.name for blob in page], tally)
+        for page in self._objects.pages(prefix=prefix):
+            self._delete_objects([stored.name for stored in page], tally)
 
-    def _delete_names(self, names: list[str], tally: _Tally) -> None:
+    def _delete_objects(self, names: list[str], tally: _Tally) -> None:
         if not names:
             return
         try:
-            tally.add(files=delete_objects(self._bucket, names, self._storage_workers))
+            tally.add(files=self._objects.delete(names))
         except ObjectsNotDeleted as error:
             tally.add(files=error.deleted)
             raise
-
-    def _object_exists(self, name: str) -> bool:
-        return first_object(self._bucket, name) == name
-
-    # -- Firestore -------------------------------------------------------------------------------
-    def _bulk_writer(self, tally: _Tally) -> BulkWriter:
-        return _ExistingOnlyWriter(self._db, self._writer_options, tally)
-
-    def _delete_recursively(self, reference, tally: _Tally) -> None:
-        self._db.recursive_delete(reference, bulk_writer=self._bulk_writer(tally))
-
-    def _delete_document(self, reference, tally: _Tally) -> None:
-        try:
-            reference.delete(option=self._db.write_option(exists=True))
-        except gexc.NotFound:
-            return
-        tally.add(documents=1)
-
-    @staticmethod
-    def _documents_under(reference) -> bool:
-        return any(next(iter(collection.recursive().limit(1).get()), None) is not None
-                   for collection in reference.collections())
-

@@ -5,14 +5,14 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from shared.clock import Clock
+from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, NotFound
-from shared.events import DeletionRequest
-from shared.ids import new_id, require_id
+from shared.ids import require_id
 from shared.store import schema
-from shared.store.repositories import (DeviceRepository, FileRepository, ReceiptRepository,
-                                       TenantRepository, pending_receipt, receipt_view, timestamp)
+from shared.store.records import Device, FileManifest, Receipt, Tenant
+from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+from shared.store.schema import DeletionKind, FileFormat
 from shared.store.technical_files import StoredFile, TechnicalFileStore
 
 MAX_NAME_LENGTH = 256
@@ -61,9 +61,25 @@ def validate_settings(settings: Any, current: dict[str, Any] | None = None) -> d
     return merged
 
 
-def tenant_view(tenant_id: str, tenant: dict[str, Any]) -> dict[str, Any]:
-    return {"tenantId": tenant_id, "name": tenant["name"], "status": tenant["status"],
-            "createdAt": timestamp(tenant.get("createdAt")), "settings": tenant.get("settings", {})}
+def tenant_view(tenant: Tenant) -> dict[str, Any]:
+    return {"tenantId": tenant.tenant_id, "name": tenant.name, "status": tenant.status,
+            "createdAt": timestamp(tenant.created_at), "settings": tenant.settings}
+
+
+def device_view(device: Device) -> dict[str, Any]:
+    return {"deviceId": device.device_id, "registeredAt": timestamp(device.registered_at),
+            "lastSeenAt": timestamp(device.last_seen_at)}
+
+
+def file_view(manifest: FileManifest) -> dict[str, Any]:
+    return {"fileId": manifest.file_id, "format": manifest.format, "owner": manifest.owner,
+            "createdAt": timestamp(manifest.created_at), "deleteAfter": timestamp(manifest.delete_after)}
+
+
+def receipt_view(receipt: Receipt) -> dict[str, Any]:
+    return {"requestId": receipt.request_id, "kind": receipt.kind, "status": receipt.status,
+            "requestedAt": timestamp(receipt.requested_at), "completedAt": timestamp(receipt.completed_at),
+            "deleted": {"documents": receipt.documents, "files": receipt.files}, "verified": receipt.verified}
 
 
 class TenantAdminService:
@@ -82,11 +98,10 @@ class TenantAdminService:
         require_id(tenant_id, "tenantId")
         name = validate_name(name)
         merged = validate_settings(settings if settings is not None else {})
-        document = self._tenants.create(tenant_id, name, merged, self._clock())
-        return tenant_view(tenant_id, document)
+        return tenant_view(self._tenants.create(tenant_id, name, merged, self._clock()))
 
     def read(self, tenant_id: str) -> dict[str, Any]:
-        return tenant_view(tenant_id, self._existing(tenant_id))
+        return tenant_view(self._existing(tenant_id))
 
     def update(self, tenant_id: str, name: Any = None, settings: Any = None) -> dict[str, Any]:
         current = self._existing(tenant_id)
@@ -94,8 +109,8 @@ class TenantAdminService:
         if name is not None:
             changes["name"] = validate_name(name)
         if settings is not None:
-            changes["settings"] = validate_settings(settings, current.get("settings"))
-        return tenant_view(tenant_id, self._tenants.update(tenant_id, changes))
+            changes["settings"] = validate_settings(settings, current.settings)
+        return tenant_view(self._tenants.update(tenant_id, changes))
 
     def list_devices(self, tenant_id: str, page_size: Any, page_token: Any) -> dict[str, Any]:
         self._existing(tenant_id)
@@ -107,26 +122,20 @@ class TenantAdminService:
             raise BadRequest(f"pageSize must be between 1 and {MAX_PAGE_SIZE}", slug="invalid-page-size")
         after = require_id(page_token, "pageToken") if page_token not in (None, "") else None
         devices, next_token = self._devices.page(tenant_id, size, after)
-        return {"devices": devices, "nextPageToken": next_token}
+        return {"devices": [device_view(device) for device in devices], "nextPageToken": next_token}
 
     def revoke_device(self, tenant_id: str, device_id: str) -> str:
         self._existing(tenant_id)
         require_id(device_id, "deviceId")
         if self._devices.get(tenant_id, device_id) is None:
             raise NotFound("device is not registered in this tenant", slug="device-not-found")
-        return self._requester.request(DeletionRequest("device", tenant_id, new_id(), device_id))
+        return self._requester.request(DeletionKind.DEVICE, tenant_id, device_id)
 
     def request_deletion(self, tenant_id: str) -> str:
         require_id(tenant_id, "tenantId")
-        request = DeletionRequest("tenant", tenant_id, new_id())
-        now = self._clock()
-        request_id, _ = self._tenants.request_deletion(
-            tenant_id, request.request_id, now, pending_receipt("tenant", self._requester.subject(request), now))
-        # Published again on a repeated DELETE as well: a lost publish is healed by asking again.
-        self._requester.publish(DeletionRequest("tenant", tenant_id, request_id))
-        return request_id
+        return self._requester.request_tenant(tenant_id)
 
-    def attach_file(self, tenant_id: str, data: bytes, fmt: str, retention_days: Any) -> StoredFile:
+    def attach_file(self, tenant_id: str, data: bytes, fmt: FileFormat, retention_days: Any) -> StoredFile:
         require_id(tenant_id, "tenantId")
         try:
             days = int(retention_days)
@@ -139,16 +148,16 @@ class TenantAdminService:
 
     def list_files(self, tenant_id: str) -> dict[str, Any]:
         self._existing(tenant_id)
-        return {"files": self._files.list(tenant_id)}
+        return {"files": [file_view(manifest) for manifest in self._files.list(tenant_id)]}
 
     def read_receipt(self, request_id: str) -> dict[str, Any]:
         require_id(request_id, "requestId")
         receipt = self._receipts.get(request_id)
         if receipt is None:
             raise NotFound("no receipt with this requestId", slug="receipt-not-found")
-        return receipt_view(request_id, receipt)
+        return receipt_view(receipt)
 
-    def _existing(self, tenant_id: str) -> dict[str, Any]:
+    def _existing(self, tenant_id: str) -> Tenant:
         require_id(tenant_id, "tenantId")
         tenant = self._tenants.get(tenant_id)
         if tenant is None:

@@ -7,7 +7,7 @@ from flask import Request, Response
 from shared import http
 from shared.config import settings_for
 from shared.runtime import cold_start_check, once
-from shared.media import CONTENT_TYPES
+from shared.store.schema import CONTENT_TYPES
 
 FUNCTION = "register_device"
 JSON_LIMIT = 4 * 1024
@@ -17,40 +17,26 @@ cold_start_check(FUNCTION)
 
 
 @once
-def _wiring():
-    from shared import clients
-    from shared.app_auth import build_validator
+def components():
+    from shared import wiring
     from shared.clock import utc_now
-    from shared.deletion_requests import DeletionRequester
-    from shared.egress import AllowListedSession
-    from shared.events import deletion_publisher
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
-    from shared.store.technical_files import TechnicalFileStore
 
     from functions.register_device.service import DeviceRegistrationService
 
     config = settings_for(FUNCTION)
-    db = clients.firestore_client(config.project)
-    tenants = TenantRepository(db)
-    files = FileRepository(db, tenants)
-    receipts = ReceiptRepository(db)
-    validator = build_validator(config, AllowListedSession(config.allowed_egress), tenants)
-    service = DeviceRegistrationService(
-        DeviceRepository(db, tenants),
-        TechnicalFileStore(clients.storage_bucket(config.project, config.technical_files_bucket), files),
-        DeletionRequester(receipts, deletion_publisher(config), config.receipt_key, utc_now),
-        utc_now, config.max_devices_per_tenant, config.diagnostics_retention_days)
-    return validator, service
+    store = wiring.store(config)
+    service = DeviceRegistrationService(store.devices, store.file_store, wiring.deletion_requester(config, store),
+                                        utc_now, config.max_devices_per_tenant, config.diagnostics_retention_days)
+    return wiring.token_validator(config, store.tenants), service
 
 
 def _caller(request: Request):
-    validator, service = _wiring()
+    validator, service = components()
     return validator.authenticate(request.headers.get("Authorization")), service
 
 
 def _register(request: Request) -> Response:
     caller, service = _caller(request)
-    http.reject_query(request)
     body = http.read_json_object(request, JSON_LIMIT, ("deviceId",), ("deviceId",))
     view, created = service.register(caller, body["deviceId"])
     return http.json_response(view, 201 if created else 200)
@@ -63,16 +49,15 @@ def _unregister(request: Request, deviceId: str) -> Response:
 
 def _diagnostics(request: Request, deviceId: str) -> Response:
     caller, service = _caller(request)
-    http.reject_query(request)
-    data, kind = http.read_body(request, DIAGNOSTICS_LIMIT, CONTENT_TYPES)
-    stored = service.upload_diagnostics(caller, deviceId, data, CONTENT_TYPES[kind])
+    data, media_type = http.read_body(request, DIAGNOSTICS_LIMIT, CONTENT_TYPES)
+    stored = service.upload_diagnostics(caller, deviceId, data, CONTENT_TYPES[media_type])
     return http.json_response(stored.view(), 201)
 
 
 ROUTER = http.Router([
     http.Route("POST", "/", _register),
-    http.Route("DELETE", "/{deviceId}", _unregister),
-    http.Route("POST", "/{deviceId}/diagnostics", _diagnostics),
+    http.Route("DELETE", "/<deviceId>", _unregister),
+    http.Route("POST", "/<deviceId>/diagnostics", _diagnostics),
 ])
 
 

@@ -5,12 +5,12 @@ from datetime import timedelta
 from typing import Any
 
 from shared.auth import Caller
-from shared.clock import Clock
+from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import NotFound
-from shared.events import DeletionRequest
-from shared.ids import new_id, require_id
-from shared.store.repositories import DeviceRepository, timestamp
+from shared.ids import require_id
+from shared.store.repositories import DeviceRepository
+from shared.store.schema import DeletionKind, FileFormat
 from shared.store.technical_files import StoredFile, TechnicalFileStore
 
 
@@ -31,9 +31,9 @@ class DeviceRegistrationService:
 
     def unregister(self, caller: Caller, device_id: str) -> str:
         self._registered(caller, device_id)
-        return self._requester.request(DeletionRequest("device", caller.tenant_id, new_id(), device_id))
+        return self._requester.request(DeletionKind.DEVICE, caller.tenant_id, device_id)
 
-    def upload_diagnostics(self, caller: Caller, device_id: str, data: bytes, fmt: str) -> StoredFile:
+    def upload_diagnostics(self, caller: Caller, device_id: str, data: bytes, fmt: FileFormat) -> StoredFile:
         self._registered(caller, device_id)
         now = self._clock()
         return self._file_store.put(caller.tenant_id, data, fmt, now, now + self._retention, device_id=device_id)

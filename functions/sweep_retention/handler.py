@@ -21,28 +21,25 @@ log = logs.get_logger(__name__)
 
 
 @once
-def _service():
-    from shared import clients
+def components():
+    from shared import wiring
     from shared.clock import utc_now
-    from shared.events import deletion_publisher
 
     from functions.sweep_retention.service import RetentionSweeper
 
     config = settings_for(FUNCTION)
-    return RetentionSweeper(
-        clients.firestore_client(config.project),
-        clients.storage_bucket(config.project, config.technical_files_bucket),
-        deletion_publisher(config),
-        config.receipt_key, utc_now,
-        device_inactivity_days=config.device_inactivity_days,
-        stuck_deletion_minutes=config.stuck_deletion_minutes)
+    store = wiring.store(config)
+    return RetentionSweeper(store.tenants, store.devices, store.files, store.objects,
+                            wiring.deletion_requester(config, store), utc_now,
+                            device_inactivity_days=config.device_inactivity_days,
+                            stuck_deletion_minutes=config.stuck_deletion_minutes)
 
 
 @functions_framework.cloud_event
 def sweep_retention(cloud_event: CloudEvent) -> None:
     started = time.perf_counter()
     try:
-        report = _service().sweep()
+        report = components().sweep()
     except Exception:
         log.exception("retention sweep failed; the tick will be delivered again", function=FUNCTION)
         raise

@@ -1,85 +1,184 @@
 """Firestore repositories for tenants, devices, file manifests and deletion receipts.
 
-Every write passes `schema.checked`, so nothing outside the data model can be stored. Callers pass
-validated IDs only (shared.ids); the repositories build document paths from them.
+This package is the only code that touches Firestore. Every write passes `schema.checked`, so nothing
+outside the data model can be stored; every read returns plain values (`shared.store.records`).
+Callers pass validated IDs only (shared.ids); the repositories build document paths from them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from shared.ids import is_canonical_id
 from shared.store import schema
-from shared.store.schema import checked
+from shared.store.records import (Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant)
+from shared.store.schema import (DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked)
+
+MAX_BATCH_WRITES = 500  # Firestore's limit of writes in one batch
 
 
-def timestamp(value: Any) -> str | None:
-    """A stored time as RFC 3339 UTC text ("…Z"), as the HTTP views show it."""
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
+def _enum(kind, value):
+    try:
+        return kind(value)
+    except ValueError:
+        return None
+
+
+def _tenant(tenant_id: str, document: dict[str, Any]) -> Tenant:
+    return Tenant(tenant_id, document.get("name", ""), _enum(TenantStatus, document.get("status")),
+                  document.get("createdAt"), dict(document.get("settings") or {}),
+                  document.get("deletionRequestId"), document.get("deletionRequestedAt"))
+
+
+def _device(device_id: str, document: dict[str, Any]) -> Device:
+    return Device(device_id, document.get("registeredAt"), document.get("lastSeenAt"))
+
+
+def _manifest(file_id: str, document: dict[str, Any]) -> FileManifest:
+    return FileManifest(file_id, document.get("objectName"), _enum(FileFormat, document.get("format")),
+                        _enum(FileOwner, document.get("owner")), document.get("deviceId"),
+                        document.get("createdAt"), document.get("deleteAfter"))
+
+
+def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
+    deleted = document.get("deleted") or {}
+    return Receipt(request_id, _enum(DeletionKind, document.get("kind")), document.get("subject", ""),
+                   _enum(ReceiptStatus, document.get("status")), document.get("requestedAt"),
+                   document.get("completedAt"), int(deleted.get("documents", 0)), int(deleted.get("files", 0)),
+                   bool(document.get("verified")))
+
+
+def _pending_receipt_document(kind: DeletionKind, subject: str, now: datetime) -> dict[str, Any]:
+    return checked(schema.RECEIPTS, {"kind": kind, "subject": subject, "status": ReceiptStatus.PENDING,
+                                     "requestedAt": now, "completedAt": None,
+                                     "deleted": {"documents": 0, "files": 0}, "verified": False})
+
+
+def _deleting(request_id: str, now: datetime) -> dict[str, Any]:
+    return checked(schema.TENANTS, {"status": TenantStatus.DELETING, "deletionRequestId": request_id,
+                                    "deletionRequestedAt": now})
+
+
+def _due_pages(query, page_size: int, max_pages: int, collection: str, deadline_of: Callable[[Any], Any]
+               ) -> Iterator[DuePage]:
+    """Pages of a collection-group deadline query as plain values, at most `max_pages` of them."""
+    after = None
+    for _ in range(max_pages):
+        page_query = query.limit(page_size) if after is None else query.start_after(after).limit(page_size)
+        snapshots = list(page_query.stream())
+        if not snapshots:
+            return
+        due, skipped = [], 0
+        for snapshot in snapshots:
+            ids = _owner_ids(snapshot.reference.path, collection)
+            deadline = deadline_of(snapshot)
+            if ids is None or not isinstance(deadline, datetime):
+                skipped += 1
+            else:
+                due.append(Due(ids[0], ids[1], deadline))
+        yield DuePage(due, skipped)
+        if len(snapshots) < page_size:
+            return
+        after = snapshots[-1]
+
+
+def _owner_ids(path: str, collection: str) -> tuple[str, str] | None:
+    """(tenantId, id) of tenants/{tenantId}/{collection}/{id}; None for a path outside the data model."""
+    parts = path.split("/")
+    if (len(parts) != 4 or parts[0] != schema.TENANTS or parts[2] != collection
+            or not is_canonical_id(parts[1]) or not is_canonical_id(parts[3])):
+        return None
+    return parts[1], parts[3]
+
+
+class _Paths:
+    """Document references built from validated IDs (shared by the repositories of this package)."""
+
+    def __init__(self, db: firestore.Client):
+        self.db = db
+
+    def tenant(self, tenant_id: str):
+        return self.db.collection(schema.TENANTS).document(tenant_id)
+
+    def devices(self, tenant_id: str):
+        return self.tenant(tenant_id).collection(schema.DEVICES)
+
+    def files(self, tenant_id: str):
+        return self.tenant(tenant_id).collection(schema.FILES)
+
+    def receipt(self, request_id: str):
+        return self.db.collection(schema.RECEIPTS).document(request_id)
+
+    def tenant_in(self, tenant_id: str, transaction) -> Tenant | None:
+        snapshot = self.tenant(tenant_id).get(transaction=transaction)
+        return _tenant(tenant_id, snapshot.to_dict()) if snapshot.exists else None
+
+    def active_tenant_in(self, tenant_id: str, transaction) -> Tenant:
+        tenant = self.tenant_in(tenant_id, transaction)
+        if tenant is None or not tenant.active:
+            raise Forbidden("tenant is not onboarded or not active", slug="tenant-not-active")
+        return tenant
 
 
 class TenantRepository:
     def __init__(self, db: firestore.Client):
         self._db = db
+        self._paths = _Paths(db)
 
-    def ref(self, tenant_id: str):
-        return self._db.collection(schema.TENANTS).document(tenant_id)
-
-    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime) -> dict[str, Any]:
-        document = checked(schema.TENANTS, {"name": name, "status": "active", "createdAt": now,
+    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime) -> Tenant:
+        document = checked(schema.TENANTS, {"name": name, "status": TenantStatus.ACTIVE, "createdAt": now,
                                             "settings": settings})
         try:
-            self.ref(tenant_id).create(document)
+            self._paths.tenant(tenant_id).create(document)
         except gexc.Conflict:
             raise Conflict("tenant already exists", slug="tenant-exists") from None
-        return document
+        return _tenant(tenant_id, document)
 
-    def get(self, tenant_id: str, transaction=None) -> dict[str, Any] | None:
-        snapshot = self.ref(tenant_id).get(transaction=transaction)
-        return snapshot.to_dict() if snapshot.exists else None
+    def get(self, tenant_id: str) -> Tenant | None:
+        return self._paths.tenant_in(tenant_id, None)
 
-    def update(self, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update(self, tenant_id: str, changes: dict[str, Any]) -> Tenant:
         """Applies `changes` unless the tenant is missing (404) or being deleted (409)."""
         changes = checked(schema.TENANTS, changes)
+        ref = self._paths.tenant(tenant_id)
 
         @firestore.transactional
-        def apply(transaction):
-            tenant = self.get(tenant_id, transaction)
-            if tenant is None:
+        def apply(transaction) -> Tenant:
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
                 raise NotFound("tenant not found", slug="tenant-not-found")
-            if tenant["status"] != "active":
+            document = snapshot.to_dict()
+            if document.get("status") != TenantStatus.ACTIVE:
                 raise Conflict("tenant is being deleted", slug="tenant-deleting")
             if changes:
-                transaction.update(self.ref(tenant_id), changes)
-            tenant.update(changes)
-            return tenant
+                transaction.update(ref, changes)
+            document.update(changes)
+            return _tenant(tenant_id, document)
 
         return apply(self._db.transaction())
 
-    def request_deletion(self, tenant_id: str, request_id: str, now: datetime,
-                         receipt: dict[str, Any]) -> tuple[str, bool]:
+    def request_deletion(self, tenant_id: str, request_id: str, now: datetime, subject: str) -> tuple[str, bool]:
         """Marks the tenant `deleting` and writes the pending receipt in one transaction.
 
         Returns (requestId, created). A tenant already being deleted keeps its first request ID, so a
         repeated DELETE neither forks receipts nor loses the original request.
         """
-        receipts = self._db.collection(schema.RECEIPTS)
 
         @firestore.transactional
         def apply(transaction):
-            tenant = self.get(tenant_id, transaction)
+            tenant = self._paths.tenant_in(tenant_id, transaction)
             if tenant is None:
                 raise NotFound("tenant not found", slug="tenant-not-found")
-            if tenant["status"] == "deleting":
-                return tenant["deletionRequestId"], False
-            transaction.update(self.ref(tenant_id), checked(schema.TENANTS, {
-                "status": "deleting", "deletionRequestId": request_id, "deletionRequestedAt": now}))
-            transaction.create(receipts.document(request_id), checked(schema.RECEIPTS, receipt))
+            if tenant.status == TenantStatus.DELETING:
+                return tenant.deletion_request_id, False
+            transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
+            transaction.create(self._paths.receipt(request_id),
+                               _pending_receipt_document(DeletionKind.TENANT, subject, now))
             return request_id, True
 
         return apply(self._db.transaction())
@@ -89,38 +188,28 @@ class TenantRepository:
 
         @firestore.transactional
         def apply(transaction):
-            tenant = self.get(tenant_id, transaction)
+            tenant = self._paths.tenant_in(tenant_id, transaction)
             if tenant is None:
                 return False
-            if tenant["status"] != "deleting":
-                transaction.update(self.ref(tenant_id), checked(schema.TENANTS, {
-                    "status": "deleting", "deletionRequestId": request_id, "deletionRequestedAt": now}))
+            if tenant.status != TenantStatus.DELETING:
+                transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             return True
 
         return apply(self._db.transaction())
 
-    def stuck_deletions(self, requested_before: datetime, limit: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    def stuck_deletions(self, requested_before: datetime, limit: int) -> list[Tenant]:
+        """Tenants in `deleting` since before `requested_before` (at most `limit`)."""
         query = (self._db.collection(schema.TENANTS)
-                 .where(filter=FieldFilter("status", "==", "deleting"))
+                 .where(filter=FieldFilter("status", "==", TenantStatus.DELETING.value))
                  .where(filter=FieldFilter("deletionRequestedAt", "<", requested_before))
                  .limit(limit))
-        for snapshot in query.stream():
-            yield snapshot.id, snapshot.to_dict()
-
-
-@dataclass(frozen=True)
-class Registration:
-    registered_at: datetime
-    created: bool
+        return [_tenant(snapshot.id, snapshot.to_dict()) for snapshot in query.stream()]
 
 
 class DeviceRepository:
-    def __init__(self, db: firestore.Client, tenants: TenantRepository):
+    def __init__(self, db: firestore.Client):
         self._db = db
-        self._tenants = tenants
-
-    def collection(self, tenant_id: str):
-        return self._tenants.ref(tenant_id).collection(schema.DEVICES)
+        self._paths = _Paths(db)
 
     def register(self, tenant_id: str, device_id: str, now: datetime, max_devices: int) -> Registration:
         """Creates or refreshes a device in the transaction that checks the tenant is active.
@@ -128,13 +217,11 @@ class DeviceRepository:
         A tenant deletion marks the tenant before it lists devices, and this transaction reads the
         tenant document, so a registration racing a deletion either lands before the listing or fails.
         """
-        device_ref = self.collection(tenant_id).document(device_id)
+        device_ref = self._paths.devices(tenant_id).document(device_id)
 
         @firestore.transactional
         def apply(transaction, count_checked: bool):
-            tenant = self._tenants.get(tenant_id, transaction)
-            if tenant is None or tenant.get("status") != "active":
-                raise Forbidden("tenant is not onboarded or not active", slug="tenant-not-active")
+            self._paths.active_tenant_in(tenant_id, transaction)
             existing = device_ref.get(transaction=transaction)
             if existing.exists:
                 transaction.update(device_ref, checked(schema.DEVICES, {"lastSeenAt": now}))
@@ -148,68 +235,59 @@ class DeviceRepository:
         if result is not None:
             return result
         # New device: the quota is checked with an aggregation count (approximate under races, as allowed).
-        count = self.collection(tenant_id).count().get()[0][0].value
+        count = self._paths.devices(tenant_id).count().get()[0][0].value
         if count >= max_devices:
             raise TooManyRequests("the tenant's device quota is reached", slug="device-quota")
         return apply(self._db.transaction(), True)
 
-    def get(self, tenant_id: str, device_id: str) -> dict[str, Any] | None:
-        snapshot = self.collection(tenant_id).document(device_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+    def get(self, tenant_id: str, device_id: str) -> Device | None:
+        snapshot = self._paths.devices(tenant_id).document(device_id).get()
+        return _device(device_id, snapshot.to_dict()) if snapshot.exists else None
 
     def touch(self, tenant_id: str, device_id: str, now: datetime) -> bool:
         """Updates lastSeenAt; never re-creates a deleted device. Returns False if it is gone."""
         try:
-            self.collection(tenant_id).document(device_id).update(checked(schema.DEVICES, {"lastSeenAt": now}))
+            self._paths.devices(tenant_id).document(device_id).update(
+                checked(schema.DEVICES, {"lastSeenAt": now}))
         except gexc.NotFound:
             return False
         return True
 
-    def page(self, tenant_id: str, page_size: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-        query = self.collection(tenant_id).order_by("__name__").limit(page_size + 1)
+    def page(self, tenant_id: str, page_size: int, after: str | None) -> tuple[list[Device], str | None]:
+        """Up to `page_size` devices in ID order after the device ID `after`, and the next page's token."""
+        collection = self._paths.devices(tenant_id)
+        query = collection.order_by("__name__").limit(page_size + 1)
         if after:
-            query = query.start_after({"__name__": self.collection(tenant_id).document(after)})
+            query = query.start_after({"__name__": collection.document(after)})
         snapshots = list(query.stream())
         more = len(snapshots) > page_size
-        snapshots = snapshots[:page_size]
-        devices = [{"deviceId": s.id, "registeredAt": timestamp(s.get("registeredAt")),
-                    "lastSeenAt": timestamp(s.get("lastSeenAt"))} for s in snapshots]
-        return devices, (snapshots[-1].id if more else None)
+        devices = [_device(s.id, s.to_dict()) for s in snapshots[:page_size]]
+        return devices, (devices[-1].device_id if more else None)
 
-    def inactive(self, seen_before: datetime, limit: int, after=None):
-        """Devices of every tenant silent since `seen_before` (collection-group query on lastSeenAt)."""
+    def inactive(self, seen_before: datetime, page_size: int, max_pages: int) -> Iterator[DuePage]:
+        """Devices of every tenant silent since `seen_before` (collection-group query on lastSeenAt);
+        an entry's deadline is its `lastSeenAt`."""
         query = (self._db.collection_group(schema.DEVICES)
-                 .where(filter=FieldFilter("lastSeenAt", "<", seen_before))
-                 .order_by("lastSeenAt").limit(limit))
-        if after is not None:
-            query = query.start_after(after)
-        return list(query.stream())
+                 .where(filter=FieldFilter("lastSeenAt", "<", seen_before)).order_by("lastSeenAt"))
+        return _due_pages(query, page_size, max_pages, schema.DEVICES, lambda s: s.get("lastSeenAt"))
 
 
 class FileRepository:
-    def __init__(self, db: firestore.Client, tenants: TenantRepository):
+    def __init__(self, db: firestore.Client):
         self._db = db
-        self._tenants = tenants
+        self._paths = _Paths(db)
 
-    def collection(self, tenant_id: str):
-        return self._tenants.ref(tenant_id).collection(schema.FILES)
-
-    def create(self, tenant_id: str, file_id: str, manifest: dict[str, Any]) -> None:
-        self.collection(tenant_id).document(file_id).create(checked(schema.FILES, manifest))
-
-    def create_if_tenant_active(self, tenant_id: str, file_id: str, manifest: dict[str, Any],
-                                device_id: str | None = None) -> None:
+    def create_if_owner_active(self, tenant_id: str, file_id: str, manifest: dict[str, Any],
+                               device_id: str | None = None) -> None:
         """Writes a manifest only while the tenant is active (and, for device files, the device exists)."""
-        file_ref = self.collection(tenant_id).document(file_id)
+        file_ref = self._paths.files(tenant_id).document(file_id)
         manifest = checked(schema.FILES, manifest)
 
         @firestore.transactional
         def apply(transaction):
-            tenant = self._tenants.get(tenant_id, transaction)
-            if tenant is None or tenant.get("status") != "active":
-                raise Forbidden("tenant is not onboarded or not active", slug="tenant-not-active")
+            self._paths.active_tenant_in(tenant_id, transaction)
             if device_id is not None:
-                device = self._tenants.ref(tenant_id).collection(schema.DEVICES).document(device_id)
+                device = self._paths.devices(tenant_id).document(device_id)
                 if not device.get(transaction=transaction).exists:
                     raise NotFound("device is not registered", slug="device-not-found")
             transaction.create(file_ref, manifest)
@@ -218,77 +296,97 @@ class FileRepository:
 
     def owner_active(self, tenant_id: str, device_id: str | None = None) -> bool:
         """Whether the tenant is still active (and the device still registered) right now."""
-        tenant = self._tenants.get(tenant_id)
-        if tenant is None or tenant.get("status") != "active":
+        tenant = self._paths.tenant_in(tenant_id, None)
+        if tenant is None or not tenant.active:
             return False
         if device_id is None:
             return True
-        return self._tenants.ref(tenant_id).collection(schema.DEVICES).document(device_id).get().exists
+        return self._paths.devices(tenant_id).document(device_id).get().exists
 
-    def get(self, tenant_id: str, file_id: str) -> dict[str, Any] | None:
-        snapshot = self.collection(tenant_id).document(file_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+    def get(self, tenant_id: str, file_id: str) -> FileManifest | None:
+        snapshot = self._paths.files(tenant_id).document(file_id).get()
+        return _manifest(file_id, snapshot.to_dict()) if snapshot.exists else None
 
     def delete(self, tenant_id: str, file_id: str) -> None:
-        self.collection(tenant_id).document(file_id).delete()
+        self._paths.files(tenant_id).document(file_id).delete()
 
-    def list(self, tenant_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        query = self.collection(tenant_id).order_by("__name__").limit(limit)
-        return [{"fileId": s.id, "format": s.get("format"), "owner": s.get("owner"),
-                 "createdAt": timestamp(s.get("createdAt")), "deleteAfter": timestamp(s.get("deleteAfter"))}
-                for s in query.stream()]
+    def list(self, tenant_id: str, limit: int = 1000) -> list[FileManifest]:
+        query = self._paths.files(tenant_id).order_by("__name__").limit(limit)
+        return [_manifest(s.id, s.to_dict()) for s in query.stream()]
 
-    def expired(self, now: datetime, limit: int, after=None):
+    def expired(self, now: datetime, page_size: int, max_pages: int) -> Iterator[DuePage]:
+        """Manifests of every tenant past `deleteAfter` (collection-group query on the indexed field)."""
         query = (self._db.collection_group(schema.FILES)
-                 .where(filter=FieldFilter("deleteAfter", "<", now))
-                 .order_by("deleteAfter").limit(limit))
-        if after is not None:
-            query = query.start_after(after)
-        return list(query.stream())
+                 .where(filter=FieldFilter("deleteAfter", "<", now)).order_by("deleteAfter"))
+        return _due_pages(query, page_size, max_pages, schema.FILES, lambda s: s.get("deleteAfter"))
+
+    def manifested(self, candidates: dict[str, tuple[str, str]]) -> set[str]:
+        """Of {objectName: (tenantId, fileId)}, the names that the manifest they point at really names."""
+        if not candidates:
+            return set()
+        refs = {name: self._paths.files(tenant_id).document(file_id)
+                for name, (tenant_id, file_id) in candidates.items()}
+        found = {s.reference.path: s.get("objectName")
+                 for s in self._db.get_all(list(refs.values()), field_paths=["objectName"]) if s.exists}
+        return {name for name, ref in refs.items() if found.get(ref.path) == name}
 
 
 class ReceiptRepository:
     def __init__(self, db: firestore.Client):
         self._db = db
+        self._paths = _Paths(db)
 
-    def ref(self, request_id: str):
-        return self._db.collection(schema.RECEIPTS).document(request_id)
+    def get(self, request_id: str) -> Receipt | None:
+        snapshot = self._paths.receipt(request_id).get()
+        return _receipt(request_id, snapshot.to_dict()) if snapshot.exists else None
 
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        snapshot = self.ref(request_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
-
-    def create_pending(self, request_id: str, kind: str, subject: str, now: datetime) -> dict[str, Any]:
+    def create_pending(self, request_id: str, kind: DeletionKind, subject: str, now: datetime) -> Receipt:
         """Creates the pending receipt, or returns the existing one (which the caller checks for subject)."""
-        document = pending_receipt(kind, subject, now)
+        document = _pending_receipt_document(kind, subject, now)
         try:
-            self.ref(request_id).create(document)
-            return document
+            self._paths.receipt(request_id).create(document)
+            return _receipt(request_id, document)
         except gexc.Conflict:
             existing = self.get(request_id)
-            return existing if existing is not None else document
+            return existing if existing is not None else _receipt(request_id, document)
+
+    def create_pending_many(self, subjects: dict[str, tuple[DeletionKind, str]], now: datetime
+                            ) -> dict[str, Receipt]:
+        """Pending receipts for {requestId: (kind, subject)} (at most 500) in one batch; returns the
+        receipt each request has now: the new one, or the one that already existed."""
+        refs = [self._paths.receipt(request_id) for request_id in subjects]
+        existing = {s.id: _receipt(s.id, s.to_dict()) for s in self._db.get_all(refs) if s.exists}
+        missing = [request_id for request_id in subjects if request_id not in existing]
+        created = {request_id: _pending_receipt_document(*subjects[request_id], now) for request_id in missing}
+        if created:
+            batch = self._db.batch()
+            for request_id, document in created.items():
+                batch.create(self._paths.receipt(request_id), document)
+            try:
+                batch.commit()
+            except gexc.Conflict:  # a concurrent writer created some of them: one by one, keeping theirs
+                return {**existing, **{request_id: self.create_pending(request_id, *subjects[request_id], now)
+                                       for request_id in missing}}
+        return {**existing, **{request_id: _receipt(request_id, document)
+                               for request_id, document in created.items()}}
 
     def add_counts(self, request_id: str, documents: int = 0, files: int = 0) -> None:
         if documents or files:
-            self.ref(request_id).update(checked(schema.RECEIPTS, {
+            self._paths.receipt(request_id).update(checked(schema.RECEIPTS, {
                 "deleted.documents": firestore.Increment(documents),
                 "deleted.files": firestore.Increment(files)}))
 
     def complete(self, request_id: str, verified: bool, now: datetime) -> None:
-        self.ref(request_id).update(checked(schema.RECEIPTS, {
-            "status": "completed", "completedAt": now, "verified": verified}))
+        self._paths.receipt(request_id).update(checked(schema.RECEIPTS, {
+            "status": ReceiptStatus.COMPLETED, "completedAt": now, "verified": verified}))
 
 
-def pending_receipt(kind: str, subject: str, now: datetime) -> dict[str, Any]:
-    return checked(schema.RECEIPTS, {"kind": kind, "subject": subject, "status": "pending",
-                                     "requestedAt": now, "completedAt": None,
-                                     "deleted": {"documents": 0, "files": 0}, "verified": False})
-
-
-def receipt_view(request_id: str, receipt: dict[str, Any]) -> dict[str, Any]:
-    return {"requestId": request_id, "kind": receipt["kind"], "status": receipt["status"],
-            "requestedAt": timestamp(receipt.get("requestedAt")), "completedAt": timestamp(receipt.get("completedAt")),
-            "deleted": {"documents": int(receipt.get("deleted", {}).get("documents", 0)),
-                        "files": int(receipt.get("deleted", {}).get("files", 0))},
-            "verified": bool(receipt.get("verified"))}
-
+def chunks(items: Iterable, size: int = MAX_BATCH_WRITES) -> Iterator[list]:
+    chunk: list = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,16 +1,59 @@
-"""The data model: the only collections and fields that may exist (ARCHITECTURE.md, "Data model").
+"""The data model: the only collections and fields that may exist, and the values of its enumerations.
 
-Every write goes through `checked`, so a field outside this list is refused in code before it can be
-stored. The data-inventory test checks the emulator against its own copy of the model.
+See docs/architecture.md, "Data model". Every write goes through `checked`, so a field outside this list
+is refused in code before it can be stored. The data-inventory test checks the emulator against its own
+copy of the model. Statuses, kinds and formats are the enums below, used by every module (kept
+import-light: handlers import this at cold start).
 """
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Mapping
 
 TENANTS = "tenants"
 DEVICES = "devices"
 FILES = "files"
 RECEIPTS = "deletionReceipts"
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    DELETING = "deleting"
+
+
+class ReceiptStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+
+
+class DeletionKind(StrEnum):
+    """What a deletion request deletes; also the first part of its event type (`tenant.delete`)."""
+    TENANT = "tenant"
+    DEVICE = "device"
+    FILE = "file"
+
+
+class FileOwner(StrEnum):
+    TENANT = "tenant"
+    DEVICE = "device"
+
+
+class FileFormat(StrEnum):
+    JSON = "json"
+    XML = "xml"
+    CSV = "csv"
+
+    @property
+    def content_type(self) -> str:
+        """The media type a stored object of this format carries."""
+        return _OBJECT_CONTENT_TYPES[self]
+
+
+# The one file-format map: media types accepted for technical files, and the format each one means.
+CONTENT_TYPES: dict[str, FileFormat] = {"application/json": FileFormat.JSON, "application/xml": FileFormat.XML,
+                                        "text/xml": FileFormat.XML, "text/csv": FileFormat.CSV}
+_OBJECT_CONTENT_TYPES = {FileFormat.JSON: "application/json", FileFormat.XML: "application/xml",
+                         FileFormat.CSV: "text/csv"}
 
 RELAY_FIELDS = ("displayName", "givenName", "surname", "jobTitle", "department", "companyName", "mail",
                 "mobilePhone", "businessPhones", "officeLocation")
@@ -22,11 +65,6 @@ DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
 RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
-
-TENANT_STATUSES = ("active", "deleting")
-FILE_FORMATS = ("json", "xml", "csv")
-FILE_OWNERS = ("tenant", "device")
-DELETION_KINDS = ("tenant", "device", "file")
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from shared.errors import Forbidden, TransientError
 from shared.events import DeletionRequest, receipt_subject
-from shared.store.repositories import DeviceRepository, TenantRepository
 from tests import seed, support
 from tests.conftest import make_client
 from tests.faults import FaultyClients
@@ -432,9 +431,8 @@ def test_deleting_one_thing_leaves_every_other_tenant_byte_for_byte_unchanged(ha
 
 # -- registration racing a tenant deletion ---------------------------------------------------------
 def test_registrations_racing_a_tenant_deletion_never_leave_an_orphan_device(handler, emulators):
-    db = support.db()
-    tenants = TenantRepository(db)
-    devices = DeviceRepository(db, tenants)
+    store = support.store()
+    tenants, devices = store.tenants, store.devices
     outcomes = {"registered": 0, "refused": 0, "raced": 0}
     lock = threading.Lock()
     for trial in range(12):

@@ -202,15 +202,24 @@ def test_bad_bodies_are_refused_and_write_nothing(stack, app):
     assert support.world() == before
 
 
-def test_device_quota_answers_429(stack, emulators, monkeypatch):
+@pytest.fixture
+def small_quota(monkeypatch):
+    """register_device wired with MAX_DEVICES_PER_TENANT=3 (read once at wiring), rebuilt after the test."""
+    from functions.register_device.handler import components
+
+    monkeypatch.setenv("MAX_DEVICES_PER_TENANT", "3")
+    components.reset()
+    yield 3
+    monkeypatch.undo()
+    components.reset()
+
+
+def test_device_quota_answers_429(stack, emulators, small_quota):
     admin = make_client("manage_tenants")
     admin.post("/tenants", json={"tenantId": TENANT, "name": "Small"})
     app = make_client("register_device")
     access = bearer(tokens.token(stack, TENANT))
-    from functions.register_device.handler import _wiring
-    _, service = _wiring()
-    monkeypatch.setattr(service, "_max_devices", 3)  # MAX_DEVICES_PER_TENANT, read once at wiring
-    for _ in range(3):
+    for _ in range(small_quota):
         assert app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=access).status_code == 201
     before = support.world()
     assert_problem(app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=access), 429)

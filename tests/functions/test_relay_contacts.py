@@ -120,8 +120,10 @@ def test_changed_settings_force_a_full_sync_with_only_allowed_fields(stack, rela
 
 def test_tampered_and_foreign_cursors(stack, relay, device, fake):
     cursor = sync(relay, device)[-1]["cursor"]
-    payload, signature = cursor.split(".")
-    sync(relay, device, payload[:-3] + "AAA." + signature, status=400)
+    payload, signature = cursor.rsplit(".", 1)
+    sync(relay, device, payload[:-3] + ("AAA" if not payload.endswith("AAA") else "BBB") + "." + signature,
+         status=400)
+    sync(relay, device, payload + "." + signature[:-2] + "%C3%A9", status=400)  # non-ASCII signature
     sync(relay, device, "garbage", status=400)
     other_device = str(uuid.uuid4())
     other_access = tokens.token(stack, OTHER_TENANT)

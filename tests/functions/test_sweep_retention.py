@@ -11,9 +11,10 @@ import pytest
 
 from functions.sweep_retention.service import RetentionSweeper, deterministic_request_id
 from local.stack import DELETION_TOPIC, PROJECT
-from shared.clients import publisher_client
+from shared import wiring
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject
-from shared.store.technical_files import object_name
+from shared.wiring import publisher_client
+from shared.store.objects import object_name
 from tests import seed, support
 from tests.conftest import make_client
 
@@ -42,7 +43,9 @@ class Clock:
 
 def sweeper(topic_name: str, clock: Clock, **options) -> RetentionSweeper:
     publisher = DeletionPublisher(publisher_client(), PROJECT, topic_name)
-    return RetentionSweeper(support.db(), support.bucket(), publisher, os.environ["RECEIPT_KEY"].encode(), clock,
+    store = support.store()
+    requester = wiring.deletion_requester(support.settings(), store, clock, publisher)
+    return RetentionSweeper(store.tenants, store.devices, store.files, store.objects, requester, clock,
                             device_inactivity_days=180, stuck_deletion_minutes=60, **options)
 
 

@@ -6,10 +6,15 @@ import pytest
 from shared.auth import JwksCache, TokenValidator, jwks_url
 from shared.egress import AllowListedSession, EgressRefused, origin
 from shared.errors import Unauthorized
+from shared.store.records import Tenant
+from shared.store.schema import TenantStatus
 from tests import tokens
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "4a5b6c7d-8e9f-4a0b-9c1d-2e3f4a5b6c7d"
+
+
+ACTIVE = Tenant(TENANT, "Contoso", TenantStatus.ACTIVE, None)
 
 
 class Clock:
@@ -29,7 +34,7 @@ def parts(stack):
     clock = Clock()
     keys = JwksCache(session, jwks_url(stack.urls["entra"]), clock=clock)
     validator = TokenValidator(keys, stack.urls["entra"], tokens.ENTRA_CLIENT_ID, "access_as_user",
-                               lambda tid: {"status": "active", "settings": {}} if tid == TENANT else None)
+                               lambda tid: ACTIVE if tid == TENANT else None)
     original_kid = fake.call("GET", "keys")["current_kid"]
     yield fake, keys, validator, clock
     # Sign with the original key again and unpublish the rotated one: the functions of this session

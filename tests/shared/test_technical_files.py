@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from local.stack import BUCKET, PROJECT
-from shared.clients import storage_bucket
 from shared.errors import BadRequest, Forbidden, TransientError
-from shared.store.repositories import FileRepository, TenantRepository
+from shared.store.objects import ObjectStore
 from shared.store.technical_files import TechnicalFileStore, check_well_formed
+from shared.wiring import storage_bucket
 from tests import support
 
 NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
@@ -18,19 +18,18 @@ NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
 
 @pytest.fixture
 def repos(emulators):
-    db = support.db()
-    tenants = TenantRepository(db)
+    store = support.store()
     tenant_id = str(uuid.uuid4())
-    tenants.create(tenant_id, "Files GmbH", {"fields": []}, NOW)
-    return tenant_id, tenants, FileRepository(db, tenants)
+    store.tenants.create(tenant_id, "Files GmbH", {"fields": []}, NOW)
+    return tenant_id, store.tenants, store.files
 
 
 def test_manifest_and_object_are_written_together(repos):
     tenant_id, _, files = repos
-    store = TechnicalFileStore(storage_bucket(PROJECT, BUCKET), files)
+    store = TechnicalFileStore(ObjectStore(storage_bucket(PROJECT, BUCKET)), files)
     stored = store.put(tenant_id, b'{"a":1}', "json", NOW, NOW + timedelta(days=3))
     manifest = files.get(tenant_id, stored.file_id)
-    blob = support.bucket().get_blob(manifest["objectName"])
+    blob = support.bucket().get_blob(manifest.object_name)
     assert blob is not None and blob.custom_time == NOW + timedelta(days=3)
     assert blob.metadata == {"tenant-id": tenant_id, "owner": "tenant"}
 
@@ -38,7 +37,7 @@ def test_manifest_and_object_are_written_together(repos):
 def test_failed_upload_leaves_neither_object_nor_manifest(repos):
     tenant_id, _, files = repos
     missing_bucket = storage_bucket(PROJECT, f"no-such-bucket-{uuid.uuid4().hex[:8]}")
-    store = TechnicalFileStore(missing_bucket, files)
+    store = TechnicalFileStore(ObjectStore(missing_bucket), files)
     before = support.world()
     with pytest.raises(TransientError):
         store.put(tenant_id, b"a,b\n", "csv", NOW, NOW + timedelta(days=1))
@@ -49,7 +48,7 @@ def test_failed_upload_leaves_neither_object_nor_manifest(repos):
 def test_tenant_not_active_writes_nothing(repos):
     tenant_id, tenants, files = repos
     tenants.mark_deleting(tenant_id, str(uuid.uuid4()), NOW)
-    store = TechnicalFileStore(storage_bucket(PROJECT, BUCKET), files)
+    store = TechnicalFileStore(ObjectStore(storage_bucket(PROJECT, BUCKET)), files)
     before = support.world()
     with pytest.raises(Forbidden):
         store.put(tenant_id, b"{}", "json", NOW, NOW + timedelta(days=1))
@@ -72,6 +71,9 @@ class _BucketWhereDeletionStartsDuringUpload:
         self._bucket = bucket
         self._on_upload = on_upload
 
+    def __getattr__(self, name):
+        return getattr(self._bucket, name)
+
     def blob(self, name):
         blob = self._bucket.blob(name)
         upload = blob.upload_from_string
@@ -88,7 +90,7 @@ def test_an_upload_racing_its_owners_deletion_takes_its_object_back(repos):
     tenant_id, tenants, files = repos
     bucket = _BucketWhereDeletionStartsDuringUpload(
         storage_bucket(PROJECT, BUCKET), lambda: tenants.mark_deleting(tenant_id, str(uuid.uuid4()), NOW))
-    store = TechnicalFileStore(bucket, files)
+    store = TechnicalFileStore(ObjectStore(bucket), files)
     with pytest.raises(Forbidden):
         store.put(tenant_id, b"{}", "json", NOW, NOW + timedelta(days=1))
     assert support.bucket_snapshot() == {}

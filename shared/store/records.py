@@ -1,0 +1,80 @@
+"""What the repositories return: plain values, never Firestore references or snapshots."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    status: TenantStatus
+    created_at: datetime | None
+    settings: dict[str, Any] = field(default_factory=dict)
+    deletion_request_id: str | None = None
+    deletion_requested_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == TenantStatus.ACTIVE
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    registered_at: datetime | None
+    last_seen_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Registration:
+    registered_at: datetime
+    created: bool
+
+
+@dataclass(frozen=True)
+class FileManifest:
+    file_id: str
+    object_name: str | None
+    format: FileFormat | None
+    owner: FileOwner | None
+    device_id: str | None
+    created_at: datetime | None
+    delete_after: datetime | None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    request_id: str
+    kind: DeletionKind
+    subject: str
+    status: ReceiptStatus
+    requested_at: datetime | None = None
+    completed_at: datetime | None = None
+    documents: int = 0
+    files: int = 0
+    verified: bool = False
+
+    @property
+    def completed(self) -> bool:
+        return self.status == ReceiptStatus.COMPLETED
+
+
+@dataclass(frozen=True)
+class Due:
+    """A file or device of `tenant_id` whose deadline has passed (found by a collection-group query)."""
+    tenant_id: str
+    target_id: str
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class DuePage:
+    """One page of a deadline query: the valid entries, and how many documents had to be skipped
+    (a path or deadline outside the data model; they are never acted on)."""
+    due: list[Due]
+    skipped: int

@@ -1,0 +1,121 @@
+"""Builds the collaborators of every entry point from settings: Google clients (once per process),
+repositories, object store, token validator, Graph client and deletion requester.
+
+Each handler's wiring is one short function over these (`components` in each `handler.py`), built once
+per process; tests rebuild it from other settings with `components.reset()`. Everything Google is
+imported inside the builders, so a cold start imports an SDK only when the first request needs it.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.clock import Clock, utc_now
+from shared.config import Settings
+from shared.ids import new_id
+
+if TYPE_CHECKING:
+    from shared.auth import TokenValidator
+    from shared.deletion_requests import DeletionRequester
+    from shared.events import DeletionPublisher
+    from shared.graph.client import GraphClient
+    from shared.store.erasure import DocumentEraser
+    from shared.store.objects import ObjectStore
+    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.technical_files import TechnicalFileStore
+
+
+# -- Google clients: one per process; with *_EMULATOR_HOST set they talk to the emulators by themselves --
+@functools.cache
+def firestore_client(project: str):
+    from google.cloud import firestore
+
+    return firestore.Client(project=project)
+
+
+@functools.cache
+def publisher_client():
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient()
+
+
+@functools.cache
+def storage_bucket(project: str, bucket: str):
+    from google.cloud import storage
+
+    return storage.Client(project=project).bucket(bucket)
+
+
+# -- persistence ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Store:
+    """Every repository over one Firestore client, and the technical-files bucket (if configured)."""
+    tenants: TenantRepository
+    devices: DeviceRepository
+    files: FileRepository
+    receipts: ReceiptRepository
+    eraser: DocumentEraser
+    objects: ObjectStore | None
+
+    @property
+    def file_store(self) -> TechnicalFileStore:
+        from shared.store.technical_files import TechnicalFileStore
+
+        return TechnicalFileStore(self.objects, self.files)
+
+
+def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
+    """The repositories for `config`; `db` / `bucket` replace the process's clients (e.g. instrumented ones)."""
+    from shared.store.erasure import DocumentEraser
+    from shared.store.objects import ObjectStore
+    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+
+    db = db if db is not None else firestore_client(config.project)
+    if bucket is None and config.technical_files_bucket:
+        bucket = storage_bucket(config.project, config.technical_files_bucket)
+    return Store(TenantRepository(db), DeviceRepository(db), FileRepository(db), ReceiptRepository(db),
+                 DocumentEraser(db, config.deletion_initial_ops_per_second, config.deletion_max_ops_per_second),
+                 ObjectStore(bucket) if bucket is not None else None)
+
+
+# -- deletion requests ---------------------------------------------------------------------------
+def deletion_publisher(config: Settings) -> DeletionPublisher:
+    """The publisher of `DELETION_TOPIC` (one client per process)."""
+    from shared.events import DeletionPublisher
+
+    return DeletionPublisher(publisher_client(), config.project, config.deletion_topic)
+
+
+def deletion_requester(config: Settings, persistence: Store, clock: Clock = utc_now,
+                       publisher: DeletionPublisher | None = None) -> DeletionRequester:
+    from shared.deletion_requests import DeletionRequester
+
+    return DeletionRequester(persistence.receipts, persistence.tenants, publisher or deletion_publisher(config),
+                             config.receipt_key, clock, new_id)
+
+
+# -- Microsoft -----------------------------------------------------------------------------------
+def egress_session(config: Settings, pool_size: int = 16):
+    from shared.egress import AllowListedSession
+
+    return AllowListedSession(config.allowed_egress, pool_size=pool_size)
+
+
+def token_validator(config: Settings, tenants: TenantRepository, session=None) -> TokenValidator:
+    """The app-facing validator: signing keys from the authority's JWKS, tenants from Firestore."""
+    from shared.auth import JwksCache, TokenValidator, jwks_url
+
+    keys = JwksCache(session or egress_session(config), jwks_url(config.entra_authority_host))
+    return TokenValidator(keys, config.entra_authority_host, config.entra_client_id, config.entra_required_scope,
+                          tenants.get)
+
+
+def graph_client(config: Settings, session=None) -> GraphClient:
+    """Graph with app-only tokens from MSAL (client credentials, one cache per process)."""
+    from shared.graph.client import AppTokens, GraphClient
+
+    session = session or egress_session(config)
+    tokens = AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret, session)
+    return GraphClient(session, config.graph_base_url, tokens, config.graph_retry_deadline_seconds)
