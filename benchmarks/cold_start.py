@@ -132,7 +132,7 @@ def cold_start(stack, sizes: Sizes) -> dict:
         wiring_times = []
         for _ in range(max(2, sizes.import_runs // 2)):
             out = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import main; "
-                                  "from functions.relay_contacts.handler import components; components(); "
+                                  "from functions.relay_contacts.handler import validator_and_service; validator_and_service(); "
                                   "print(time.perf_counter() - t)"], cwd=ROOT, env=relay_env, capture_output=True,
                                  text=True, timeout=120)
             if out.returncode == 0:
@@ -146,7 +146,7 @@ def cold_start(stack, sizes: Sizes) -> dict:
             max(bare_times) * ms, 1.0],
            ["relay_contacts (repository main.py, FUNCTION_TARGET set)", median(relay_times) * ms,
             min(relay_times) * ms, max(relay_times) * ms, median(relay_times) / median(bare_times)],
-           ["relay_contacts import + first-request wiring (components())",
+           ["relay_contacts import + first-request wiring (validator_and_service())",
             median(wiring_times) * ms if wiring_times else float("nan"),
             min(wiring_times) * ms if wiring_times else float("nan"),
             max(wiring_times) * ms if wiring_times else float("nan"),

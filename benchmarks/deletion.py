@@ -197,9 +197,11 @@ class Bench:
         from shared.clock import utc_now
         from shared.events import DeletionRequest
         from shared.ids import new_id
+        from dataclasses import replace
+
+        from shared import wiring
+        from shared.config import load_settings
         from shared.store.erasure import DocumentEraser
-        from shared.store.objects import ObjectStore
-        from shared.store.repositories import ReceiptRepository, TenantRepository
         from shared.store.schema import DeletionKind
 
         firestore_seconds = [0.0]
@@ -210,9 +212,9 @@ class Bench:
                 super().erase_tenant(tenant_id, counted)
                 firestore_seconds[0] += time.perf_counter() - started
 
-        service = DeletionService(TenantRepository(self.db), ReceiptRepository(self.db),
-                                  TimedEraser(self.db, initial, maximum), ObjectStore(self.bucket),
-                                  self.receipt_key, utc_now)
+        store = wiring.store(load_settings(), db=self.db, bucket=self.bucket)
+        store = replace(store, eraser=TimedEraser(self.db, initial, maximum))
+        service = DeletionService(store, self.receipt_key, utc_now)
         started = time.perf_counter()
         outcome = service.delete(DeletionRequest(DeletionKind.TENANT, tenant_id, new_id()))
         seconds = time.perf_counter() - started

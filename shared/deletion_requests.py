@@ -11,7 +11,7 @@ from typing import Callable
 from shared.clock import Clock
 from shared.errors import TransientError
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject
-from shared.store.repositories import ReceiptRepository, TenantRepository
+from shared.store import Store
 from shared.store.schema import DeletionKind
 
 
@@ -24,10 +24,9 @@ class Accepted:
 
 
 class DeletionRequester:
-    def __init__(self, receipts: ReceiptRepository, tenants: TenantRepository, publisher: DeletionPublisher,
-                 receipt_key: bytes, clock: Clock, new_request_id: Callable[[], str]):
-        self._receipts = receipts
-        self._tenants = tenants
+    def __init__(self, store: Store, publisher: DeletionPublisher, receipt_key: bytes, clock: Clock,
+                 new_request_id: Callable[[], str]):
+        self._receipts, self._tenants = store.receipts, store.tenants
         self._publisher = publisher
         self._receipt_key = receipt_key
         self._clock = clock

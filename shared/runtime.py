@@ -16,6 +16,23 @@ def cold_start_check(function_name: str) -> None:
         settings_for(function_name)
 
 
+def components(function_name: str):
+    """Decorates an entry point's builder `build(config, store)`: the function's settings are checked at
+    cold start, and its collaborators are built once per process on first use (`.reset()` rebuilds)."""
+    cold_start_check(function_name)
+
+    def decorate(build: Callable[..., T]) -> Callable[[], T]:
+        def built() -> T:
+            from shared import wiring
+
+            config = settings_for(function_name)
+            return build(config, wiring.store(config))
+
+        return once(built)
+
+    return decorate
+
+
 def once(factory: Callable[[], T]) -> Callable[[], T]:
     """A lazily built process-wide singleton (clients, services), built exactly once even when the
     first requests of a cold instance arrive concurrently (functools.cache would build one per thread).

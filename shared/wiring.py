@@ -1,19 +1,19 @@
 """Builds the collaborators of every entry point from settings: Google clients (once per process),
 repositories, object store, token validator, Graph client and deletion requester.
 
-Each handler's wiring is one short function over these (`components` in each `handler.py`), built once
-per process; tests rebuild it from other settings with `components.reset()`. Everything Google is
+Each handler's wiring is one short function over these (decorated with `shared.runtime.components`),
+built once per process; tests rebuild it from other settings with its `.reset()`. Everything Google is
 imported inside the builders, so a cold start imports an SDK only when the first request needs it.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.clock import Clock, utc_now
 from shared.config import Settings
 from shared.ids import new_id
+from shared.store import Store
 
 if TYPE_CHECKING:
     from shared.auth import TokenValidator
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from shared.store.erasure import DocumentEraser
     from shared.store.objects import ObjectStore
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
-    from shared.store.technical_files import TechnicalFileStore
-
 
 # -- Google clients: one per process; with *_EMULATOR_HOST set they talk to the emulators by themselves --
 @functools.cache
@@ -49,23 +47,6 @@ def storage_bucket(project: str, bucket: str):
 
 
 # -- persistence ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Store:
-    """Every repository over one Firestore client, and the technical-files bucket (if configured)."""
-    tenants: TenantRepository
-    devices: DeviceRepository
-    files: FileRepository
-    receipts: ReceiptRepository
-    eraser: DocumentEraser
-    objects: ObjectStore | None
-
-    @property
-    def file_store(self) -> TechnicalFileStore:
-        from shared.store.technical_files import TechnicalFileStore
-
-        return TechnicalFileStore(self.objects, self.files)
-
-
 def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
     """The repositories for `config`; `db` / `bucket` replace the process's clients (e.g. instrumented ones)."""
     from shared.store.erasure import DocumentEraser
@@ -92,8 +73,7 @@ def deletion_requester(config: Settings, persistence: Store, clock: Clock = utc_
                        publisher: DeletionPublisher | None = None) -> DeletionRequester:
     from shared.deletion_requests import DeletionRequester
 
-    return DeletionRequester(persistence.receipts, persistence.tenants, publisher or deletion_publisher(config),
-                             config.receipt_key, clock, new_id)
+    return DeletionRequester(persistence, publisher or deletion_publisher(config), config.receipt_key, clock, new_id)
 
 
 # -- Microsoft -----------------------------------------------------------------------------------

@@ -102,5 +102,4 @@ class FaultyClients:
         from functions.handle_deletion.service import DeletionService
 
         store = support.store(db=self.db, bucket=self.bucket)
-        return DeletionService(store.tenants, store.receipts, store.eraser, store.objects,
-                               support.settings().receipt_key, utc_now)
+        return DeletionService(store, support.settings().receipt_key, utc_now)

@@ -16,26 +16,19 @@ from cloudevents.http import CloudEvent
 from shared import logs
 from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message
-from shared.config import settings_for
-from shared.runtime import cold_start_check, once
+from shared.clock import utc_now
+from shared.runtime import components
 from shared.store.schema import DeletionKind
 
 FUNCTION = "handle_deletion"
-
-cold_start_check(FUNCTION)
 log = logs.get_logger(__name__)
 
 
-@once
-def components():
-    from shared import wiring
-    from shared.clock import utc_now
-
+@components(FUNCTION)
+def deletion_service(config, store):
     from functions.handle_deletion.service import DeletionService
 
-    config = settings_for(FUNCTION)
-    store = wiring.store(config)
-    return DeletionService(store.tenants, store.receipts, store.eraser, store.objects, config.receipt_key, utc_now)
+    return DeletionService(store, config.receipt_key, utc_now)
 
 
 def message_data(cloud_event: CloudEvent) -> bytes:
@@ -64,7 +57,7 @@ def handle_deletion(cloud_event: CloudEvent) -> None:
     request = None
     try:
         request = parse_deletion_message(message_data(cloud_event))
-        outcome = components().delete(request)
+        outcome = deletion_service().delete(request)
     except PoisonMessage as error:
         # Acknowledged: redelivery could never succeed. The reason is our own text, never the payload.
         log.error("poison deletion request acknowledged; nothing deleted", function=FUNCTION,

@@ -25,9 +25,8 @@ from shared import logs
 from shared.clock import Clock
 from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message, receipt_subject
-from shared.store.erasure import DocumentEraser
-from shared.store.objects import ObjectsNotDeleted, ObjectStore, device_prefix, tenant_prefix
-from shared.store.repositories import ReceiptRepository, TenantRepository
+from shared.store import Store
+from shared.store.objects import ObjectsNotDeleted, device_prefix, tenant_prefix
 from shared.store.schema import DeletionKind
 
 log = logs.get_logger(__name__)
@@ -60,12 +59,9 @@ class _Tally:
 
 
 class DeletionService:
-    def __init__(self, tenants: TenantRepository, receipts: ReceiptRepository, eraser: DocumentEraser,
-                 objects: ObjectStore, receipt_key: bytes, clock: Clock):
-        self._tenants = tenants
-        self._receipts = receipts
-        self._eraser = eraser
-        self._objects = objects
+    def __init__(self, store: Store, receipt_key: bytes, clock: Clock):
+        self._tenants, self._receipts, self._eraser, self._objects = (store.tenants, store.receipts, store.eraser,
+                                                                      store.objects)
         self._receipt_key = receipt_key
         self._clock = clock
 

@@ -5,72 +5,66 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.config import settings_for
+from shared.clock import utc_now
 from shared.errors import BadRequest
-from shared.runtime import cold_start_check, once
+from shared.runtime import components
 from shared.store.schema import CONTENT_TYPES
 
 FUNCTION = "manage_tenants"
 JSON_LIMIT = 64 * 1024
 FILE_LIMIT = 10 * 1024 * 1024
 
-cold_start_check(FUNCTION)
 
-
-@once
-def components():
+@components(FUNCTION)
+def admin_service(config, store):
     from shared import wiring
-    from shared.clock import utc_now
 
     from functions.manage_tenants.service import TenantAdminService
 
-    config = settings_for(FUNCTION)
-    store = wiring.store(config)
-    return TenantAdminService(store.tenants, store.devices, store.files, store.receipts, store.file_store,
-                              wiring.deletion_requester(config, store), utc_now)
+    return TenantAdminService(store, wiring.deletion_requester(config, store), utc_now)
 
 
 def _onboard(request: Request) -> Response:
     body = http.read_json_object(request, JSON_LIMIT, ("tenantId", "name", "settings"), ("tenantId", "name"))
-    return http.json_response(components().onboard(body["tenantId"], body["name"], body.get("settings")), 201)
+    return http.json_response(admin_service().onboard(body["tenantId"], body["name"], body.get("settings")), 201)
 
 
 def _read(request: Request, tenantId: str) -> Response:
-    return http.json_response(components().read(tenantId))
+    return http.json_response(admin_service().read(tenantId))
 
 
 def _update(request: Request, tenantId: str) -> Response:
     body = http.read_json_object(request, JSON_LIMIT, ("name", "settings"))
-    return http.json_response(components().update(tenantId, body.get("name"), body.get("settings")))
+    return http.json_response(admin_service().update(tenantId, body.get("name"), body.get("settings")))
 
 
 def _delete(request: Request, tenantId: str) -> Response:
-    return http.json_response({"requestId": components().request_deletion(tenantId)}, 202)
+    return http.json_response({"requestId": admin_service().request_deletion(tenantId)}, 202)
 
 
 def _devices(request: Request, tenantId: str) -> Response:
-    return http.json_response(components().list_devices(
+    return http.json_response(admin_service().list_devices(
         tenantId, request.args.get("pageSize"), request.args.get("pageToken")))
 
 
 def _revoke(request: Request, tenantId: str, deviceId: str) -> Response:
-    return http.json_response({"requestId": components().revoke_device(tenantId, deviceId)}, 202)
+    return http.json_response({"requestId": admin_service().revoke_device(tenantId, deviceId)}, 202)
 
 
 def _attach_file(request: Request, tenantId: str) -> Response:
     if "retentionDays" not in request.args:
         raise BadRequest("retentionDays is required", slug="invalid-retention")
     data, media_type = http.read_body(request, FILE_LIMIT, CONTENT_TYPES)
-    stored = components().attach_file(tenantId, data, CONTENT_TYPES[media_type], request.args["retentionDays"])
+    stored = admin_service().attach_file(tenantId, data, CONTENT_TYPES[media_type], request.args["retentionDays"])
     return http.json_response(stored.view(), 201)
 
 
 def _files(request: Request, tenantId: str) -> Response:
-    return http.json_response(components().list_files(tenantId))
+    return http.json_response(admin_service().list_files(tenantId))
 
 
 def _receipt(request: Request, requestId: str) -> Response:
-    return http.json_response(components().read_receipt(requestId))
+    return http.json_response(admin_service().read_receipt(requestId))
 
 
 ROUTER = http.Router([

@@ -11,9 +11,9 @@ from shared.errors import BadRequest, NotFound
 from shared.ids import require_id
 from shared.store import schema
 from shared.store.records import Device, FileManifest, Receipt, Tenant
-from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+from shared.store import Store
 from shared.store.schema import DeletionKind, FileFormat
-from shared.store.technical_files import StoredFile, TechnicalFileStore
+from shared.store.technical_files import StoredFile
 
 MAX_NAME_LENGTH = 256
 MAX_PAGE_SIZE = 1000
@@ -83,14 +83,10 @@ def receipt_view(receipt: Receipt) -> dict[str, Any]:
 
 
 class TenantAdminService:
-    def __init__(self, tenants: TenantRepository, devices: DeviceRepository, files: FileRepository,
-                 receipts: ReceiptRepository, file_store: TechnicalFileStore, requester: DeletionRequester,
-                 clock: Clock):
-        self._tenants = tenants
-        self._devices = devices
-        self._files = files
-        self._receipts = receipts
-        self._file_store = file_store
+    def __init__(self, store: Store, requester: DeletionRequester, clock: Clock):
+        self._tenants, self._devices, self._files, self._receipts = (store.tenants, store.devices, store.files,
+                                                                     store.receipts)
+        self._file_store = store.file_store
         self._requester = requester
         self._clock = clock
 

@@ -5,33 +5,28 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.config import settings_for
-from shared.runtime import cold_start_check, once
+from shared.clock import utc_now
+from shared.runtime import components
 from shared.store.schema import CONTENT_TYPES
 
 FUNCTION = "register_device"
 JSON_LIMIT = 4 * 1024
 DIAGNOSTICS_LIMIT = 1024 * 1024
 
-cold_start_check(FUNCTION)
 
-
-@once
-def components():
+@components(FUNCTION)
+def validator_and_service(config, store):
     from shared import wiring
-    from shared.clock import utc_now
 
     from functions.register_device.service import DeviceRegistrationService
 
-    config = settings_for(FUNCTION)
-    store = wiring.store(config)
-    service = DeviceRegistrationService(store.devices, store.file_store, wiring.deletion_requester(config, store),
-                                        utc_now, config.max_devices_per_tenant, config.diagnostics_retention_days)
+    service = DeviceRegistrationService(store, wiring.deletion_requester(config, store), utc_now,
+                                        config.max_devices_per_tenant, config.diagnostics_retention_days)
     return wiring.token_validator(config, store.tenants), service
 
 
 def _caller(request: Request):
-    validator, service = components()
+    validator, service = validator_and_service()
     return validator.authenticate(request.headers.get("Authorization")), service
 
 

@@ -9,16 +9,15 @@ from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import NotFound
 from shared.ids import require_id
-from shared.store.repositories import DeviceRepository
+from shared.store import Store
 from shared.store.schema import DeletionKind, FileFormat
-from shared.store.technical_files import StoredFile, TechnicalFileStore
+from shared.store.technical_files import StoredFile
 
 
 class DeviceRegistrationService:
-    def __init__(self, devices: DeviceRepository, file_store: TechnicalFileStore, requester: DeletionRequester,
-                 clock: Clock, max_devices: int, diagnostics_retention_days: int):
-        self._devices = devices
-        self._file_store = file_store
+    def __init__(self, store: Store, requester: DeletionRequester, clock: Clock, max_devices: int,
+                 diagnostics_retention_days: int):
+        self._devices, self._file_store = store.devices, store.file_store
         self._requester = requester
         self._clock = clock
         self._max_devices = max_devices

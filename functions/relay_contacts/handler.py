@@ -5,24 +5,19 @@ import functions_framework
 from flask import Request, Response
 
 from shared import http
-from shared.config import settings_for
-from shared.runtime import cold_start_check, once
+from shared.clock import utc_now
+from shared.runtime import components
 
 FUNCTION = "relay_contacts"
 
-cold_start_check(FUNCTION)
 
-
-@once
-def components():
+@components(FUNCTION)
+def validator_and_service(config, store):
     from shared import wiring
-    from shared.clock import utc_now
 
     from functions.relay_contacts.cursor import CursorCodec
     from functions.relay_contacts.service import ContactRelayService
 
-    config = settings_for(FUNCTION)
-    store = wiring.store(config)
     session = wiring.egress_session(config, pool_size=32)
     service = ContactRelayService(store.devices, wiring.graph_client(config, session),
                                   CursorCodec(config.cursor_key), utc_now)
@@ -30,7 +25,7 @@ def components():
 
 
 def _relay(request: Request) -> Response:
-    validator, service = components()
+    validator, service = validator_and_service()
     caller = validator.authenticate(request.headers.get("Authorization"))
     stream = service.open(caller, request.headers.get("X-Device-Id"), request.args.get("cursor"))
     response = Response(stream.lines, status=200, content_type="application/x-ndjson")

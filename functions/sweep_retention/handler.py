@@ -11,26 +11,20 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
-from shared.config import settings_for
-from shared.runtime import cold_start_check, once
+from shared.clock import utc_now
+from shared.runtime import components
 
 FUNCTION = "sweep_retention"
-
-cold_start_check(FUNCTION)
 log = logs.get_logger(__name__)
 
 
-@once
-def components():
+@components(FUNCTION)
+def sweeper(config, store):
     from shared import wiring
-    from shared.clock import utc_now
 
     from functions.sweep_retention.service import RetentionSweeper
 
-    config = settings_for(FUNCTION)
-    store = wiring.store(config)
-    return RetentionSweeper(store.tenants, store.devices, store.files, store.objects,
-                            wiring.deletion_requester(config, store), utc_now,
+    return RetentionSweeper(store, wiring.deletion_requester(config, store), utc_now,
                             device_inactivity_days=config.device_inactivity_days,
                             stuck_deletion_minutes=config.stuck_deletion_minutes)
 
@@ -39,7 +33,7 @@ def components():
 def sweep_retention(cloud_event: CloudEvent) -> None:
     started = time.perf_counter()
     try:
-        report = components().sweep()
+        report = sweeper().sweep()
     except Exception:
         log.exception("retention sweep failed; the tick will be delivered again", function=FUNCTION)
         raise

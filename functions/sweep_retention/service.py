@@ -24,9 +24,9 @@ from shared.clock import Clock
 from shared.deletion_requests import DeletionRequester
 from shared.events import DeletionRequest
 from shared.ids import is_canonical_id
-from shared.store.objects import ObjectStore, parse_object_name
+from shared.store import Store
+from shared.store.objects import parse_object_name
 from shared.store.records import DuePage
-from shared.store.repositories import DeviceRepository, FileRepository, TenantRepository
 from shared.store.schema import DeletionKind
 
 log = logs.get_logger(__name__)
@@ -55,16 +55,12 @@ class SweepReport:
 
 
 class RetentionSweeper:
-    def __init__(self, tenants: TenantRepository, devices: DeviceRepository, files: FileRepository,
-                 objects: ObjectStore, requester: DeletionRequester, clock: Clock, *,
+    def __init__(self, store: Store, requester: DeletionRequester, clock: Clock, *,
                  device_inactivity_days: int = 180, stuck_deletion_minutes: int = 60,
                  page_size: int = 500, max_pages: int = 40, orphan_scan_limit: int = 20000):
-        self._tenants = tenants
-        self._devices = devices
-        self._files = files
-        self._objects = objects
-        self._requester = requester
-        self._clock = clock
+        self._tenants, self._devices, self._files, self._objects = (store.tenants, store.devices, store.files,
+                                                                    store.objects)
+        self._requester, self._clock = requester, clock
         self._inactivity = timedelta(days=device_inactivity_days)
         self._stuck_after = timedelta(minutes=stuck_deletion_minutes)
         self._page_size = min(page_size, 500)  # one batch of receipts per page (Firestore: 500 writes)

@@ -205,13 +205,13 @@ def test_bad_bodies_are_refused_and_write_nothing(stack, app):
 @pytest.fixture
 def small_quota(monkeypatch):
     """register_device wired with MAX_DEVICES_PER_TENANT=3 (read once at wiring), rebuilt after the test."""
-    from functions.register_device.handler import components
+    from functions.register_device.handler import validator_and_service
 
     monkeypatch.setenv("MAX_DEVICES_PER_TENANT", "3")
-    components.reset()
+    validator_and_service.reset()
     yield 3
     monkeypatch.undo()
-    components.reset()
+    validator_and_service.reset()
 
 
 def test_device_quota_answers_429(stack, emulators, small_quota):

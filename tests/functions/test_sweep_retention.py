@@ -45,7 +45,7 @@ def sweeper(topic_name: str, clock: Clock, **options) -> RetentionSweeper:
     publisher = DeletionPublisher(publisher_client(), PROJECT, topic_name)
     store = support.store()
     requester = wiring.deletion_requester(support.settings(), store, clock, publisher)
-    return RetentionSweeper(store.tenants, store.devices, store.files, store.objects, requester, clock,
+    return RetentionSweeper(store, requester, clock,
                             device_inactivity_days=180, stuck_deletion_minutes=60, **options)
 
 
