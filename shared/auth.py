@@ -86,6 +86,24 @@ def _refuse(reason: str, detail: str) -> Unauthorized:
     return Unauthorized(detail, slug=reason)
 
 
+# PyJWT's refusals, most specific first: (exception, slug, detail) — our own words, never the token's.
+_REFUSALS = (
+    (jwt.ExpiredSignatureError, "token-expired", "the access token has expired"),
+    (jwt.ImmatureSignatureError, "token-not-yet-valid", "the access token is not valid yet"),
+    (jwt.InvalidAudienceError, "token-audience", "the access token is not for this API"),
+    (jwt.MissingRequiredClaimError, "token-claim-missing", "the access token lacks the {claim} claim"),
+    (jwt.InvalidAlgorithmError, "token-algorithm", "the access token must be signed with RS256"),
+    (jwt.InvalidSignatureError, "token-signature", "the access token signature is invalid"),
+)
+
+
+def _refusal(error: jwt.PyJWTError) -> Unauthorized:
+    for kind, reason, detail in _REFUSALS:
+        if isinstance(error, kind):
+            return _refuse(reason, detail.format(claim=getattr(error, "claim", "")))
+    return _refuse("token-invalid", "the access token is invalid")
+
+
 class TokenValidator:
     def __init__(self, keys: JwksCache, authority: str, client_id: str, required_scope: str,
                  tenant_lookup: Callable[[str], Tenant | None]):
@@ -111,20 +129,8 @@ class TokenValidator:
             claims = jwt.decode(
                 token, signing_key.key, algorithms=["RS256"], audience=self._client_id, leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "nbf", "iat", "iss", "aud", "tid"], "verify_iss": False})
-        except jwt.ExpiredSignatureError:
-            raise _refuse("token-expired", "the access token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise _refuse("token-not-yet-valid", "the access token is not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise _refuse("token-audience", "the access token is not for this API") from None
-        except jwt.MissingRequiredClaimError as error:
-            raise _refuse("token-claim-missing", f"the access token lacks the {error.claim} claim") from None
-        except jwt.InvalidAlgorithmError:
-            raise _refuse("token-algorithm", "the access token must be signed with RS256") from None
-        except jwt.InvalidSignatureError:
-            raise _refuse("token-signature", "the access token signature is invalid") from None
-        except jwt.PyJWTError:
-            raise _refuse("token-invalid", "the access token is invalid") from None
+        except jwt.PyJWTError as error:
+            raise _refusal(error) from None
         tenant_id = claims.get("tid")
         if not is_canonical_id(tenant_id):
             raise _refuse("token-tenant", "the access token's tenant ID is not a GUID")
