@@ -1,7 +1,6 @@
 """Access tokens for tests: real ones from the fake Entra ID, and hand-made bad ones."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -12,6 +11,7 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.fake_microsoft.keys import b64url
 from local.stack import ENTRA_CLIENT_ID
 
 USER_CLAIMS = {"oid": "5f0c9a7e-1b2c-4d3e-8f90-123456789abc", "name": "Erika Mustermann",
@@ -43,13 +43,9 @@ def token(stack, tenant_id: str, **overrides) -> str:
     return mint(stack, claims(stack, tenant_id, **overrides))
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def unsigned(body: dict, kid: str) -> str:
     header = {"alg": "none", "typ": "JWT", "kid": kid}
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}."
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}."
 
 
 def hs256_with_public_key(stack, body: dict) -> str:
@@ -60,9 +56,9 @@ def hs256_with_public_key(stack, body: dict) -> str:
         encoding=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
         format=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
     header = {"alg": "HS256", "typ": "JWT", "kid": key["kid"]}
-    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(body).encode())}"
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}"
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
+    return f"{signing_input}.{b64url(signature)}"
 
 
 def signed_by_outside_key(stack, body: dict) -> str:

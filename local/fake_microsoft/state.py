@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import json
@@ -20,7 +19,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .directory import DEFAULT_SIZE, Directory
-from .keys import KeySet, b64url, random_uti
+from .keys import KeySet, b64url, b64url_decode, random_uti
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -313,7 +312,7 @@ class FakeMicrosoft:
 
     def unseal(self, token: str) -> dict[str, Any] | None:
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            raw = b64url_decode(token)
             payload = json.loads(self._aead.decrypt(raw[:12], raw[12:], None))
         except (ValueError, TypeError, InvalidTag):
             return None

@@ -2,7 +2,7 @@
 revocation, unregistration, a retention sweep, a tenant deletion), walk every Firestore document and
 every Storage object and fail on anything the data model does not list.
 
-The model is written out here from ARCHITECTURE.md ("Data model", "Technical files") on purpose, not
+The model is written out here from docs/architecture.md ("Data model", "Technical files") on purpose, not
 imported from shared/store/schema.py: a change there must not silently widen what this test allows.
 """
 from __future__ import annotations

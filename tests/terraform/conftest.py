@@ -48,7 +48,7 @@ EU_REGIONS = frozenset(
 # Multi-/dual-regions made only of EU regions: Storage EU and EUR4, Firestore eur3, Artifact Registry europe.
 EU_MULTI_REGIONS = frozenset({"eu", "eur4", "eur3", "europe"})
 
-# ARCHITECTURE.md, "Components": the entry points main.py re-exports, and who may call them.
+# docs/architecture.md, "Components": the entry points main.py re-exports, and who may call them.
 CONTRACT = SimpleNamespace(
     entry_points=frozenset({"register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention"}),
     public=frozenset({"register_device", "relay_contacts"}),

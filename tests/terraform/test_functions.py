@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-# ARCHITECTURE.md, "Configuration (environment)", minus the emulator hosts that exist only locally.
+# docs/architecture.md, "Configuration", minus the emulator hosts that exist only locally.
 CONTRACT_ENV = {
     "GOOGLE_CLOUD_PROJECT",
     "TECHNICAL_FILES_BUCKET",
