@@ -127,7 +127,7 @@ def read_json_object(request: Request, limit: int, allowed: Iterable[str], requi
     body, _ = read_body(request, limit, ("application/json",))
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deeply nested arrays
         raise BadRequest("body is not valid JSON", slug="malformed-json") from None
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object", slug="malformed-json")

@@ -31,8 +31,14 @@ def deletion_service(config, store):
     return DeletionService(store, config.receipt_key, utc_now)
 
 
+PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
 def message_data(cloud_event: CloudEvent) -> bytes:
-    """The Pub/Sub message's payload, base64-decoded strictly; PoisonMessage if there is none."""
+    """The Pub/Sub message's payload, base64-decoded strictly; PoisonMessage if there is none or the
+    event is not a Pub/Sub message-published event (only those may delete anything)."""
+    if cloud_event.get("type") != PUBSUB_MESSAGE_PUBLISHED:
+        raise PoisonMessage("event is not a Pub/Sub message-published event")
     data = cloud_event.data
     message = data.get("message") if isinstance(data, dict) else None
     encoded = message.get("data") if isinstance(message, dict) else None

@@ -41,7 +41,7 @@ def check_well_formed(data: bytes, fmt: str) -> None:
             raise BadRequest("unsupported format", slug="unsupported-format")
     except BadRequest:
         raise
-    except (ValueError, UnicodeDecodeError, csv.Error, SyntaxError):
+    except (ValueError, UnicodeDecodeError, csv.Error, SyntaxError, RecursionError):
         # ElementTree.ParseError is a SyntaxError; the parser's message may quote content, so drop it.
         raise BadRequest(f"the {fmt.upper()} file is not well-formed", slug="malformed-file") from None
 

@@ -474,3 +474,17 @@ def test_registrations_racing_a_tenant_deletion_never_leave_an_orphan_device(han
         assert tenants.get(tenant_id) is None
     # Registrations went on while the deletion ran, and were refused from the mark onwards.
     assert outcomes["raced"] > 0 and outcomes["refused"] > 0
+
+
+@pytest.mark.parametrize("event_type", ["google.cloud.storage.object.v1.finalized",
+                                        "google.cloud.pubsub.topic.v1.messagePublished.extra", "x"])
+def test_a_valid_deletion_message_in_another_event_type_is_poison_and_deletes_nothing(handler, log_lines,
+                                                                                       event_type):
+    shape = seed.populated_tenant()
+    message = seed.deletion_message("tenant", shape["tenantId"])
+    event = seed.pubsub_event(message)
+    event["type"] = event_type
+    before = support.world()
+    assert seed.post_event(handler, event).status_code == 200  # acknowledged: redelivery cannot help
+    assert support.world() == before
+    assert any('"ERROR"' in line and "message-published" in line for line in log_lines)

@@ -224,3 +224,17 @@ def test_device_quota_answers_429(stack, emulators, small_quota):
     before = support.world()
     assert_problem(app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=access), 429)
     assert support.world() == before
+
+
+def test_deeply_nested_json_is_400_and_stores_nothing(stack, app):
+    access = bearer(tokens.token(stack, TENANT))
+    nested = b"[" * 1990 + b"]" * 1990  # fits in the 4 KiB body limit; json.loads recurses per level
+    device_id = str(uuid.uuid4())
+    assert app.post("/", json={"deviceId": device_id}, headers=access).status_code == 201
+    before = support.world()
+    response = app.post("/", data=nested, content_type="application/json", headers=access)
+    assert_problem(response, 400)
+    assert response.get_json()["type"] == "/problems/malformed-json"
+    response = app.post(f"/{device_id}/diagnostics", data=nested, content_type="application/json", headers=access)
+    assert_problem(response, 400)
+    assert support.world() == before
