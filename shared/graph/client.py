@@ -75,11 +75,12 @@ class AppTokens:
 
     def token(self, tenant_id: str, refresh: bool = False) -> str:
         try:
-            app = self._app(tenant_id)
             if refresh:
-                # Drop the cached token so the next call asks Entra ID again (e.g. after a 401).
-                for account_token in app.token_cache.search(app.token_cache.CredentialType.ACCESS_TOKEN):
-                    app.token_cache.remove_at(account_token)
+                # After a 401 (revoked token, rotated keys): a fresh client with an empty cache asks Entra ID
+                # again. Removing entries from MSAL's cache while iterating its search() raised RuntimeError.
+                with self._lock:
+                    self._apps.pop(tenant_id, None)
+            app = self._app(tenant_id)
             result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
         except (requests.RequestException, ValueError) as error:
             raise GraphUnavailable("Entra ID is unreachable", retry_after=5) from error

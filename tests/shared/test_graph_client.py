@@ -56,3 +56,12 @@ def test_links_outside_graphs_delta_endpoint_are_never_followed(graph, stack):
                  stack.urls["graph"].replace("/v1.0", "/beta") + "/users/delta?$deltatoken=x"):
         with pytest.raises(GraphRefused):
             next(client.delta_pages(TENANT, ["id"], delta_link=link))
+
+
+@pytest.mark.parametrize("skip", [0, 1])
+def test_a_401_on_any_page_refreshes_the_app_token_once_and_goes_on(graph, skip):
+    fake, client, tokens, _ = graph
+    fake.faults({"target": "delta", "status": 401, "count": 1, "skip": skip})
+    pages = list(client.delta_pages(TENANT, ["id"]))
+    assert sum(len(p.users) for p in pages) == 2100  # the 401 (first or a later page) cost one new token
+    assert tokens.requests == 2
