@@ -6,6 +6,7 @@ deadline; after that the caller gets GraphUnavailable with the wait Graph asked 
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -88,7 +89,7 @@ class AppTokens:
             if result.get("token_source") != "cache":
                 self.requests += 1
             return result["access_token"]
-        error = str(result.get("error", "unknown"))
+        error = safe_code(result.get("error", "unknown"))
         if error in ("temporarily_unavailable", "server_error"):
             raise GraphUnavailable("Entra ID is temporarily unavailable", retry_after=5)
         raise GraphRefused("Entra ID refused the app's token request", code=f"entra-{error}")
@@ -163,14 +164,25 @@ class GraphClient:
                                code=f"graph-{code or response.status_code}")
 
 
+# Graph's and Entra ID's error codes are identifiers (`Authorization_RequestDenied`, `invalid_client`);
+# anything else is text from outside and must never reach a log line or an error body.
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+
+
+def safe_code(value: object) -> str:
+    """`value` if it looks like an error code, else "unrecognised"."""
+    return value if isinstance(value, str) and _CODE.fullmatch(value) else "unrecognised"
+
+
 def _error_code(response: requests.Response | None) -> str | None:
     if response is None:
         return None
     try:
-        error = response.json().get("error")
+        body = response.json()
     except ValueError:
         return None
-    return error.get("code") if isinstance(error, dict) else None
+    error = body.get("error") if isinstance(body, dict) else None
+    return safe_code(error.get("code")) if isinstance(error, dict) and "code" in error else None
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:

@@ -65,3 +65,14 @@ def test_a_401_on_any_page_refreshes_the_app_token_once_and_goes_on(graph, skip)
     pages = list(client.delta_pages(TENANT, ["id"]))
     assert sum(len(p.users) for p in pages) == 2100  # the 401 (first or a later page) cost one new token
     assert tokens.requests == 2
+
+
+@pytest.mark.parametrize("code, logged", [("Authorization_RequestDenied", "graph-Authorization_RequestDenied"),
+                                          ("Erika Mustermann +49 151 23456789", "graph-unrecognised"),
+                                          ("x" * 200, "graph-unrecognised")])
+def test_only_identifier_shaped_graph_codes_are_kept(graph, code, logged):
+    fake, client, _, _ = graph
+    fake.faults({"target": "delta", "status": 403, "count": 1, "code": code})
+    with pytest.raises(GraphRefused) as error:
+        next(client.delta_pages(TENANT, ["id"]))
+    assert error.value.code == logged
