@@ -13,7 +13,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests, TransientError
 from shared.ids import is_canonical_id
 from shared.store import schema
 from shared.store.records import (Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant)
@@ -195,7 +195,17 @@ class TenantRepository:
                 transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             return True
 
-        return apply(self._db.transaction())
+        try:
+            return apply(self._db.transaction())
+        except ValueError:
+            # "Failed to commit transaction in N attempts": contention, e.g. duplicate deliveries marking
+            # the same tenant at once. If one of them got through, the tenant is marked: that is the goal.
+            tenant = self.get(tenant_id)
+            if tenant is None:
+                return False
+            if tenant.status == TenantStatus.DELETING:
+                return True
+            raise TransientError("the tenant could not be marked for deletion") from None
 
     def stuck_deletions(self, requested_before: datetime, limit: int) -> list[Tenant]:
         """Tenants in `deleting` since before `requested_before` (at most `limit`)."""
