@@ -1,6 +1,7 @@
 """Deletion requests: the message contract of topic `deletion-requests`, its parser and its publisher."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -27,7 +28,7 @@ class DeletionRequest:
         return f"{self.kind}.delete"
 
     def with_request_id(self, request_id: str) -> DeletionRequest:
-        return DeletionRequest(self.kind, self.tenant_id, request_id, self.target_id)
+        return dataclasses.replace(self, request_id=request_id)
 
     def subject_text(self) -> str:
         return f"{self.kind}:{self.tenant_id}" + (f":{self.target_id}" if self.target_id else "")

@@ -7,7 +7,7 @@ Callers pass validated IDs only (shared.ids); the repositories build document pa
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -18,8 +18,6 @@ from shared.ids import is_canonical_id
 from shared.store import schema
 from shared.store.records import (Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant)
 from shared.store.schema import (DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked)
-
-MAX_BATCH_WRITES = 500  # Firestore's limit of writes in one batch
 
 
 def _enum(kind, value):
@@ -197,9 +195,11 @@ class TenantRepository:
 
         try:
             return apply(self._db.transaction())
-        except ValueError:
-            # "Failed to commit transaction in N attempts": contention, e.g. duplicate deliveries marking
-            # the same tenant at once. If one of them got through, the tenant is marked: that is the goal.
+        except ValueError as error:
+            if not isinstance(error.__cause__, gexc.Aborted):
+                raise
+            # "Failed to commit transaction in N attempts" (Aborted each time): contention, e.g. duplicate
+            # deliveries marking the same tenant at once. If one of them got through, the tenant is marked.
             tenant = self.get(tenant_id)
             if tenant is None:
                 return False
@@ -390,13 +390,3 @@ class ReceiptRepository:
         self._paths.receipt(request_id).update(checked(schema.RECEIPTS, {
             "status": ReceiptStatus.COMPLETED, "completedAt": now, "verified": verified}))
 
-
-def chunks(items: Iterable, size: int = MAX_BATCH_WRITES) -> Iterator[list]:
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
