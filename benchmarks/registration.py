@@ -206,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     started = time.perf_counter()
     print(f"## register_device benchmark{' (--quick)' if args.quick else ''}\n", flush=True)
-    with local_stack("registration") as stack:
+    # A rollout morning of one tenant from 8 users: the abuse limits are raised so they are checked on
+    # every new device (their Firestore read and write are part of the cost) but never refuse one.
+    with local_stack("registration", extra_env={"DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE": "1000000",
+                                                "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": "1000000"}) as stack:
         fake = stack.fake_microsoft()
         onboard(stack, TENANT)
         tokens = [fake.mint("user", TENANT) for _ in range(CONCURRENCY)]

@@ -2,11 +2,13 @@
 
 RS256 only with a key chosen by `kid` from the authority's JWKS (cached; an unknown `kid` refetches at
 most every 30 s), issuer equal to both `{authority}/{tid}/v2.0` and the key's issuer template, audience,
-scope, times with small skew, and the tenant onboarded and active. Only the tenant ID leaves this module:
-no user claim is kept, logged or echoed.
+scope, times with small skew, and the tenant onboarded and active. Only the tenant ID and a per-process
+pseudonym of the user (for in-memory rate limits) leave this module: no user claim is kept, logged or echoed.
 """
 from __future__ import annotations
 
+import hashlib
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,6 +82,18 @@ class JwksCache:
 class Caller:
     tenant_id: str
     settings: dict = field(default_factory=dict, compare=False)
+    # The user, for in-memory per-user limits only: a keyed hash of `oid` under a key this process drew
+    # at start, so it cannot be linked to the person or across instances and restarts; never stored or logged.
+    user_key: bytes = field(default=b"", compare=False, repr=False)
+
+
+_USER_KEY = secrets.token_bytes(32)
+
+
+def user_key(oid: object) -> bytes:
+    """This process's pseudonym of a user (tokens without an `oid` share one)."""
+    return hashlib.blake2b(oid.encode() if isinstance(oid, str) else b"", key=_USER_KEY,
+                           digest_size=16).digest()
 
 
 def _refuse(reason: str, detail: str) -> Unauthorized:
@@ -146,7 +160,7 @@ class TokenValidator:
         tenant = self._tenant_lookup(tenant_id)
         if tenant is None or not tenant.active:
             raise Forbidden("the tenant is not onboarded or not active", slug="tenant-not-active")
-        return Caller(tenant_id, tenant.settings)
+        return Caller(tenant_id, tenant.settings, user_key(claims.get("oid")))
 
     @staticmethod
     def _bearer(authorization: str | None) -> str:

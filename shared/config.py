@@ -36,6 +36,9 @@ class Settings:
     device_inactivity_days: int = 180
     diagnostics_retention_days: int = 30
     max_devices_per_tenant: int = 10000
+    device_registrations_per_tenant_per_minute: int = 600
+    device_registrations_per_user_per_10_minutes: int = 5
+    diagnostics_per_device_per_day: int = 24
     graph_retry_deadline_seconds: float = 20.0
     stuck_deletion_minutes: int = 60
     deletion_initial_ops_per_second: int = 500
@@ -63,6 +66,10 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "DEVICE_INACTIVITY_DAYS": ("device_inactivity_days", "positive_int"),
     "DIAGNOSTICS_RETENTION_DAYS": ("diagnostics_retention_days", "positive_int"),
     "MAX_DEVICES_PER_TENANT": ("max_devices_per_tenant", "positive_int"),
+    "DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE": ("device_registrations_per_tenant_per_minute", "positive_int"),
+    "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": ("device_registrations_per_user_per_10_minutes",
+                                                     "positive_int"),
+    "DIAGNOSTICS_PER_DEVICE_PER_DAY": ("diagnostics_per_device_per_day", "positive_int"),
     "GRAPH_RETRY_DEADLINE_SECONDS": ("graph_retry_deadline_seconds", "positive_float"),
     "STUCK_DELETION_MINUTES": ("stuck_deletion_minutes", "positive_int"),
     "DELETION_INITIAL_OPS_PER_SECOND": ("deletion_initial_ops_per_second", "positive_int"),

@@ -10,10 +10,13 @@ class AppError(Exception):
     title = "Internal error"
     slug = "internal"
 
-    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None, slug: str | None = None):
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None, slug: str | None = None,
+                 retry_after: float | None = None):
         super().__init__(detail)
         self.detail = detail or self.title
         self.headers = dict(headers or {})
+        if retry_after is not None:  # whole seconds, at least one (RFC 9110 delay-seconds)
+            self.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
         if slug:
             self.slug = slug
 
@@ -73,9 +76,7 @@ class ServiceUnavailable(AppError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
     def __init__(self, detail: str = "", retry_after: float | None = None, **kwargs):
-        if retry_after is not None:
-            kwargs.setdefault("headers", {})["Retry-After"] = str(max(1, int(retry_after + 0.999)))
-        super().__init__(detail, **kwargs)
+        super().__init__(detail, retry_after=retry_after, **kwargs)
 
 
 class TransientError(Exception):

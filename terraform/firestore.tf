@@ -16,6 +16,20 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.required]
 }
 
+# Rate windows of the abuse limits (tenants/{id}/rateWindows/{minute}) expire on their own: a TTL policy
+# on `expiresAt` removes them (typically within 24 h of expiry; they are never read after their minute).
+resource "google_firestore_field" "rate_window_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "rateWindows"
+  field      = "expiresAt"
+
+  ttl_config {}
+
+  # Never queried: no single-field indexes needed for a write-mostly counter.
+  index_config {}
+}
+
 # sweep_retention's collection-group queries (collection => field): files where deleteAfter < now, ordered
 # by deleteAfter; devices where lastSeenAt < now - DEVICE_INACTIVITY_DAYS.
 # A field config replaces the inherited single-field indexes, so the collection-scope ones are kept too.

@@ -36,7 +36,13 @@ locals {
       # Uploaders create objects only: they cannot read, list, overwrite or delete them.
       grants  = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
       scaling = { max_instance_count = 20, available_memory = "256Mi", timeout_seconds = 60 }
-      env     = { DIAGNOSTICS_RETENTION_DAYS = tostring(var.diagnostics_retention_days), MAX_DEVICES_PER_TENANT = tostring(var.max_devices_per_tenant) }
+      env = {
+        DIAGNOSTICS_RETENTION_DAYS                   = tostring(var.diagnostics_retention_days)
+        MAX_DEVICES_PER_TENANT                       = tostring(var.max_devices_per_tenant)
+        DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE   = tostring(var.device_registrations_per_tenant_per_minute)
+        DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES = tostring(var.device_registrations_per_user_per_10_minutes)
+        DIAGNOSTICS_PER_DEVICE_PER_DAY               = tostring(var.diagnostics_per_device_per_day)
+      }
     }
 
     relay_contacts = {

@@ -174,6 +174,39 @@ variable "max_devices_per_tenant" {
   }
 }
 
+variable "device_registrations_per_tenant_per_minute" {
+  type        = number
+  default     = 600
+  description = "New devices one tenant may register per UTC minute, across all instances (DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE)."
+
+  validation {
+    condition     = var.device_registrations_per_tenant_per_minute >= 1 && floor(var.device_registrations_per_tenant_per_minute) == var.device_registrations_per_tenant_per_minute
+    error_message = "device_registrations_per_tenant_per_minute must be a whole number of at least 1."
+  }
+}
+
+variable "device_registrations_per_user_per_10_minutes" {
+  type        = number
+  default     = 5
+  description = "New devices one user may register per 10 minutes, per instance, counted in memory only (DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES)."
+
+  validation {
+    condition     = var.device_registrations_per_user_per_10_minutes >= 1 && floor(var.device_registrations_per_user_per_10_minutes) == var.device_registrations_per_user_per_10_minutes
+    error_message = "device_registrations_per_user_per_10_minutes must be a whole number of at least 1."
+  }
+}
+
+variable "diagnostics_per_device_per_day" {
+  type        = number
+  default     = 24
+  description = "Diagnostics uploads one device may make per UTC day (DIAGNOSTICS_PER_DEVICE_PER_DAY)."
+
+  validation {
+    condition     = var.diagnostics_per_device_per_day >= 1 && floor(var.diagnostics_per_device_per_day) == var.diagnostics_per_device_per_day
+    error_message = "diagnostics_per_device_per_day must be a whole number of at least 1."
+  }
+}
+
 variable "graph_retry_deadline_seconds" {
   type        = number
   default     = 20

@@ -15,8 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> LocalStack:
     state = tmp_path_factory.mktemp("local-stack")
-    # DEBUG, so the privacy scans of the functions' logs see lines of every level.
-    with LocalStack(state_dir=state, with_functions=True, extra_env={"LOG_LEVEL": "DEBUG"}) as local_stack:
+    # DEBUG, so the privacy scans of the functions' logs see lines of every level. The tests register many
+    # devices with one test user's tokens: the per-user limit is raised here and tested on its own
+    # (tests/functions/test_register_device.py, `user_limit`).
+    env = {"LOG_LEVEL": "DEBUG", "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": "100000"}
+    with LocalStack(state_dir=state, with_functions=True, extra_env=env) as local_stack:
         # Deletion requests reach the handle_deletion process only in tests that ask for it (`deletion_push`):
         # a push arriving a second later would otherwise act on the next test's data.
         local_stack.pause_deletion_push()

@@ -1,6 +1,8 @@
 """HTTP entry point `register_device` (public, called by the app with an Entra ID access token)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import functions_framework
 from flask import Request, Response
 
@@ -18,10 +20,15 @@ DIAGNOSTICS_LIMIT = 1024 * 1024
 def validator_and_service(config, store):
     from shared import wiring
 
-    from functions.register_device.service import DeviceRegistrationService
+    from functions.register_device.limits import UserRegistrationLimiter
+    from functions.register_device.service import DeviceRegistrationService, Limits
 
-    service = DeviceRegistrationService(store, wiring.deletion_requester(config, store), utc_now,
-                                        config.max_devices_per_tenant, config.diagnostics_retention_days)
+    limits = Limits(config.max_devices_per_tenant, config.device_registrations_per_tenant_per_minute,
+                    config.diagnostics_per_device_per_day, config.diagnostics_retention_days)
+    user_limiter = UserRegistrationLimiter(config.device_registrations_per_user_per_10_minutes,
+                                           timedelta(minutes=10))
+    service = DeviceRegistrationService(store, wiring.deletion_requester(config, store), utc_now, limits,
+                                        user_limiter)
     return wiring.token_validator(config, store.tenants), service
 
 

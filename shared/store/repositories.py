@@ -51,6 +51,12 @@ def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
                    bool(document.get("verified")))
 
 
+def _diagnostics_used(document: dict[str, Any], day: str) -> int:
+    """Uploads the device made on `day` (a count of another day means none yet)."""
+    count = document.get("diagnosticsCount")
+    return count if document.get("diagnosticsDay") == day and isinstance(count, int) and count > 0 else 0
+
+
 def _pending_receipt_document(kind: DeletionKind, subject: str, now: datetime) -> dict[str, Any]:
     return checked(schema.RECEIPTS, {"kind": kind, "subject": subject, "status": ReceiptStatus.PENDING,
                                      "requestedAt": now, "completedAt": None,
@@ -108,6 +114,9 @@ class _Paths:
 
     def files(self, tenant_id: str):
         return self.tenant(tenant_id).collection(schema.FILES)
+
+    def rate_window(self, tenant_id: str, window: str):
+        return self.tenant(tenant_id).collection(schema.RATE_WINDOWS).document(window)
 
     def receipt(self, request_id: str):
         return self.db.collection(schema.RECEIPTS).document(request_id)
@@ -221,11 +230,14 @@ class DeviceRepository:
         self._db = db
         self._paths = _Paths(db)
 
-    def register(self, tenant_id: str, device_id: str, now: datetime, max_devices: int) -> Registration:
+    def register(self, tenant_id: str, device_id: str, now: datetime, max_devices: int,
+                 admit_new: Callable[[], None] = lambda: None) -> Registration:
         """Creates or refreshes a device in the transaction that checks the tenant is active.
 
         A tenant deletion marks the tenant before it lists devices, and this transaction reads the
         tenant document, so a registration racing a deletion either lands before the listing or fails.
+        Refreshing a registered device is never limited; a new one is first put to `admit_new` (the
+        abuse limits, which raise to refuse) and then to the tenant's quota.
         """
         device_ref = self._paths.devices(tenant_id).document(device_id)
 
@@ -244,11 +256,59 @@ class DeviceRepository:
         result = apply(self._db.transaction(), False)
         if result is not None:
             return result
+        admit_new()
         # New device: the quota is checked with an aggregation count (approximate under races, as allowed).
         count = self._paths.devices(tenant_id).count().get()[0][0].value
         if count >= max_devices:
             raise TooManyRequests("the tenant's device quota is reached", slug="device-quota")
         return apply(self._db.transaction(), True)
+
+    def registrations_in_window(self, tenant_id: str, window: str) -> int:
+        """New devices counted in the tenant's rate window `window` (UTC minute YYYYMMDDHHMM)."""
+        snapshot = self._paths.rate_window(tenant_id, window).get()
+        count = snapshot.get("count") if snapshot.exists else 0
+        return count if isinstance(count, int) else 0
+
+    def count_registration(self, tenant_id: str, window: str, expires_at: datetime) -> None:
+        """Adds one new device to the window with a blind increment (no read, no transaction), so
+        concurrent registrations of all instances add up without contending for the document."""
+        self._paths.rate_window(tenant_id, window).set(
+            checked(schema.RATE_WINDOWS, {"count": firestore.Increment(1), "expiresAt": expires_at}), merge=True)
+
+    def reserve_diagnostics(self, tenant_id: str, device_id: str, day: str, per_day: int,
+                            retry_after: float) -> None:
+        """Takes one of the device's diagnostics slots of the UTC day `day` (YYYY-MM-DD), in a transaction.
+
+        404 if the device is not registered; 429 `diagnostics-rate` if the day's slots are used up.
+        """
+        device_ref = self._paths.devices(tenant_id).document(device_id)
+
+        @firestore.transactional
+        def apply(transaction):
+            snapshot = device_ref.get(transaction=transaction)
+            if not snapshot.exists:
+                raise NotFound("device is not registered in this tenant", slug="device-not-found")
+            used = _diagnostics_used(snapshot.to_dict(), day)
+            if used >= per_day:
+                raise TooManyRequests("the device's diagnostics uploads for today are used up",
+                                      slug="diagnostics-rate", retry_after=retry_after)
+            transaction.update(device_ref, checked(schema.DEVICES, {"diagnosticsDay": day,
+                                                                     "diagnosticsCount": used + 1}))
+
+        apply(self._db.transaction())
+
+    def release_diagnostics(self, tenant_id: str, device_id: str, day: str) -> None:
+        """Gives back a slot taken by `reserve_diagnostics` for an upload that did not complete."""
+        device_ref = self._paths.devices(tenant_id).document(device_id)
+
+        @firestore.transactional
+        def apply(transaction):
+            snapshot = device_ref.get(transaction=transaction)
+            if snapshot.exists and _diagnostics_used(snapshot.to_dict(), day) > 0:
+                transaction.update(device_ref, checked(schema.DEVICES, {
+                    "diagnosticsCount": _diagnostics_used(snapshot.to_dict(), day) - 1}))
+
+        apply(self._db.transaction())
 
     def get(self, tenant_id: str, device_id: str) -> Device | None:
         snapshot = self._paths.devices(tenant_id).document(device_id).get()

@@ -14,6 +14,7 @@ TENANTS = "tenants"
 DEVICES = "devices"
 FILES = "files"
 RECEIPTS = "deletionReceipts"
+RATE_WINDOWS = "rateWindows"  # tenants/{tenantId}/rateWindows/{UTC minute YYYYMMDDHHMM}
 
 
 class TenantStatus(StrEnum):
@@ -61,16 +62,18 @@ RELAY_FIELDS = ("displayName", "givenName", "surname", "jobTitle", "department",
 TENANT_FIELDS = frozenset({"name", "status", "createdAt", "settings", "deletionRequestId",
                            "deletionRequestedAt"})
 TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion"})
-DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt"})
+DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt", "diagnosticsDay", "diagnosticsCount"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
 RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
+RATE_WINDOW_FIELDS = frozenset({"count", "expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
-_TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS}
+_TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
+        RATE_WINDOWS: RATE_WINDOW_FIELDS}
 
 
 class SchemaViolation(ValueError):

@@ -10,6 +10,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from shared.clock import timestamp
 from shared.errors import BadRequest, Forbidden, TransientError
@@ -61,8 +62,11 @@ class TechnicalFileStore:
         self._files = files
 
     def put(self, tenant_id: str, data: bytes, fmt: FileFormat, now: datetime, delete_after: datetime,
-            device_id: str | None = None) -> StoredFile:
+            device_id: str | None = None, admit: Callable[[], None] = lambda: None) -> StoredFile:
+        """Stores the file. `admit` runs once the file is known to be well-formed, before anything is
+        written (a limit that raises refuses the upload, and bad files never reach it)."""
         check_well_formed(data, fmt)
+        admit()
         fmt = FileFormat(fmt)
         file_id = new_id()
         name = object_name(tenant_id, file_id, fmt, device_id)

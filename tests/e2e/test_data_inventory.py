@@ -67,9 +67,24 @@ def check_tenant(ids: dict, document: dict) -> list[str]:
 
 
 def check_device(ids: dict, document: dict) -> list[str]:
-    problems = _fields(document, {"registeredAt", "lastSeenAt"})
+    problems = _fields(document, {"registeredAt", "lastSeenAt"}, {"diagnosticsDay", "diagnosticsCount"})
     if not all(isinstance(document.get(name), datetime) for name in ("registeredAt", "lastSeenAt")):
         problems.append("timestamps")
+    if ("diagnosticsDay" in document) != ("diagnosticsCount" in document):
+        problems.append("diagnosticsDay and diagnosticsCount come together")
+    if "diagnosticsDay" in document and (
+            not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(document["diagnosticsDay"]))
+            or not isinstance(document["diagnosticsCount"], int) or document["diagnosticsCount"] < 0):
+        problems.append("diagnosticsDay/diagnosticsCount")
+    return problems
+
+
+def check_rate_window(ids: dict, document: dict) -> list[str]:
+    problems = _fields(document, {"count", "expiresAt"})
+    if not isinstance(document.get("count"), int) or document["count"] < 1:
+        problems.append("count")
+    if not isinstance(document.get("expiresAt"), datetime):
+        problems.append("expiresAt")
     return problems
 
 
@@ -110,6 +125,7 @@ MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"tenants/(?P<tenant>{UUID})"), check_tenant),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/devices/(?P<device>{UUID})"), check_device),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/files/(?P<file>{UUID})"), check_file),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/rateWindows/(?P<window>20\d{{10}})"), check_rate_window),
     (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
 ]
 
@@ -124,7 +140,7 @@ def inventory_problems() -> list[str]:
             if match:
                 problems += [f"{path}: {p}" for p in check(match.groupdict(), document)]
                 if not path.startswith("deletionReceipts/"):
-                    ids_seen.update(v for v in match.groupdict().values() if v)
+                    ids_seen.update(v for k, v in match.groupdict().items() if v and k != "window")
                 break
         else:
             problems.append(f"{path}: collection or document not in the data model")
@@ -183,6 +199,8 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
     documents, objects = support.world()
     assert not [p for p in list(documents) + list(objects) if seed.belongs_to(p, leaving)]
     assert len([p for p in documents if p.startswith(f"tenants/{staying}/devices/")]) == 1
+    assert [p for p in documents if p.startswith(f"tenants/{staying}/rateWindows/")]  # the limits' counters
+    assert any("diagnosticsCount" in documents[p] for p in documents if p.startswith(f"tenants/{staying}/devices/"))
     assert len([p for p in documents if p.startswith("deletionReceipts/")]) == 3
 
 

@@ -203,15 +203,25 @@ def test_bad_bodies_are_refused_and_write_nothing(stack, app):
 
 
 @pytest.fixture
-def small_quota(monkeypatch):
-    """register_device wired with MAX_DEVICES_PER_TENANT=3 (read once at wiring), rebuilt after the test."""
+def rewired(monkeypatch):
+    """Rewires register_device with the given settings (read once at wiring; rebuilt after the test).
+    Each rewiring is a new instance: nothing kept in the old one's memory carries over."""
     from functions.register_device.handler import validator_and_service
 
-    monkeypatch.setenv("MAX_DEVICES_PER_TENANT", "3")
-    validator_and_service.reset()
-    yield 3
+    def rewire(**settings: int) -> None:
+        for name, value in settings.items():
+            monkeypatch.setenv(name, str(value))
+        validator_and_service.reset()
+
+    yield rewire
     monkeypatch.undo()
     validator_and_service.reset()
+
+
+@pytest.fixture
+def small_quota(rewired):
+    rewired(MAX_DEVICES_PER_TENANT=3)
+    return 3
 
 
 def test_device_quota_answers_429(stack, emulators, small_quota):
@@ -238,3 +248,99 @@ def test_deeply_nested_json_is_400_and_stores_nothing(stack, app):
     response = app.post(f"/{device_id}/diagnostics", data=nested, content_type="application/json", headers=access)
     assert_problem(response, 400)
     assert support.world() == before
+
+
+def _not_near_a_minute_boundary() -> None:
+    """The tenant's window is the UTC minute: start a window test with at least 15 s of it left."""
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+
+
+def test_new_devices_per_tenant_per_minute_are_limited_across_instances(stack, app, rewired):
+    rewired(DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE=3)
+    _not_near_a_minute_boundary()
+    access = bearer(tokens.token(stack, TENANT))
+    known = []
+    for _ in range(2):
+        known.append(str(uuid.uuid4()))
+        assert app.post("/", json={"deviceId": known[-1]}, headers=access).status_code == 201
+    rewired()  # another instance: the count lives in Firestore, not in the instance
+    assert app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=access).status_code == 201
+    before = support.world()
+    refused = app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=access)
+    assert assert_problem(refused, 429)["type"] == "/problems/registration-rate"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert support.world() == before
+    # Refreshing a registered device is never limited; another tenant has its own window.
+    assert app.post("/", json={"deviceId": known[0]}, headers=access).status_code == 200
+    other = bearer(tokens.token(stack, OTHER_TENANT))
+    assert app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=other).status_code == 201
+    windows = list(support.db().collection(f"tenants/{TENANT}/rateWindows").stream())
+    assert len(windows) == 1 and windows[0].get("count") == 3
+    assert set(windows[0].to_dict()) == {"count", "expiresAt"}
+    assert windows[0].id == time.strftime("%Y%m%d%H%M", time.gmtime())
+
+
+def test_one_user_cannot_take_the_tenants_devices_and_nothing_about_users_is_stored(stack, app, rewired):
+    rewired(DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES=2)
+    insider = bearer(tokens.token(stack, TENANT))
+    for _ in range(2):
+        assert app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=insider).status_code == 201
+    before = support.world()
+    refused = app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=insider)
+    problem = assert_problem(refused, 429, *tokens.USER_CLAIMS.values())
+    assert problem["type"] == "/problems/registration-rate"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 600
+    assert support.world() == before
+    colleague = bearer(tokens.token(stack, TENANT, oid=str(uuid.uuid4())))
+    assert app.post("/", json={"deviceId": str(uuid.uuid4())}, headers=colleague).status_code == 201
+    stored = repr(support.world())
+    assert tokens.USER_CLAIMS["oid"] not in stored
+
+
+def test_diagnostics_uploads_per_device_per_day_are_limited_and_refusals_use_no_slot(stack, app, rewired):
+    rewired(DIAGNOSTICS_PER_DEVICE_PER_DAY=2)
+    access = bearer(tokens.token(stack, TENANT))
+    device_id, other_device = str(uuid.uuid4()), str(uuid.uuid4())
+    for registered in (device_id, other_device):
+        assert app.post("/", json={"deviceId": registered}, headers=access).status_code == 201
+
+    def upload(target: str, data: bytes = b'{"event": 7}'):
+        return app.post(f"/{target}/diagnostics", data=data, content_type="application/json", headers=access)
+
+    assert_problem(upload(device_id, b'{"broken'), 400)  # refused: uses no slot
+    assert upload(device_id).status_code == 201
+    assert upload(device_id).status_code == 201
+    before = support.world()
+    refused = upload(device_id)
+    assert assert_problem(refused, 429)["type"] == "/problems/diagnostics-rate"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 86400
+    assert support.world() == before
+    assert upload(other_device).status_code == 201  # each device has its own slots
+    stored = support.db().document(f"tenants/{TENANT}/devices/{device_id}").get().to_dict()
+    assert stored["diagnosticsCount"] == 2
+    assert stored["diagnosticsDay"] == time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def test_diagnostics_slots_are_per_utc_day_and_given_back(stack, emulators):
+    from datetime import datetime, timezone
+
+    from shared.errors import TooManyRequests
+    from shared.store.repositories import DeviceRepository, TenantRepository
+
+    now = datetime.now(timezone.utc)
+    TenantRepository(support.db()).create(TENANT, "Contoso", {"fields": ["displayName"]}, now)
+    devices = DeviceRepository(support.db())
+    device_id = str(uuid.uuid4())
+    devices.register(TENANT, device_id, now, 10)
+    for _ in range(2):
+        devices.reserve_diagnostics(TENANT, device_id, "2026-12-01", 2, retry_after=60)
+    with pytest.raises(TooManyRequests):
+        devices.reserve_diagnostics(TENANT, device_id, "2026-12-01", 2, retry_after=60)
+    devices.release_diagnostics(TENANT, device_id, "2026-12-01")
+    devices.reserve_diagnostics(TENANT, device_id, "2026-12-01", 2, retry_after=60)  # the slot came back
+    devices.reserve_diagnostics(TENANT, device_id, "2026-12-02", 2, retry_after=60)  # a new day starts at 0
+    stored = support.db().document(f"tenants/{TENANT}/devices/{device_id}").get().to_dict()
+    assert (stored["diagnosticsDay"], stored["diagnosticsCount"]) == ("2026-12-02", 1)
+    devices.release_diagnostics(TENANT, device_id, "2026-12-01")  # yesterday's slot: nothing to give back
+    assert support.db().document(f"tenants/{TENANT}/devices/{device_id}").get().get("diagnosticsCount") == 1

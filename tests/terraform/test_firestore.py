@@ -12,7 +12,7 @@ def test_firestore_native_in_eur3_without_point_in_time_recovery(tf):
 
 def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
     fields = tf.resources_of("google_firestore_field")
-    assert list(fields) == ["collection_group_index"]
+    assert "collection_group_index" in fields
     body = fields["collection_group_index"]
     assert body["collection"] == "${each.key}" and body["field"] == "${each.value}"
     assert body["for_each"] == {"files": "deleteAfter", "devices": "lastSeenAt"}
@@ -24,3 +24,13 @@ def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
     (index,) = tf.resources_of("google_firestore_index").values()
     assert index["collection"] == "tenants"
     assert [field["field_path"] for field in index["fields"]] == ["status", "deletionRequestedAt"]
+
+
+def test_every_collection_with_expiresAt_has_a_ttl_policy(tf, hcl):
+    """Counters of the abuse limits expire on their own (ARCHITECTURE.md, "Abuse limits")."""
+    from shared.store import schema
+
+    ttl = {(body["collection"], body["field"]) for body in tf.resources_of("google_firestore_field").values()
+           if "ttl_config" in body}
+    expiring = {collection for collection, fields in schema._TOP.items() if "expiresAt" in fields}
+    assert expiring and {(collection, "expiresAt") for collection in expiring} <= ttl

@@ -23,6 +23,9 @@ CONTRACT_ENV = {
     "DEVICE_INACTIVITY_DAYS",
     "DIAGNOSTICS_RETENTION_DAYS",
     "MAX_DEVICES_PER_TENANT",
+    "DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE",
+    "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES",
+    "DIAGNOSTICS_PER_DEVICE_PER_DAY",
     "GRAPH_RETRY_DEADLINE_SECONDS",
     "STUCK_DELETION_MINUTES",
     "DELETION_INITIAL_OPS_PER_SECOND",
@@ -33,7 +36,10 @@ COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"
 ENTRA_ENV = {"ENTRA_AUTHORITY_HOST", "ENTRA_CLIENT_ID", "ENTRA_REQUIRED_SCOPE"}
 # Settings each function reads beyond the common ones (shared/config.py), and the variable behind each.
 EXTRA_ENV = {
-    "register_device": {"DIAGNOSTICS_RETENTION_DAYS": "diagnostics_retention_days", "MAX_DEVICES_PER_TENANT": "max_devices_per_tenant"},
+    "register_device": {"DIAGNOSTICS_RETENTION_DAYS": "diagnostics_retention_days", "MAX_DEVICES_PER_TENANT": "max_devices_per_tenant",
+                        "DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE": "device_registrations_per_tenant_per_minute",
+                        "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": "device_registrations_per_user_per_10_minutes",
+                        "DIAGNOSTICS_PER_DEVICE_PER_DAY": "diagnostics_per_device_per_day"},
     "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds"},
     "manage_tenants": {},
     "handle_deletion": {
