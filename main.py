@@ -1,8 +1,19 @@
-"""Entry points of the deployed functions (one source bundle). Re-exports only; logic lives in functions/."""
+"""Entry points of the deployed functions (one source bundle). Re-exports only; logic lives in functions/.
+
+functions-framework runs this module once per app it creates: the error handler registered here makes
+what Flask refuses before a function runs (unroutable paths, see shared.http.framework_refusal)
+problem+json too.
+"""
+import functions_framework
+from werkzeug.exceptions import HTTPException
+
+from shared.http import framework_refusal
 from functions.relay_contacts.handler import relay_contacts
 from functions.handle_deletion.handler import handle_deletion
 from functions.register_device.handler import register_device
 from functions.sweep_retention.handler import sweep_retention
 from functions.manage_tenants.handler import manage_tenants
+
+functions_framework.errorhandler(HTTPException)(framework_refusal)
 
 __all__ = ["register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention"]

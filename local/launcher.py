@@ -207,8 +207,9 @@ def start_fake_microsoft(state_dir: Path, entra_port: int, graph_port: int, clie
 
 
 def start_function(target: str, port: int, env: Mapping[str, str], log_path: Path, threads: int = 8) -> Process:
-    """An entry point of main.py under functions-framework on 127.0.0.1:`port`, ready when `/_ready` answers."""
-    return spawn(target, [sys.executable, "-m", "functions_framework", "--source", str(ROOT / "main.py"),
+    """An entry point of main.py under functions-framework's server (local/serve.py) on 127.0.0.1:`port`, ready
+    when `/_ready` answers."""
+    return spawn(target, [sys.executable, "-m", "local.serve", "--source", str(ROOT / "main.py"),
                           "--target", target, "--host", LOOPBACK, "--port", str(port)],
                  log_path, dict(env, FUNCTION_TARGET=target, THREADS=str(threads)),
                  ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/_ready"))

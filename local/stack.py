@@ -39,13 +39,12 @@ HTTP_FUNCTIONS = ("register_device", "relay_contacts", "manage_tenants")
 
 
 def entry_points(main: Path = ROOT / "main.py") -> list[str]:
-    """Names main.py re-exports (its top-level imports): the functions that exist."""
+    """Names main.py exports (its `__all__`): the functions that exist."""
     tree = ast.parse(main.read_text())
-    names: list[str] = []
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom):
-            names += [alias.asname or alias.name for alias in node.names]
-    return names
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise StackError("main.py declares no __all__")
 
 
 @contextlib.contextmanager

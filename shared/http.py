@@ -102,6 +102,25 @@ def dispatch(request: Request, router: Router, function: str, project: str = "")
     return response
 
 
+def framework_refusal(error: wexc.HTTPException) -> Response:
+    """What Flask refuses before an entry point runs, as problem+json like every other error: e.g. a path
+    with a decoded newline, which functions-framework's own `/<path:path>` rule does not match (`.` stops at
+    a newline), or a method a CloudEvent function's route does not take. Registered in main.py."""
+    from flask import current_app, request
+
+    status = error.code or 500
+    if status == 404:
+        refusal: AppError = NotFound("no such route")
+    elif status == 405:
+        refusal = MethodNotAllowed(sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"}))
+    else:
+        refusal = AppError("the request was refused before it reached the function", slug="framework-refusal")
+        refusal.status, refusal.title = status, error.name
+    log.info("request refused", function=current_app.name, method=request.method, route="?", status=status,
+             reason=refusal.slug)
+    return problem_response(refusal)
+
+
 def media_type(request: Request) -> str:
     return (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
 

@@ -52,3 +52,19 @@ def test_stop_leaves_no_process_behind(tmp_path):
     assert len(_group_members(groups)) >= 4
     local_stack.stop()
     assert _group_members(groups) == set()
+
+
+def test_oversized_tokens_get_the_apps_problem_json_from_the_stacks_processes(stack):
+    """gunicorn alone answers an HTML 431 past 8,190 bytes per header line (docs/operations.md); the local
+    stack's server lets header fields of up to 64 KiB reach the function, which refuses the token itself."""
+    from local.fake_microsoft.client import trusting_session
+
+    url = stack.urls["register_device"] + "/"
+    session = trusting_session(None)
+    response = session.post(url, json={"deviceId": "9a1c1f6e-8b0d-4d3e-9f21-0c4b5a6d7e8f"}, timeout=30,
+                            headers={"Authorization": "Bearer " + "a" * 12_000})
+    assert response.status_code == 401, response.text[:200]
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["type"] == "/problems/token-malformed"
+    beyond = session.post(url, json={}, timeout=30, headers={"Authorization": "Bearer " + "a" * 70_000})
+    assert beyond.status_code == 431  # the server's own refusal past its limit: the documented edge
