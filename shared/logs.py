@@ -1,15 +1,21 @@
 """JSON log lines in the Cloud Logging format, with an allow-list of the keys a line may carry.
 
 Privacy is enforced here: a key that is not in SAFE_KEYS never reaches the output, so a careless log
-call that passes a contact field as a keyword cannot leak it.
+call that passes a contact field as a keyword cannot leak it; and a value reaches it only in its key's
+shape (a UUID for IDs, a number for counts, one of a fixed set of methods, a short identifier without
+spaces otherwise), so a value that came from a request or a response (a method, an event type, an error
+code) cannot carry text into a line. Lines of other libraries' loggers keep their logger and severity
+but not their text, which may quote URLs, headers or bodies.
 """
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
+from typing import Callable
 
 # Keys a log line may carry besides severity/message/time. IDs here are tenant/device/file/request IDs,
 # which the data model stores anyway; no contact field, token, or secret has a key here.
@@ -20,6 +26,38 @@ SAFE_KEYS = frozenset({
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
     "devices", "tenants", "orphans", "scanned", "skipped",
 })
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/<>?-]{0,100}")  # no spaces, quotes, @ or +: no free text
+_SLUG = re.compile(r"[a-z0-9-]{1,64}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+# The shape of each string-valued key; any other key of SAFE_KEYS takes numbers and booleans as they are
+# and strings only in _IDENTIFIER's shape.
+_SHAPES: dict[str, Callable[[str], bool]] = {
+    **{key: _UUID.fullmatch for key in ("tenantId", "deviceId", "fileId", "requestId")},
+    "method": _METHODS.__contains__,
+    "reason": _SLUG.fullmatch,
+    "kind": _SLUG.fullmatch,
+    "messageId": re.compile(r"[0-9A-Za-z-]{1,64}").fullmatch,
+}
+UNRECOGNISED = "unrecognised"
+
+
+def shaped(key: str, value: object) -> object:
+    """`value` if it has `key`'s shape, else UNRECOGNISED."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str) and _SHAPES.get(key, _IDENTIFIER.fullmatch)(value):
+        return value
+    return UNRECOGNISED
+
+
+_OWN_LOGGERS = ("functions", "shared", "local", "benchmarks", "main", "__main__")
+
+
+def _own(logger_name: str) -> bool:
+    return logger_name.split(".", 1)[0] in _OWN_LOGGERS
+
 
 # Cloud Logging's LogSeverity names by the lowest Python level that maps to them; a level between two
 # (a library's custom level) takes the one below it, so `severity` is always a name Cloud Logging knows.
@@ -48,9 +86,11 @@ def bind_trace(header_value: str | None, project: str) -> None:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # Own messages are constant strings (fields carry the values); a library's text is withheld.
+        message = str(record.msg) if _own(record.name) else f"{record.name} log line (text withheld)"
         line: dict[str, object] = {
             "severity": severity(record.levelno),
-            "message": record.getMessage(),
+            "message": message,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "logger": record.name,
@@ -58,7 +98,7 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None) or {}
         for key, value in fields.items():
             if key in SAFE_KEYS:
-                line[key] = value
+                line[key] = shaped(key, value)
         trace_id = _trace.get()
         if trace_id and _project:
             line["logging.googleapis.com/trace"] = f"projects/{_project}/traces/{trace_id}"

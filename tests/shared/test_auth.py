@@ -1,6 +1,8 @@
 """Token validation against the fake Entra ID: key cache, bounded refetch, rotation, egress allow-list."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from shared.auth import JwksCache, TokenValidator, jwks_url
@@ -70,7 +72,14 @@ def test_rotated_key_is_picked_up_but_refetches_are_bounded(stack, parts):
 def test_caller_carries_no_user_claim(stack, parts):
     _, _, validator, _ = parts
     caller = validator.authenticate(f"Bearer {tokens.token(stack, TENANT)}")
-    assert set(vars(caller)) == {"tenant_id", "settings"}
+    assert set(vars(caller)) == {"tenant_id", "settings", "user_key"}
+    # The user is only a per-process keyed hash of `oid`: no claim value, stable within the process, and
+    # different for another user.
+    assert all(value.encode() not in caller.user_key for value in tokens.USER_CLAIMS.values())
+    assert tokens.USER_CLAIMS["oid"] not in repr(caller)
+    again = validator.authenticate(f"Bearer {tokens.token(stack, TENANT)}")
+    other = validator.authenticate(f"Bearer {tokens.token(stack, TENANT, oid=str(uuid.uuid4()))}")
+    assert again.user_key == caller.user_key != other.user_key and len(caller.user_key) == 16
 
 
 def test_egress_refuses_other_origins_and_redirects(stack):
