@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import re
+
 
 class AppError(Exception):
     status = 500
@@ -77,6 +79,12 @@ class ServiceUnavailable(AppError):
 
     def __init__(self, detail: str = "", retry_after: float | None = None, **kwargs):
         super().__init__(detail, retry_after=retry_after, **kwargs)
+
+
+def reason_slug(error: Exception) -> str:
+    """A log-safe slug of one of our own exception texts ("message is not UTF-8 JSON" →
+    "message-is-not-utf-8-json"); only for exceptions whose text our code wrote."""
+    return re.sub(r"[^a-z0-9]+", "-", str(error).lower()).strip("-")[:64] or "unspecified"
 
 
 class TransientError(Exception):

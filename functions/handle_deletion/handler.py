@@ -14,7 +14,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
-from shared.errors import PoisonMessage, TransientError
+from shared.errors import PoisonMessage, TransientError, reason_slug
 from shared.events import DeletionRequest, parse_deletion_message
 from shared.clock import utc_now
 from shared.runtime import components
@@ -67,11 +67,11 @@ def handle_deletion(cloud_event: CloudEvent) -> None:
     except PoisonMessage as error:
         # Acknowledged: redelivery could never succeed. The reason is our own text, never the payload.
         log.error("poison deletion request acknowledged; nothing deleted", function=FUNCTION,
-                  reason=str(error), messageId=message_id, **_ids(request))
+                  reason=reason_slug(error), messageId=message_id, **_ids(request))
         return
     except Exception as error:
         log.exception("deletion failed; Pub/Sub will redeliver", function=FUNCTION, messageId=message_id,
-                      reason=str(error) if isinstance(error, TransientError) else None, **_ids(request))
+                      reason=reason_slug(error) if isinstance(error, TransientError) else None, **_ids(request))
         raise
     log.info("deletion already completed" if outcome.already_completed else "deletion completed",
              function=FUNCTION, documents=outcome.documents, files=outcome.files, verified=outcome.verified,
