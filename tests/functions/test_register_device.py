@@ -344,3 +344,15 @@ def test_diagnostics_slots_are_per_utc_day_and_given_back(stack, emulators):
     assert (stored["diagnosticsDay"], stored["diagnosticsCount"]) == ("2026-12-02", 1)
     devices.release_diagnostics(TENANT, device_id, "2026-12-01")  # yesterday's slot: nothing to give back
     assert support.db().document(f"tenants/{TENANT}/devices/{device_id}").get().get("diagnosticsCount") == 1
+
+
+def test_any_user_of_the_tenant_who_knows_a_device_id_can_act_for_that_device(stack, app):
+    """By design (docs/security.md): a device ID is a random secret of the app, not linked to a person, so
+    the backend cannot tell whose phone it is; knowing it is what lets a user act for the device."""
+    device_id = str(uuid.uuid4())
+    owner = bearer(tokens.token(stack, TENANT))
+    colleague = bearer(tokens.token(stack, TENANT, oid=str(uuid.uuid4())))
+    assert app.post("/", json={"deviceId": device_id}, headers=owner).status_code == 201
+    assert app.post(f"/{device_id}/diagnostics", data=b"{}", content_type="application/json",
+                    headers=colleague).status_code == 201
+    assert app.delete(f"/{device_id}", headers=colleague).status_code == 202
