@@ -3,19 +3,20 @@
 The portal calls this service; it renders pages and keeps the sealed cookies, this decides. Flow
 (docs/architecture.md, "tenant_portal"; MICROSOFT.md, "Admin consent"):
 
-1. `status(tid)` — where a signed-in admin's tenant stands: not onboarded (show "Add your organisation"),
-   active (go to the overview), or being deleted (tell them to wait).
-2. `begin(tid, name)` — checks the name, then returns the admin-consent URL
+1. `status(tid, admin=…)` — where a signed-in admin's tenant stands: not onboarded (show "Add your
+   organisation"), active (go to the overview), or being deleted (tell them to wait).
+2. `begin(tid, name, admin=…)` — checks the name, then returns the admin-consent URL
    `{ENTRA_AUTHORITY_HOST}/{tid}/v2.0/adminconsent?client_id=…&scope=https://graph.microsoft.com/.default
    &redirect_uri={PORTAL_BASE_URL}/onboard/callback&state=…` and a `PendingOnboarding` (state, tid, name,
    issued time) that the portal seals into its cookie. Nothing is stored.
-3. `complete(callback query, pending from the cookie or None, session tid or None)` — checks, in this order:
-   `error` first (Entra ID sends `admin_consent=True` on errors too); the session and the `state` (bound to
-   the session, at most 10 minutes old — single use because the portal clears the cookie whatever the
-   outcome); `tenant` equals the session's `tid`; a client-credentials token for that tenant succeeds and
-   carries the Graph role `User.Read.All` (retried briefly: consent takes a few seconds to replicate). Only
-   then is the tenant created `active` with that name and the default settings. Creation is create-once: a
-   replayed callback changes nothing and answers "already onboarded".
+3. `complete(callback query, pending from the cookie or None, session tid or None, admin=…)` — checks, in
+   this order: `error` first (Entra ID sends `admin_consent=True` on errors too); the session (an
+   administrator) and the `state` (bound to the session, at most 10 minutes old — single use because the
+   portal clears the cookie whatever the outcome); `tenant` equals the session's `tid`; a
+   client-credentials token for that tenant succeeds and carries the Graph role `User.Read.All` (retried
+   briefly: consent takes a few seconds to replicate). Only then is the tenant created `active` with that
+   name and the default settings. Creation is create-once: a replayed callback changes nothing and answers
+   "already onboarded".
 
 Every refusal is an `OnboardingOutcome` the portal renders as its own page; nothing is stored on a refusal,
 and no token, `state`, name or Entra error text reaches a log line (only the outcome, the tenant ID and
@@ -57,7 +58,8 @@ class OnboardingOutcome(StrEnum):
     ALREADY_ONBOARDED = "already-onboarded"  # the tenant exists and is active → the overview, nothing changed
     TENANT_DELETING = "tenant-deleting"  # the tenant's data is being deleted: wait until that has finished
     NAME_INVALID = "name-invalid"  # begin: the organisation name is empty, too long or has control characters
-    NO_SESSION = "no-session"  # no signed-in admin, or no onboarding under way in this browser
+    NO_SESSION = "no-session"  # nobody signed in, or no onboarding under way in this browser
+    NOT_ADMIN = "not-admin"  # signed in, but not an administrator of the organisation (403 page)
     DECLINED = "declined"  # the administrator cancelled the consent (error=access_denied)
     CONSENT_FAILED = "consent-failed"  # Entra ID reported another error (e.g. consent_required, invalid_scope)
     STATE_MISMATCH = "state-mismatch"  # `state` missing, altered, or from another session or browser
@@ -150,20 +152,23 @@ class OnboardingService:
         self._new_state = new_state or (lambda: secrets.token_urlsafe(32))
 
     # ---- 1. where the signed-in admin's tenant stands ----------------------------------------------------
-    def status(self, session_tenant_id: str | None) -> OnboardingStep:
+    def status(self, session_tenant_id: str | None, *, admin: bool) -> OnboardingStep:
+        """`admin`: the session's administrator flag (the ID token's `wids` / `Tenant.Admin`)."""
         if not is_canonical_id(session_tenant_id):
             return OnboardingStep(OnboardingOutcome.NO_SESSION)
+        if not admin:
+            return OnboardingStep(OnboardingOutcome.NOT_ADMIN)
         tenant = self._tenants.get(session_tenant_id)
         if tenant is None:
             return OnboardingStep(OnboardingOutcome.NOT_ONBOARDED)
         return self._existing(tenant)
 
     # ---- 2. POST /onboard -----------------------------------------------------------------------------------
-    def begin(self, session_tenant_id: str | None, name: Any) -> OnboardingStep:
+    def begin(self, session_tenant_id: str | None, name: Any, *, admin: bool) -> OnboardingStep:
         """The consent redirect for the signed-in admin's tenant, or why there is none."""
         from functions.manage_tenants.service import validate_name
 
-        current = self.status(session_tenant_id)
+        current = self.status(session_tenant_id, admin=admin)
         if current.outcome != OnboardingOutcome.NOT_ONBOARDED:
             return current
         try:
@@ -181,17 +186,20 @@ class OnboardingService:
 
     # ---- 3. GET /onboard/callback ---------------------------------------------------------------------------
     def complete(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                 session_tenant_id: str | None) -> OnboardingStep:
+                 session_tenant_id: str | None, *, admin: bool) -> OnboardingStep:
         """Verifies the admin-consent answer in the contract's order; creates the tenant only when all holds.
-        The caller clears the onboarding cookie before rendering whatever this returns (single-use state)."""
-        step = self._verify(query, pending, session_tenant_id)
+        `query`: the callback's query parameters; `pending`: what the onboarding cookie held (None: no
+        cookie); `session_tenant_id` / `admin`: the signed-in session's `tid` (None: nobody signed in) and
+        administrator flag. The caller clears the onboarding cookie before rendering whatever this returns
+        (single-use state)."""
+        step = self._verify(query, pending, session_tenant_id, admin)
         log.info("onboarding callback", reason=step.outcome.value,
                  tenantId=session_tenant_id if is_canonical_id(session_tenant_id) else None,
                  error=step.entra_error)
         return step
 
     def _verify(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                session_tenant_id: str | None) -> OnboardingStep:
+                session_tenant_id: str | None, admin: bool) -> OnboardingStep:
         from shared.graph.client import safe_code
 
         # 1. error first: Entra ID sends admin_consent=True with errors too.
@@ -203,6 +211,8 @@ class OnboardingService:
         # 2. state: single use, bound to this session, at most 10 minutes old.
         if pending is None or not is_canonical_id(session_tenant_id):
             return OnboardingStep(OnboardingOutcome.NO_SESSION)
+        if not admin:
+            return OnboardingStep(OnboardingOutcome.NOT_ADMIN)
         state = query.get("state")
         if (not isinstance(state, str) or not hmac.compare_digest(state.encode(), pending.state.encode())
                 or pending.tenant_id != session_tenant_id):
