@@ -56,12 +56,9 @@ def service(emulators, clock):
 
 def make_service(clock, retry_delays=(0.2, 0.2)) -> OnboardingService:
     from shared import wiring
-    from shared.graph.client import AppTokens
 
     config = support.settings()
-    tokens = AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
-                       wiring.egress_session(config))
-    return OnboardingService(support.store().tenants, tokens, clock, authority_host=config.entra_authority_host,
+    return OnboardingService(support.store().tenants, wiring.app_tokens(config), clock, authority_host=config.entra_authority_host,
                              client_id=config.entra_client_id, portal_base_url=PORTAL, retry_delays=retry_delays)
 
 
