@@ -96,11 +96,12 @@ TEXTS: dict[str, T] = {
         "en": "User profile data and what a sign-in token says about a person ({claims}).",
         "de": "Benutzerprofildaten und was ein Anmeldetoken über eine Person aussagt ({claims})."},
     "never.credentials": {
-        "en": "Tokens, passwords and secrets. A sign-in to this portal leaves only an encrypted cookie in your "
-              "browser, which ends with the session; nothing about sessions is stored on our side.",
-        "de": "Tokens, Passwörter und Geheimnisse. Eine Anmeldung in diesem Portal hinterlässt nur ein "
-              "verschlüsseltes Cookie in Ihrem Browser, das mit der Sitzung endet; bei uns wird nichts über "
-              "Sitzungen gespeichert."},
+        "en": "Tokens, passwords or other secrets of your users and administrators. A sign-in to this portal "
+              "leaves only an encrypted cookie in your browser, which ends with the session; nothing about "
+              "sessions is stored on our side.",
+        "de": "Tokens, Passwörter oder andere Geheimnisse Ihrer Benutzer und Administratoren. Eine Anmeldung in "
+              "diesem Portal hinterlässt nur ein verschlüsseltes Cookie in Ihrem Browser, das mit der Sitzung "
+              "endet; bei uns wird nichts über Sitzungen gespeichert."},
     "never.m365": {
         "en": "Microsoft 365 content: mail, calendars, files, group memberships, profile photos.",
         "de": "Microsoft-365-Inhalte: E-Mails, Kalender, Dateien, Gruppenmitgliedschaften, Profilfotos."},
@@ -222,9 +223,8 @@ class MissingText(LookupError):
 
 @dataclass(frozen=True)
 class StoredField:
-    name: str  # the field as stored, e.g. "settings.fields"
+    name: str  # the field as stored, e.g. "settings.fields" (a part of "settings")
     purpose: str
-    nested: bool  # a part of the field before it (shown indented)
 
 
 @dataclass(frozen=True)
@@ -287,12 +287,12 @@ def privacy_page(lang: str, settings: Settings | None = None) -> PrivacyPage:
         # Catalogue order first (it reads better), then anything else the model has (which then has no text).
         ordered = [k.split(".", 1)[1] for k in TEXTS if k.startswith(key + ".") and k.split(".", 1)[1] in stored]
         ordered += sorted(stored - set(ordered))
-        fields = tuple(StoredField(name, say(f"{key}.{name}"), "." in name) for name in ordered)
+        fields = tuple(StoredField(name, say(f"{key}.{name}")) for name in ordered)
         collections.append(StoredCollection(key, say(key), COLLECTION_PATHS[key], say(f"{key}.id"),
                                             say(f"{key}.retention"), say("page.firestore"), fields))
     objects = StoredCollection("objects", say("objects"), "tenants/{tenantId}/…/{fileId}.{json|xml|csv}", "",
                                say("files.retention"), say("page.storage"),
-                               (StoredField("", say("objects.what"), False),))
+                               (StoredField("", say("objects.what")),))
     text = {key[len("page."):]: say(key) for key in TEXTS if key.startswith("page.")}
     return PrivacyPage(lang, text, tuple(collections), objects, tuple(say(k) for k in _NEVER),
                        tuple(say(k) for k in _HOSTING))
