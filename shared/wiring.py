@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from shared.auth import TokenValidator
     from shared.deletion_requests import DeletionRequester
     from shared.events import DeletionPublisher
-    from shared.graph.client import GraphClient
+    from shared.graph.client import AppTokens, GraphClient
     from shared.store.erasure import DocumentEraser
     from shared.store.objects import ObjectStore
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
@@ -92,10 +92,18 @@ def token_validator(config: Settings, tenants: TenantRepository, session=None) -
                           tenants.get)
 
 
+def app_tokens(config: Settings, session=None) -> AppTokens:
+    """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only); also what onboarding
+    uses to confirm a tenant's admin consent."""
+    from shared.graph.client import AppTokens
+
+    return AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
+                     session or egress_session(config))
+
+
 def graph_client(config: Settings, session=None) -> GraphClient:
     """Graph with app-only tokens from MSAL (client credentials, one cache per process)."""
-    from shared.graph.client import AppTokens, GraphClient
+    from shared.graph.client import GraphClient
 
     session = session or egress_session(config)
-    tokens = AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret, session)
-    return GraphClient(session, config.graph_base_url, tokens, config.graph_retry_deadline_seconds)
+    return GraphClient(session, config.graph_base_url, app_tokens(config, session), config.graph_retry_deadline_seconds)

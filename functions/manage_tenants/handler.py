@@ -29,6 +29,11 @@ def _onboard(request: Request) -> Response:
     return http.json_response(admin_service().onboard(body["tenantId"], body["name"], body.get("settings")), 201)
 
 
+def _list(request: Request) -> Response:
+    return http.json_response(admin_service().list_tenants(request.args.get("pageSize"),
+                                                           request.args.get("pageToken")))
+
+
 def _read(request: Request, tenantId: str) -> Response:
     return http.json_response(admin_service().read(tenantId))
 
@@ -69,6 +74,7 @@ def _receipt(request: Request, requestId: str) -> Response:
 
 ROUTER = http.Router([
     http.Route("POST", "/tenants", _onboard),
+    http.Route("GET", "/tenants", _list, query=("pageSize", "pageToken")),
     http.Route("GET", "/tenants/<tenantId>", _read),
     http.Route("PATCH", "/tenants/<tenantId>", _update),
     http.Route("DELETE", "/tenants/<tenantId>", _delete),

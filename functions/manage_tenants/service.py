@@ -1,6 +1,8 @@
 """Tenant administration for operators and support: onboarding, settings, devices, files, deletion."""
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import timedelta
 from typing import Any
@@ -8,7 +10,7 @@ from typing import Any
 from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, NotFound
-from shared.ids import require_id
+from shared.ids import is_canonical_id, require_id
 from shared.store import schema
 from shared.store.records import Device, FileManifest, Receipt, Tenant
 from shared.store import Store
@@ -66,6 +68,47 @@ def tenant_view(tenant: Tenant) -> dict[str, Any]:
             "createdAt": timestamp(tenant.created_at), "settings": tenant.settings}
 
 
+def tenant_summary(tenant: Tenant) -> dict[str, Any]:
+    """A tenant as the operators' list shows it: name, ID, status, created (no settings)."""
+    return {"tenantId": tenant.tenant_id, "name": tenant.name, "status": tenant.status,
+            "createdAt": timestamp(tenant.created_at)}
+
+
+def parse_page_size(value: Any, default: int = 100) -> int:
+    """`pageSize` from a query string: absent or empty means `default`; else an integer in 1..MAX_PAGE_SIZE."""
+    try:
+        size = int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        raise BadRequest("pageSize must be an integer", slug="invalid-page-size") from None
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise BadRequest(f"pageSize must be between 1 and {MAX_PAGE_SIZE}", slug="invalid-page-size")
+    return size
+
+
+def tenant_page_token(tenant_id: str) -> str:
+    """The opaque token of the tenant list's next page: the last listed tenant ID, base64url without padding.
+    It carries a position only (no secret, nothing to tamper with beyond a position); `after_tenant`
+    checks it is one."""
+    return base64.urlsafe_b64encode(tenant_id.encode("ascii")).rstrip(b"=").decode("ascii")
+
+
+def after_tenant(token: Any) -> str | None:
+    """The tenant ID a page token continues after; None for no token; 400 for anything not made by
+    `tenant_page_token` (the ID inside is validated before a document path is built from it)."""
+    if token in (None, ""):
+        return None
+    invalid = BadRequest("pageToken is not a token this API returned", slug="invalid-page-token")
+    if not isinstance(token, str) or len(token) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
+        raise invalid
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not is_canonical_id(decoded) or tenant_page_token(decoded) != token:
+        raise invalid
+    return decoded
+
+
 def device_view(device: Device) -> dict[str, Any]:
     return {"deviceId": device.device_id, "registeredAt": timestamp(device.registered_at),
             "lastSeenAt": timestamp(device.last_seen_at)}
@@ -108,14 +151,17 @@ class TenantAdminService:
             changes["settings"] = validate_settings(settings, current.settings)
         return tenant_view(self._tenants.update(tenant_id, changes))
 
+    def list_tenants(self, page_size: Any, page_token: Any) -> dict[str, Any]:
+        """One page of all tenants in ID order: {"tenants": [...], "nextPageToken": opaque or None}."""
+        size = parse_page_size(page_size)
+        after = after_tenant(page_token)
+        tenants, last = self._tenants.page(size, after)
+        return {"tenants": [tenant_summary(tenant) for tenant in tenants],
+                "nextPageToken": tenant_page_token(last) if last else None}
+
     def list_devices(self, tenant_id: str, page_size: Any, page_token: Any) -> dict[str, Any]:
         self._existing(tenant_id)
-        try:
-            size = int(page_size) if page_size not in (None, "") else 100
-        except (TypeError, ValueError):
-            raise BadRequest("pageSize must be an integer", slug="invalid-page-size") from None
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            raise BadRequest(f"pageSize must be between 1 and {MAX_PAGE_SIZE}", slug="invalid-page-size")
+        size = parse_page_size(page_size)
         after = require_id(page_token, "pageToken") if page_token not in (None, "") else None
         devices, next_token = self._devices.page(tenant_id, size, after)
         return {"devices": [device_view(device) for device in devices], "nextPageToken": next_token}

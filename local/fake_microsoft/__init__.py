@@ -19,7 +19,7 @@ Control API (both ports), JSON in and out — full reference in README.md next t
   POST /_fake/rotate-keys | /_fake/retire-keys | /_fake/use-key, GET /_fake/keys
   POST /_fake/mint                          {"kind","tenant","claims","header","key","alg",…} -> token
   POST /_fake/apps                          register another app
-  GET|DELETE /_fake/tenants/{tid}, POST …/restore, …/revoke-consent, …/grant-consent,
+  GET|DELETE /_fake/tenants/{tid}, POST …/restore, …/revoke-consent, …/grant-consent, …/consent,
   POST …/directory {"size"}, …/changes {"update","remove","restore","add"}, …/expire-delta-tokens,
   GET  …/demo-user, …/users, …/users/{id|index|upn}
 """

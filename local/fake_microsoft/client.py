@@ -10,7 +10,10 @@ environment would override `session.verify`).
 """
 from __future__ import annotations
 
+import html
+import re
 from typing import Any, Iterator
+from urllib.parse import urljoin
 
 import requests
 import requests.adapters
@@ -72,6 +75,35 @@ class FakeMicrosoftClient:
     def mint(self, kind: str = "raw", tenant: str | None = None, **options: Any) -> str:
         """A signed token (`POST /_fake/mint`: claims, header, key, alg, audience, username, …)."""
         return self.call("POST", "mint", {"kind": kind, "tenant": tenant, **options})["token"]
+
+    # ---- admin consent -------------------------------------------------------------------------
+    def consent(self, tenant_id: str, state: str | None = None, roles: list[str] | None | object = ...) -> dict:
+        """Sets a tenant's consent without the page: `state` one of `granted`, `not_consented` (no service
+        principal: AADSTS700016, Graph 403), `no_service_principal`, `no_roles`; `roles` the application
+        permissions it grants (None: the app's own; left out: unchanged). Returns the tenant's description."""
+        body: dict[str, Any] = {}
+        if state is not None:
+            body["state"] = state
+        if roles is not ...:
+            body["roles"] = roles
+        return self.call("POST", f"tenants/{tenant_id}/consent", body)
+
+    def answer_consent_page(self, consent_url: str, decision: str = "accept") -> str:
+        """Opens an admin-consent URL like a browser (`GET`), submits the page's Accept (`accept`) or Cancel
+        (`decline`) form, and returns the redirect's `Location` (the app's callback with the answer)."""
+        page = self.session.get(consent_url, timeout=self.timeout, allow_redirects=False)
+        if page.status_code != 200:
+            raise FakeMicrosoftError(f"consent page: {page.status_code} {page.text[:300]}")
+        form = re.search(r'<form method="post" action="([^"]+)" id="' + re.escape(decision) +
+                         r'-form"><input type="hidden" name="request" value="([^"]+)">', page.text)
+        if form is None:
+            raise FakeMicrosoftError(f"the consent page has no {decision} form")
+        action = urljoin(consent_url, html.unescape(form.group(1)))
+        answer = self.session.post(action, data={"request": html.unescape(form.group(2)), "decision": decision},
+                                   timeout=self.timeout, allow_redirects=False)
+        if answer.status_code != 302:
+            raise FakeMicrosoftError(f"consent decision: {answer.status_code} {answer.text[:300]}")
+        return answer.headers["Location"]
 
     # ---- directories ---------------------------------------------------------------------------
     def directory(self, tenant_id: str, size: int) -> None:

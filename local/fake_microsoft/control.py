@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import consent
 from .directory import MUTABLE_PROPERTIES, REMOVAL_REASONS
 from .httpd import Request, Response
 from .state import (CONSENT_STATES, DEFAULT_SETTINGS, DELTA_EXPIRED_MODES, GUID_RE, FakeMicrosoft, FaultRule,
@@ -117,16 +118,23 @@ def _tenant_route(state: FakeMicrosoft, request: Request, tenant_id: str, rest: 
         mode = _body(request).get("mode", "service_principal")
         if mode not in ("service_principal", "roles"):
             raise ControlError(400, "mode must be service_principal or roles")
-        tenant.consent = "no_service_principal" if mode == "service_principal" else "no_roles"
+        consent.set_consent(state, tenant, "no_service_principal" if mode == "service_principal" else "no_roles")
         return tenant.describe()
     if action == "grant-consent" and method == "POST":
-        tenant.consent = "granted"
+        consent.set_consent(state, tenant, "granted")
         return tenant.describe()
     if action == "consent" and method == "POST":
-        value = _body(request).get("state")
+        body = _body(request)
+        unknown = set(body) - {"state", "roles"}
+        if unknown:
+            raise ControlError(400, f"unknown consent keys {sorted(unknown)}")
+        value = body.get("state", tenant.consent)
         if value not in CONSENT_STATES:
             raise ControlError(400, f"state must be one of {CONSENT_STATES}")
-        tenant.consent = value
+        roles = body.get("roles")
+        if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles)):
+            raise ControlError(400, "roles must be a list of permission names (or null: the app's roles)")
+        consent.set_consent(state, tenant, value, roles, keep_roles="roles" not in body)
         return tenant.describe()
     if action == "directory" and method == "POST":
         body = _body(request)
@@ -227,7 +235,7 @@ def _configure(state: FakeMicrosoft, body: dict[str, Any]) -> dict[str, Any]:
         raise ControlError(400, f"unknown settings {sorted(unknown)}")
     if "delta_expired_mode" in body and body["delta_expired_mode"] not in DELTA_EXPIRED_MODES:
         raise ControlError(400, f"delta_expired_mode must be one of {DELTA_EXPIRED_MODES}")
-    for name in ("page_delay_seconds", "delta_token_ttl_seconds"):
+    for name in ("page_delay_seconds", "delta_token_ttl_seconds", "consent_replication_seconds"):
         if name in body and (not isinstance(body[name], (int, float)) or body[name] < 0):
             raise ControlError(400, f"{name} must be a non-negative number")
     rules = []

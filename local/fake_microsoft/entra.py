@@ -7,7 +7,7 @@
 - `POST /{tenant}/oauth2/v2.0/token`: `client_credentials` (app tokens for Graph), `password`
   (directory users sign in to our API) and `refresh_token`.
 - `GET /common/userrealm/{username}` (MSAL asks it before the password grant),
-  `GET /{tenant}/adminconsent` (grants consent and redirects like the real one).
+  `GET|POST /{tenant}/v2.0/adminconsent` and `/{tenant}/adminconsent` (the consent page: consent.py).
 Errors carry the real body: error, error_description ("AADSTSnnnn: …\\r\\nTrace ID: …"),
 error_codes, timestamp, trace_id, correlation_id, error_uri.
 """
@@ -19,8 +19,9 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
+from . import consent
 from .httpd import Request, Response
 from .keys import b64url
 from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
@@ -56,8 +57,8 @@ class EntraApp:
             return self.token(request, parts[0])
         if method == "GET" and len(parts) == 3 and parts[:2] == ["common", "userrealm"]:
             return self.user_realm(parts[2])
-        if method == "GET" and len(parts) == 2 and parts[1] == "adminconsent":
-            return self.admin_consent(request, parts[0])
+        if len(parts) in (2, 3) and parts[1:] in (["adminconsent"], ["v2.0", "adminconsent"]):
+            return consent.admin_consent(self.state, request, parts[0], v2=len(parts) == 3)
         return Response.json(404, {"error": "not_found", "error_description": f"No route {method} {request.path}"})
 
     def _guard(self, target: str, tenant: str | None) -> FaultRule | None:
@@ -136,23 +137,6 @@ class EntraApp:
         return Response.json(200, {"ver": "1.0", "account_type": "Managed", "domain_name": state.directory.domain,
                                    "cloud_instance_name": "microsoftonline.com",
                                    "cloud_audience_urn": "urn:federation:MicrosoftOnline"})
-
-    def admin_consent(self, request: Request, segment: str) -> Response:
-        redirect = request.query.get("redirect_uri", "")
-        client_id = request.query.get("client_id", "")
-        query: dict[str, str]
-        tenant = self.state.known_tenant(segment) if GUID_RE.match(segment) else None
-        if not redirect:
-            return self._error(request, 400, "invalid_request", 900144,
-                               "The request body must contain the following parameter: 'redirect_uri'.")
-        if tenant is None or self.state.app(client_id) is None:
-            query = {"error": "access_denied", "error_description": "AADSTS65004: User declined to consent.",
-                     "state": request.query.get("state", "")}
-        else:
-            tenant.consent = "granted"
-            query = {"tenant": tenant.tenant_id, "state": request.query.get("state", ""), "admin_consent": "True"}
-        separator = "&" if "?" in redirect else "?"
-        return Response(302, b"", "text/plain", [("Location", f"{redirect}{separator}{urlencode(query)}")])
 
     # ---- token endpoint --------------------------------------------------------------------------
     def token(self, request: Request, segment: str) -> Response:
@@ -251,11 +235,10 @@ class EntraApp:
                                f"{tenant.directory.company}. This can happen if the application has not been installed "
                                "by the administrator of the tenant or consented to by any user in the tenant. You might "
                                "have sent your authentication request to the wrong tenant.")
-        if tenant.consent == "no_service_principal":
-            return self._error(request, 400, "invalid_client", 7000229,
-                               f"The client application {app.client_id} is missing service principal in the tenant "
-                               f"{tenant.tenant_id}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119")
-        roles = [] if tenant.consent == "no_roles" else list(app.roles)
+        refusal = consent.client_credentials_refusal(self.state, tenant, app)
+        if refusal is not None:
+            return self._error(request, *refusal)
+        roles = consent.granted_roles(tenant, app)
         claims, expires_in = self.state.graph_token_claims(tenant.tenant_id, app, roles)
         token = self.state.keys.sign(claims, self.state.graph_token_header())
         return Response.json(200, {"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
@@ -283,7 +266,7 @@ class EntraApp:
                 return None, [], False, self._invalid_scope(request, f"The scope {item} is not valid.")
             audience = target.client_id
             names.append(name)
-        if tenant.consent == "no_service_principal" and audience:
+        if audience and not consent.is_consented(self.state, tenant):
             return None, [], False, self._resource_not_found(request, tenant, f"api://{audience}")
         return audience, names, "openid" in oidc, None
 

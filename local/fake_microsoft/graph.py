@@ -24,6 +24,7 @@ from typing import Any
 
 import jwt
 
+from . import consent
 from .directory import DEFAULT_PROPERTIES, KNOWN_PROPERTIES, Directory
 from .httpd import Request, Response
 from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
@@ -162,7 +163,7 @@ class GraphApp:
             raise fail("Access token validation failure. Invalid issuer.")
         roles = set(claims.get("roles") or [])
         scopes = set(str(claims.get("scp") or "").split())
-        if not (roles & READ_ROLES or scopes & READ_SCOPES):
+        if not (roles & READ_ROLES or scopes & READ_SCOPES) or consent.graph_refusal(self.state, claims):
             raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         claims["tid"] = tid.lower()
         return claims

@@ -38,10 +38,12 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "demo_password": DEFAULT_DEMO_PASSWORD,  # password of every directory user for the password grant
     "access_token_lifetime_seconds": None,  # None: 3599 for app tokens, 60-90 min for user tokens
     "default_directory_size": DEFAULT_SIZE,  # size of a tenant's directory when first used
+    "consent_by_default": True,  # tenants seen for the first time have the app consented (see consent.py)
+    "consent_replication_seconds": 0.0,  # after admin consent, tokens stay refused this long
 }
 DELTA_EXPIRED_MODES = ("syncStateNotFound", "410")
 FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid")
-CONSENT_STATES = ("granted", "no_service_principal", "no_roles")
+CONSENT_STATES = ("granted", "no_service_principal", "no_roles", "not_consented")
 
 
 class Stats:
@@ -180,10 +182,13 @@ class TenantState:
     token_epoch: int = 0  # bumped to expire every delta/skip token of the tenant at once
     settings: dict[str, Any] = field(default_factory=dict)
     ru_window: deque = field(default_factory=deque)  # (timestamp, units)
+    granted_roles: tuple[str, ...] | None = None  # application permissions consented here; None: the app's
+    consented_at: float = 0.0  # time.monotonic() of the last grant (consent_replication_seconds)
 
     def describe(self) -> dict[str, Any]:
         d = self.directory
         return {"tenant_id": self.tenant_id, "exists": self.exists, "consent": self.consent,
+                "granted_roles": None if self.granted_roles is None else list(self.granted_roles),
                 "company": d.company, "domain": d.domain, "generation": d.generation,
                 "token_epoch": self.token_epoch, "settings": dict(self.settings), "directory": d.stats()}
 
@@ -242,7 +247,8 @@ class FakeMicrosoft:
             state = self.tenants.get(tid)
             if state is None and create:
                 size = int(self.settings["default_directory_size"])
-                state = self.tenants[tid] = TenantState(tid, Directory(tid, size))
+                consent = "granted" if self.settings["consent_by_default"] else "not_consented"
+                state = self.tenants[tid] = TenantState(tid, Directory(tid, size), consent=consent)
             return state
 
     def known_tenant(self, tenant_id: str) -> TenantState | None:

@@ -149,6 +149,17 @@ class TenantRepository:
     def get(self, tenant_id: str) -> Tenant | None:
         return self._paths.tenant_in(tenant_id, None)
 
+    def page(self, page_size: int, after: str | None) -> tuple[list[Tenant], str | None]:
+        """Up to `page_size` tenants in ID order after the tenant ID `after`, and the ID to continue after
+        (None on the last page). One query of page_size + 1 documents, so the cost grows with the page."""
+        collection = self._db.collection(schema.TENANTS)
+        query = collection.order_by("__name__").limit(page_size + 1)
+        if after:
+            query = query.start_after({"__name__": collection.document(after)})
+        snapshots = list(query.stream())
+        tenants = [_tenant(s.id, s.to_dict()) for s in snapshots[:page_size]]
+        return tenants, (tenants[-1].tenant_id if len(snapshots) > page_size else None)
+
     def update(self, tenant_id: str, changes: dict[str, Any]) -> Tenant:
         """Applies `changes` unless the tenant is missing (404) or being deleted (409)."""
         changes = checked(schema.TENANTS, changes)

@@ -76,6 +76,19 @@ _TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECE
         RATE_WINDOWS: RATE_WINDOW_FIELDS}
 
 
+def stored_fields() -> dict[str, tuple[str, ...]]:
+    """Every collection `checked` lets code write to, with every field it allows there (a nested field as
+    `settings.fields`, after its parent). The one source of the public data-handling page (/privacy)."""
+    model: dict[str, tuple[str, ...]] = {}
+    for collection, fields in _TOP.items():
+        paths: list[str] = []
+        for name in sorted(fields):
+            paths.append(name)
+            paths += [f"{name}.{sub}" for sub in sorted(_NESTED.get((collection, name), ()))]
+        model[collection] = tuple(paths)
+    return model
+
+
 class SchemaViolation(ValueError):
     """Code tried to store a field the data model does not allow (a bug, never user input)."""
 
