@@ -24,6 +24,7 @@ COLLECTION_PATHS = {
     schema.DEVICES: "tenants/{tenantId}/devices/{deviceId}",
     schema.FILES: "tenants/{tenantId}/files/{fileId}",
     schema.RECEIPTS: "deletionReceipts/{requestId}",
+    schema.RATE_WINDOWS: "tenants/{tenantId}/rateWindows/{minute}",
 }
 # Terraform's default locations (terraform/variables.tf; tests/functions/test_tenant_portal_privacy.py
 # compares them), named on the page.
@@ -153,6 +154,26 @@ TEXTS: dict[str, T] = {
     "devices.lastSeenAt": {"en": "When the phone last synchronised; unused phones are removed after a while.",
                            "de": "Wann das Telefon zuletzt synchronisiert hat; ungenutzte Telefone werden nach "
                                  "einer Weile entfernt."},
+    "devices.diagnosticsDay": {
+        "en": "The day (UTC) of the phone's latest diagnostics upload, for the daily limit of uploads.",
+        "de": "Der Tag (UTC) des letzten Diagnose-Uploads des Telefons, für die tägliche Höchstzahl."},
+    "devices.diagnosticsCount": {"en": "How many diagnostics uploads the phone made on that day.",
+                                 "de": "Wie viele Diagnose-Uploads das Telefon an diesem Tag gemacht hat."},
+    "rateWindows": {"en": "Registration counters", "de": "Registrierungszähler"},
+    "rateWindows.id": {"en": "The minute (UTC, as YYYYMMDDHHMM) the counter is for.",
+                       "de": "Die Minute (UTC, als JJJJMMTTHHMM), für die der Zähler gilt."},
+    "rateWindows.retention": {
+        "en": "A few minutes: a counter expires two minutes after its minute began and is then removed "
+              "automatically (usually within a day); also deleted with your organisation.",
+        "de": "Wenige Minuten: Ein Zähler läuft zwei Minuten nach Beginn seiner Minute ab und wird dann "
+              "automatisch entfernt (meist innerhalb eines Tages); auch mit Ihrer Organisation gelöscht."},
+    "rateWindows.count": {
+        "en": "How many new phones your organisation registered in that minute, to limit abuse. It says nothing "
+              "about who registered them.",
+        "de": "Wie viele neue Telefone Ihre Organisation in dieser Minute registriert hat, um Missbrauch zu "
+              "begrenzen. Er sagt nichts darüber, wer sie registriert hat."},
+    "rateWindows.expiresAt": {"en": "When the counter expires and may be removed.",
+                              "de": "Wann der Zähler abläuft und entfernt werden darf."},
     "files": {"en": "Technical files (index)", "de": "Technische Dateien (Verzeichnis)"},
     "files.id": {"en": "A random file ID.", "de": "Eine zufällige Datei-ID."},
     "files.retention": {
@@ -212,7 +233,7 @@ TEXTS: dict[str, T] = {
 }
 
 # The order the page shows collections in (every collection of the data model must be here).
-COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RECEIPTS)
+COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.RECEIPTS)
 _NEVER = ("never.contacts", "never.profiles", "never.credentials", "never.m365")
 _HOSTING = ("hosting.firestore", "hosting.storage", "hosting.functions", "hosting.no-third-parties")
 
