@@ -1,0 +1,371 @@
+"""tenant_portal through its real entry point (Flask test client) against the emulators and the fake
+Entra ID: sign-in, admin check, pages, changes, and every refusal (CSRF, cross-site, foreign IDs, expired
+or forged sessions, oversized or malformed forms) changing nothing."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from functions.tenant_portal import session as cookies
+from shared.clock import utc_now
+from tests import portal, support
+from tests.conftest import make_client
+
+HTML = {"Accept": "text/html"}
+
+
+@pytest.fixture
+def client(emulators):
+    return make_client("tenant_portal")
+
+
+@pytest.fixture
+def tenant(emulators):
+    return portal.onboard(emulators, name="Fabrikam AG", defaultRegion="DE")
+
+
+def signed_in(client, stack, tenant_id, role="admin"):
+    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role])
+    assert answer.status_code == 303, answer.get_data(as_text=True)
+    return answer
+
+
+def page(client, path, headers=None, **kwargs):
+    answer = client.get(path, headers={**HTML, **(headers or {})}, **kwargs)
+    return answer, answer.get_data(as_text=True)
+
+
+def register_device(tenant_id) -> str:
+    device_id = str(uuid.uuid4())
+    support.store().devices.register(tenant_id, device_id, utc_now(), 100)
+    return device_id
+
+
+def session_cookie(client):
+    return client.get_cookie(cookies.SESSION_COOKIE)
+
+
+# -- signed out ----------------------------------------------------------------------------------------
+def test_landing_page_has_sign_in_and_security_headers(client):
+    answer, body = page(client, "/")
+    assert answer.status_code == 200
+    assert "Sign in with Microsoft" in body and "Add your organisation" in body
+    csp = answer.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert answer.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script" not in body  # the landing page needs no script at all
+
+
+def test_language_from_query_then_accept_language_then_english(client):
+    assert "Mit Microsoft anmelden" in page(client, "/", query_string={"lang": "de"})[1]
+    assert 'lang="de"' in page(client, "/", headers={**HTML, "Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})[1]
+    assert "Sign in with Microsoft" in page(client, "/", headers={**HTML, "Accept-Language": "fr-FR"})[1]
+    body = page(client, "/", query_string={"lang": "de"})[1]
+    assert 'href="/?lang=en"' in body and 'href="/signin?lang=de"' in body  # the switch, and links keep it
+
+
+@pytest.mark.parametrize("path", ["/devices", "/settings", "/deletion", "/receipts"])
+def test_signed_out_pages_ask_to_sign_in(client, path):
+    answer, body = page(client, path)
+    assert answer.status_code == 401 and "Sign in with Microsoft" in body
+
+
+def test_unknown_route_and_method_and_query(client):
+    assert client.get("/nope").status_code == 404
+    assert client.get("/nope").headers["Content-Type"] == "application/problem+json"
+    html_404 = client.get("/nope", headers=HTML)
+    assert html_404.status_code == 404 and html_404.headers["Content-Type"].startswith("text/html")
+    not_allowed = client.delete("/devices")
+    assert not_allowed.status_code == 405 and not_allowed.headers["Allow"] == "GET"
+    assert client.get("/", query_string={"debug": "1"}).status_code == 400
+    assert client.get("/signin", query_string={"next": "https://evil.example/"}).status_code == 400
+
+
+# -- sign-in -------------------------------------------------------------------------------------------
+def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lines):
+    register_device(tenant)
+    answer = signed_in(client, emulators, tenant)
+    assert answer.headers["Location"] == "/"
+    set_cookies = answer.headers.getlist("Set-Cookie")
+    session_header = next(h for h in set_cookies if h.startswith(cookies.SESSION_COOKIE + "="))
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in session_header
+    assert "Domain" not in session_header
+    assert any(h.startswith(cookies.FLOW_COOKIE + "=;") for h in set_cookies)  # the flow cookie is single use
+    overview, body = page(client, "/")
+    assert overview.status_code == 200 and overview.headers["Cache-Control"] == "no-store"
+    assert "Fabrikam AG" in body and tenant in body and "Registered devices" in body
+    assert ">1<" in body  # one device
+    # The cookie holds the tenant ID, the admin flag, two times and the CSRF secret: nothing else.
+    sealed = cookies.Sealer(support.settings().portal_session_key).unseal(
+        cookies.SESSION_COOKIE, session_cookie(client).value)
+    assert set(sealed) == {"t", "a", "i", "s", "c"} and sealed["t"] == tenant and sealed["a"] is True
+    # No user claim reached a log line.
+    account = portal.accounts(emulators, tenant)["admin"]
+    user = emulators.fake_microsoft().call("GET", f"/tenants/{tenant}/users/{account}")["user"]
+    joined = "\n".join(log_lines)
+    for claim in (account, user["id"], user["displayName"], user["givenName"], user["surname"]):
+        assert claim not in joined
+
+
+def test_app_role_admin_signs_in(client, emulators, tenant):
+    signed_in(client, emulators, tenant, role="app-admin")
+    assert "Fabrikam AG" in page(client, "/")[1]
+
+
+@pytest.mark.parametrize("path", ["/", "/devices", "/settings", "/deletion", "/receipts"])
+def test_non_admin_sees_a_clear_403_and_nothing_of_the_tenant(client, emulators, tenant, path):
+    signed_in(client, emulators, tenant, role="user")
+    answer, body = page(client, path)
+    assert answer.status_code == 403
+    assert "administrator" in body and "Fabrikam AG" not in body and tenant not in body
+
+
+def test_non_admin_cannot_change_anything(client, emulators, tenant):
+    signed_in(client, emulators, tenant, role="user")
+    before = support.firestore_snapshot()
+    csrf = cookies.open_session(cookies.Sealer(support.settings().portal_session_key),
+                                session_cookie(client).value, int(time.time())).csrf_token
+    assert client.post("/settings", data={"csrf": csrf, "name": "Hijacked"}).status_code == 403
+    assert client.post("/deletion", data={"csrf": csrf, "confirmName": "Fabrikam AG"}).status_code == 403
+    assert support.firestore_snapshot() == before
+
+
+def test_admin_of_a_tenant_not_onboarded_sees_the_onboarding_hint(client, emulators):
+    stranger = str(uuid.uuid4())
+    signed_in(client, emulators, stranger)
+    answer, body = page(client, "/")
+    assert answer.status_code == 200 and "Add your organisation" in body and "not registered" in body
+    assert client.get("/devices").status_code == 303  # nothing to list: back to the start page
+
+
+def test_sign_in_refusals(client, emulators, tenant):
+    # A callback without the flow cookie (e.g. started in another browser).
+    assert client.get("/auth/callback", query_string={"code": "x", "state": "y"}, headers=HTML).status_code == 400
+    # State that does not belong to this sign-in.
+    assert portal.sign_in(client, emulators, portal.accounts(emulators, tenant)["admin"],
+                          state="forged").status_code == 401
+    # The user cancels at Microsoft.
+    started = client.get("/signin")
+    back = portal.fake_signin(emulators, started.headers["Location"], None, cancel=True)
+    from urllib.parse import parse_qsl, urlsplit
+    refused = client.get("/auth/callback", query_string=dict(parse_qsl(urlsplit(back).query)), headers=HTML)
+    assert refused.status_code == 401 and "cancelled" in refused.get_data(as_text=True)
+    assert session_cookie(client) is None
+
+
+def test_a_replayed_authorization_code_signs_nobody_in(client, emulators, tenant):
+    from urllib.parse import parse_qsl, urlsplit
+
+    started = client.get("/signin")
+    back = urlsplit(portal.fake_signin(emulators, started.headers["Location"],
+                                       portal.accounts(emulators, tenant)["admin"]))
+    flow = client.get_cookie(cookies.FLOW_COOKIE).value
+    assert client.get(back.path, query_string=dict(parse_qsl(back.query))).status_code == 303
+    other = make_client("tenant_portal")
+    other.set_cookie(cookies.FLOW_COOKIE, flow)  # the same flow and code, replayed from elsewhere
+    assert other.get(back.path, query_string=dict(parse_qsl(back.query))).status_code == 401
+    assert other.get_cookie(cookies.SESSION_COOKIE) is None
+
+
+# -- devices -------------------------------------------------------------------------------------------
+def test_devices_are_listed_in_pages_and_revoked(client, emulators, tenant):
+    devices = sorted(register_device(tenant) for _ in range(27))
+    signed_in(client, emulators, tenant)
+    first, body = page(client, "/devices")
+    assert first.status_code == 200 and all(d in body for d in devices[:25]) and devices[26] not in body
+    second = page(client, "/devices", query_string={"pageToken": devices[24]})[1]
+    assert devices[25] in second and devices[26] in second and devices[0] not in second
+    tap = support.Tap("deletion-requests")
+    try:
+        revoked = client.post(f"/devices/{devices[0]}/revoke", data={"csrf": portal.csrf_of(body)})
+        assert revoked.status_code == 303 and revoked.headers["Location"].startswith("/devices?revoked=")
+        request_id = revoked.headers["Location"].rsplit("=", 1)[1]
+        assert tap.pull(1) == [{"type": "device.delete", "tenantId": tenant, "deviceId": devices[0],
+                                "requestId": request_id}]
+    finally:
+        tap.close()
+    receipt = support.store().receipts.get(request_id)
+    assert receipt.kind == "device" and receipt.tenant_subject == portal.tenant_receipt_subject(tenant)
+    listed = page(client, "/receipts")[1]
+    assert request_id in listed
+    download = client.get(f"/receipts/{request_id}.json")
+    assert download.status_code == 200 and download.get_json()["requestId"] == request_id
+    assert "attachment" in download.headers["Content-Disposition"]
+
+
+def test_foreign_ids_reach_nothing(client, emulators, tenant):
+    other = portal.onboard(emulators, name="Other Org")
+    foreign_device = register_device(other)
+    foreign_receipt = support.store().receipts.create_pending(
+        str(uuid.uuid4()), "device", "x" * 64, utc_now(),
+        portal.tenant_receipt_subject(other)).request_id
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/devices")[1])
+    before = support.firestore_snapshot()
+    assert client.post(f"/devices/{foreign_device}/revoke", data={"csrf": csrf}).status_code == 404
+    assert client.post(f"/devices/{foreign_device.upper()}/revoke", data={"csrf": csrf}).status_code == 400
+    assert client.get(f"/receipts/{foreign_receipt}.json").status_code == 404
+    assert client.get("/deletion", query_string={"requestId": foreign_receipt}).status_code == 404
+    assert foreign_receipt not in page(client, "/receipts")[1]
+    # A tenant ID in the form changes nothing: the session's tenant is the only one.
+    assert client.post("/settings", data={"csrf": csrf, "name": "Renamed", "tenantId": other,
+                                          "fields": "displayName"}).status_code == 303
+    after = support.firestore_snapshot()
+    assert after[f"tenants/{other}"] == before[f"tenants/{other}"]
+    assert after[f"tenants/{tenant}"]["name"] == "Renamed"
+
+
+# -- settings ------------------------------------------------------------------------------------------
+def test_settings_are_saved(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    body = page(client, "/settings")[1]
+    assert 'value="Fabrikam AG"' in body and '<option value="DE" selected>' in body
+    saved = client.post("/settings", data={"csrf": portal.csrf_of(body), "name": "Fabrikam SE",
+                                           "fields": ["mobilePhone", "displayName"], "defaultRegion": "AT"})
+    assert saved.status_code == 303 and saved.headers["Location"] == "/settings?saved=1"
+    stored = support.store().tenants.get(tenant)
+    assert stored.name == "Fabrikam SE" and stored.settings == {"fields": ["displayName", "mobilePhone"],
+                                                                "defaultRegion": "AT"}
+    cleared = client.post("/settings", data={"csrf": portal.csrf_of(body), "name": "Fabrikam SE",
+                                             "defaultRegion": ""})
+    assert cleared.status_code == 303
+    assert support.store().tenants.get(tenant).settings == {"fields": []}
+
+
+@pytest.mark.parametrize("form", [
+    {"name": "", "fields": "displayName"},
+    {"name": "x" * 300},
+    {"name": "Bad\x07Name"},
+    {"name": "Ok", "fields": "password"},
+    {"name": "Ok", "defaultRegion": "XX"},
+    {"name": "Ok", "defaultRegion": "de"},
+])
+def test_bad_settings_change_nothing(client, emulators, tenant, form):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    before = support.firestore_snapshot()
+    answer = client.post("/settings", data={"csrf": csrf, **form}, headers=HTML)
+    assert answer.status_code == 400 and 'role="alert"' in answer.get_data(as_text=True)
+    assert support.firestore_snapshot() == before
+
+
+# -- refusals of every POST ----------------------------------------------------------------------------
+def test_csrf_and_cross_site_posts_are_refused(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    form = {"name": "Changed", "fields": "displayName"}
+    before = support.firestore_snapshot()
+    assert client.post("/settings", data=form, headers=HTML).status_code == 403
+    assert client.post("/settings", data={**form, "csrf": "0" * 64}).status_code == 403
+    assert client.post("/settings", data={**form, "csrf": csrf},
+                       headers={"Origin": "https://evil.example"}).status_code == 403
+    assert client.post("/settings", data={**form, "csrf": csrf},
+                       headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert client.post("/settings", data={**form, "csrf": csrf},
+                       headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert support.firestore_snapshot() == before
+    # The portal's own form as Chromium sends it (Referrer-Policy: no-referrer makes Origin "null").
+    assert client.post("/settings", data={**form, "csrf": csrf},
+                       headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"}).status_code == 303
+    assert client.post("/settings", data={**form, "csrf": csrf},
+                       headers={"Origin": emulators.portal_url}).status_code == 303
+
+
+def test_oversized_and_malformed_forms_change_nothing(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    before = support.firestore_snapshot()
+    assert client.post("/settings", data={"csrf": csrf, "name": "x" * 10000}).status_code == 413
+    assert client.post("/settings", data=json.dumps({"csrf": csrf}),
+                       content_type="application/json").status_code == 415
+    many = "&".join(f"f{i}=1" for i in range(100)) + f"&csrf={csrf}"
+    assert client.post("/settings", data=many,
+                       content_type="application/x-www-form-urlencoded").status_code == 400
+    assert support.firestore_snapshot() == before
+
+
+# -- sessions ------------------------------------------------------------------------------------------
+def _forged(tenant_id, admin=True, issued=None, seen=None):
+    now = int(time.time())
+    session = cookies.Session(tenant_id, admin, issued if issued is not None else now,
+                              seen if seen is not None else now, "A" * 43)
+    return cookies.seal_session(cookies.Sealer(support.settings().portal_session_key), session)
+
+
+@pytest.mark.parametrize("issued, seen", [
+    (-31 * 60, -31 * 60),            # idle for 31 minutes
+    (-8 * 3600 - 60, -60),           # older than 8 hours, though used a minute ago
+])
+def test_expired_sessions_are_refused_and_cleared(client, emulators, tenant, issued, seen):
+    now = int(time.time())
+    client.set_cookie(cookies.SESSION_COOKIE, _forged(tenant, issued=now + issued, seen=now + seen))
+    answer, body = page(client, "/devices")
+    assert answer.status_code == 401 and "session has ended" in body
+    assert session_cookie(client) is None
+
+
+def test_a_fresh_genuine_session_is_accepted_and_renewed(client, emulators, tenant):
+    now = int(time.time())
+    client.set_cookie(cookies.SESSION_COOKIE, _forged(tenant, issued=now - 3600, seen=now - 29 * 60))
+    assert page(client, "/devices")[0].status_code == 200
+    renewed = cookies.Sealer(support.settings().portal_session_key).unseal(
+        cookies.SESSION_COOKIE, session_cookie(client).value)
+    assert renewed["s"] >= now and renewed["i"] == now - 3600
+
+
+def test_tampered_or_foreign_cookies_are_refused(client, emulators, tenant):
+    genuine = _forged(tenant)
+    tampered = genuine[:-2] + ("AA" if genuine[-2:] != "AA" else "BB")
+    other_key = cookies.seal_session(cookies.Sealer(b"another-key-of-32-bytes-length!!"),
+                                     cookies.Session(tenant, True, int(time.time()), int(time.time()), "A" * 43))
+    flow_as_session = cookies.Sealer(support.settings().portal_session_key).seal(
+        cookies.FLOW_COOKIE, {"t": tenant, "a": True, "i": int(time.time()), "s": int(time.time()), "c": "A"})
+    for value in (tampered, other_key, flow_as_session, "garbage", "x" * 5000):
+        client.set_cookie(cookies.SESSION_COOKIE, value)
+        assert page(client, "/devices")[0].status_code == 401
+
+
+def test_sign_out_ends_the_session(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/")[1])
+    assert client.post("/signout", data={"csrf": csrf}).status_code == 303
+    assert session_cookie(client) is None
+    assert page(client, "/devices")[0].status_code == 401
+
+
+# -- deletion ------------------------------------------------------------------------------------------
+def test_delete_all_needs_the_typed_name(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    body = page(client, "/deletion")[1]
+    assert "Delete all data" in body and "Fabrikam AG" in body
+    before = support.firestore_snapshot()
+    wrong = client.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "fabrikam ag"},
+                        headers=HTML)
+    assert wrong.status_code == 400 and "does not match" in wrong.get_data(as_text=True)
+    assert support.firestore_snapshot() == before
+    accepted = client.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"})
+    assert accepted.status_code == 303
+    request_id = accepted.headers["Location"].rsplit("=", 1)[1]
+    stored = support.store().tenants.get(tenant)
+    assert stored.status == "deleting" and stored.deletion_request_id == request_id
+    progress, text = page(client, accepted.headers["Location"])
+    assert progress.status_code == 200 and "in progress" in text and 'src="/assets/portal.js"' in text
+    # While deleting, other pages lead to the progress page and changes are refused.
+    assert client.get("/devices").headers["Location"] == "/deletion"
+    assert client.post("/deletion", data={"csrf": portal.csrf_of(text), "confirmName": "Fabrikam AG"}
+                       ).status_code == 303  # _tenant sends a deleting tenant to its progress page
+    assert support.store().tenants.get(tenant).deletion_request_id == request_id
+
+
+def test_static_files_and_nothing_else(client):
+    css = client.get("/assets/portal.css")
+    assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
+    assert client.get("/assets/../handler.py").status_code == 404
+    assert client.get("/assets/handler.py").status_code == 404
