@@ -60,8 +60,9 @@ class Authorization:
     def authorize(self, request: Request, segment: str) -> Response:
         params = dict(request.query)
         if request.method == "POST":
-            params.update({k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace"),
-                                                         keep_blank_values=True).items()})
+            # The page's account buttons and its username field share the name `login`: the first filled wins.
+            params.update({k: next((x for x in v if x), "") for k, v in parse_qs(
+                request.body.decode("utf-8", "replace"), keep_blank_values=True).items()})
         self.state.stats.inc("authorize_requests")
         client_id = params.get("client_id", "")
         if not client_id:
