@@ -217,6 +217,7 @@ def _deletion(visit: Visit, error: str | None = None, status: int = 200) -> Resp
         document = _receipt_view(receipt)
         if receipt.completed and visit.portal.service.tenant(session.tenant_id) is None:
             visit.end_session = True  # the tenant is gone: so is the session
+            visit.session = None
             from functions.tenant_portal.service import receipt_document
 
             return visit.html("deleted.html", receipt=document,
