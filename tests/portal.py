@@ -55,3 +55,37 @@ def tenant_receipt_subject(tenant_id: str) -> str:
     from tests import support
 
     return tenant_subject(support.settings().receipt_key, tenant_id)
+
+
+class PortalVisitor:
+    """A browser-like client of the portal process: keeps the portal's cookies itself (requests would not
+    send `Secure` cookies over the stack's loopback http, which browsers treat as a secure origin)."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.base = stack.urls["tenant_portal"]
+        self.cookies: dict[str, str] = {}
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Accept": "text/html", **kwargs.pop("headers", {})}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        answer = self.http.request(method, self.base + path, headers=headers, allow_redirects=False, timeout=30,
+                                   **kwargs)
+        for header in answer.raw.headers.getlist("Set-Cookie"):
+            name, _, rest = header.partition("=")
+            value = rest.split(";", 1)[0]
+            if "Max-Age=0" in header:
+                self.cookies.pop(name, None)
+            else:
+                self.cookies[name] = value
+        return answer
+
+    def sign_in(self, login: str) -> tuple[requests.Response, str]:
+        """(the callback's answer, the authorization code the fake Entra ID issued)."""
+        started = self.request("GET", "/signin")
+        assert started.status_code == 302, started.text[:300]
+        back = urlsplit(fake_signin(self.stack, started.headers["Location"], login))
+        code = dict(parse_qsl(back.query))["code"]
+        return self.request("GET", f"{back.path}?{back.query}"), code

@@ -369,3 +369,84 @@ def test_static_files_and_nothing_else(client):
     assert css.status_code == 200 and css.headers["Content-Type"].startswith("text/css")
     assert client.get("/assets/../handler.py").status_code == 404
     assert client.get("/assets/handler.py").status_code == 404
+
+
+# -- the ID token: everything MSAL leaves to the application -------------------------------------------
+@pytest.fixture
+def signin(emulators):
+    from functions.tenant_portal.handler import portal
+
+    return portal().signin
+
+
+def _id_token(stack, tenant_id, flow_nonce="n" * 22, **overrides):
+    import hashlib
+
+    from tests import tokens
+
+    now = int(time.time())
+    body = {"aud": tokens.ENTRA_CLIENT_ID, "iss": f"{stack.urls['entra']}/{tenant_id}/v2.0", "tid": tenant_id,
+            "iat": now - 10, "nbf": now - 10, "exp": now + 3600, "ver": "2.0", "sub": "s" * 43,
+            "nonce": hashlib.sha256(flow_nonce.encode()).hexdigest(), "wids": [
+                "62e90394-69f5-4237-9190-012177145e10"]}
+    for key, value in overrides.items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+def test_a_valid_id_token_names_the_tenant_and_the_admin(signin, emulators):
+    from tests import tokens
+
+    tenant_id = str(uuid.uuid4())
+    claims = signin.validate_id_token(tokens.mint(emulators, _id_token(emulators, tenant_id)), "n" * 22)
+    assert claims["tid"] == tenant_id
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"nonce": "0" * 64}, "id-token-nonce"),
+    ({"nonce": None}, "id-token-invalid"),
+    ({"aud": str(uuid.uuid4())}, "id-token-invalid"),
+    ({"exp": 1, "nbf": 0, "iat": 0}, "id-token-invalid"),
+    ({"iss": "https://sts.windows.net/{tid}/"}, "id-token-issuer"),
+    ({"iss": "https://login.microsoftonline.com/{tid}/v2.0"}, "id-token-issuer"),
+    ({"tid": "not-a-guid"}, "id-token-tenant"),
+])
+def test_id_tokens_are_refused(signin, emulators, overrides, reason):
+    from functions.tenant_portal.signin import SigninRefused
+    from tests import tokens
+
+    tenant_id = str(uuid.uuid4())
+    overrides = {k: v.replace("{tid}", tenant_id) if isinstance(v, str) else v for k, v in overrides.items()}
+    with pytest.raises(SigninRefused) as refused:
+        signin.validate_id_token(tokens.mint(emulators, _id_token(emulators, tenant_id, **overrides)), "n" * 22)
+    assert refused.value.reason == reason
+
+
+def test_id_tokens_not_signed_by_the_authority_are_refused(signin, emulators):
+    from functions.tenant_portal.signin import SigninRefused
+    from tests import tokens
+
+    body = _id_token(emulators, str(uuid.uuid4()))
+    for forged in (tokens.signed_by_outside_key(emulators, body), tokens.unknown_kid(emulators, body),
+                   tokens.hs256_with_public_key(emulators, body), tokens.unsigned(body, "kid")):
+        with pytest.raises(SigninRefused):
+            signin.validate_id_token(forged, "n" * 22)
+
+
+@pytest.mark.parametrize("claims, admin", [
+    ({"wids": ["62e90394-69f5-4237-9190-012177145e10"]}, True),
+    ({"wids": ["e8611ab8-c189-46e8-94e1-60213ab1f814"]}, True),
+    ({"wids": ["9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"]}, True),
+    ({"wids": ["158c047a-c907-4556-b7ef-446551a6b5f7"]}, True),
+    ({"roles": ["Tenant.Admin"]}, True),
+    ({"wids": ["b79fbf4d-3ef9-4689-8143-76b194e85509"], "roles": ["Tenant.Reader"]}, False),
+    ({"wids": "62e90394-69f5-4237-9190-012177145e10"}, False),  # not a list
+    ({}, False),
+])
+def test_admin_by_directory_role_or_app_role(claims, admin):
+    from functions.tenant_portal.signin import is_admin
+
+    assert is_admin(claims) is admin
