@@ -450,3 +450,21 @@ def test_admin_by_directory_role_or_app_role(claims, admin):
     from functions.tenant_portal.signin import is_admin
 
     assert is_admin(claims) is admin
+
+
+# -- the message catalogues ----------------------------------------------------------------------------
+def test_both_catalogues_hold_the_same_keys_and_every_key_the_templates_use():
+    import re
+
+    from functions.tenant_portal.pages import HERE, catalogues
+
+    english, german = catalogues()["en"], catalogues()["de"]
+    assert set(english) == set(german)
+    assert all(text.strip() for text in [*english.values(), *german.values()])
+    used = set()
+    for template in (HERE / "templates").glob("*.html"):
+        used |= set(re.findall(r"t\('([a-zA-Z0-9_.-]+)'", template.read_text()))
+    assert used and used <= set(english), sorted(used - set(english))
+    # Placeholders agree, so a German page never lacks a value the English one shows.
+    for key in english:
+        assert set(re.findall(r"{(\w+)}", english[key])) == set(re.findall(r"{(\w+)}", german[key])), key
