@@ -463,8 +463,15 @@ def test_both_catalogues_hold_the_same_keys_and_every_key_the_templates_use():
     assert all(text.strip() for text in [*english.values(), *german.values()])
     used = set()
     for template in (HERE / "templates").glob("*.html"):
-        used |= set(re.findall(r"t\('([a-zA-Z0-9_.-]+)'", template.read_text()))
-    assert used and used <= set(english), sorted(used - set(english))
+        used |= set(re.findall(r"t\('([a-zA-Z0-9_.-]+)'[,)]", template.read_text()))
+    # Keys the templates build from values: every value they can take.
+    from shared.store.schema import RELAY_FIELDS, DeletionKind, ReceiptStatus, TenantStatus
+
+    used |= {f"field.{name}" for name in RELAY_FIELDS} | {f"kind.{kind}" for kind in DeletionKind}
+    used |= {f"status.{status}" for status in [*TenantStatus, *ReceiptStatus]}
+    used |= {f"error.title.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
+    used |= {f"error.status.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
+    assert used <= set(english), sorted(used - set(english))
     # Placeholders agree, so a German page never lacks a value the English one shows.
     for key in english:
         assert set(re.findall(r"{(\w+)}", english[key])) == set(re.findall(r"{(\w+)}", german[key])), key
