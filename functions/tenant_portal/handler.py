@@ -105,10 +105,12 @@ def _admin(visit: Visit) -> cookies.Session:
 
 
 def _tenant(visit: Visit, allow_deleting: bool = False):
-    """The session's tenant; a missing one sends the admin to `/`, one being deleted to its progress page."""
+    """The session's tenant. A tenant that is gone (deleted, or never onboarded) ends the session and sends
+    the visitor to `/`; one being deleted sends every page to its progress page."""
     session = _admin(visit)
     tenant = visit.portal.service.tenant(session.tenant_id)
     if tenant is None:
+        visit.end_session = True
         raise _Redirect("/")
     if not tenant.active and not allow_deleting:
         raise _Redirect("/deletion")

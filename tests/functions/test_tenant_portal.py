@@ -145,6 +145,16 @@ def test_admin_of_a_tenant_not_onboarded_sees_the_onboarding_hint(client, emulat
     assert client.get("/devices").status_code == 303  # nothing to list: back to the start page
 
 
+def test_a_tenant_deleted_meanwhile_ends_the_session(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    assert page(client, "/devices")[0].status_code == 200
+    support.db().document(f"tenants/{tenant}").delete()  # e.g. an operator's deletion completed
+    gone = client.get("/devices")
+    assert gone.status_code == 303 and gone.headers["Location"] == "/"
+    assert session_cookie(client) is None
+    assert page(client, "/settings")[0].status_code == 401
+
+
 def test_sign_in_refusals(client, emulators, tenant):
     # A callback without the flow cookie (e.g. started in another browser).
     assert client.get("/auth/callback", query_string={"code": "x", "state": "y"}, headers=HTML).status_code == 400
