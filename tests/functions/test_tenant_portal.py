@@ -114,6 +114,20 @@ def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lin
         assert claim not in joined
 
 
+def test_no_token_is_kept_after_the_callback(client, emulators, tenant):
+    import msal
+
+    from functions.tenant_portal.handler import portal
+
+    signed_in(client, emulators, tenant)
+    app = portal().signin._msal()  # the process's one MSAL application
+    cache = app.token_cache
+    for kind in (msal.TokenCache.CredentialType.ACCESS_TOKEN, msal.TokenCache.CredentialType.ID_TOKEN,
+                 msal.TokenCache.CredentialType.REFRESH_TOKEN, msal.TokenCache.CredentialType.ACCOUNT):
+        assert list(cache.search(kind)) == [], kind
+    assert app.get_accounts() == []
+
+
 def test_app_role_admin_signs_in(client, emulators, tenant):
     signed_in(client, emulators, tenant, role="app-admin")
     assert "Fabrikam AG" in page(client, "/")[1]
