@@ -499,3 +499,40 @@ def test_both_catalogues_hold_the_same_keys_and_every_key_the_templates_use():
     # Placeholders agree, so a German page never lacks a value the English one shows.
     for key in english:
         assert set(re.findall(r"{(\w+)}", english[key])) == set(re.findall(r"{(\w+)}", german[key])), key
+
+
+# -- fuzzing: whatever comes in, a clear answer and no change ------------------------------------------
+_SEGMENTS = ["devices", "settings", "deletion", "receipts", "revoke", "signin", "signout", "auth", "callback",
+             "assets", "portal.css", "onboard", "..", "%00", "x.json", str(uuid.uuid4()), "A" * 300]
+
+
+def test_fuzzed_requests_get_a_clear_answer_and_change_nothing(client, emulators, tenant):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    signed_in(client, emulators, tenant)
+    before = support.firestore_snapshot()
+    paths = st.lists(st.sampled_from(_SEGMENTS), min_size=0, max_size=4).map(lambda parts: "/" + "/".join(parts))
+    forms = st.dictionaries(st.sampled_from(["csrf", "name", "fields", "defaultRegion", "confirmName", "tenantId",
+                                             "lang", "x"]), st.text(max_size=40), max_size=5)
+    queries = st.dictionaries(st.sampled_from(["lang", "pageToken", "requestId", "next", "saved", "revoked", "q"]),
+                              st.text(max_size=40), max_size=3)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]), path=paths, form=forms, query=queries,
+           html=st.booleans())
+    def probe(method, path, form, query, html):
+        headers = HTML if html else {"Accept": "application/json"}
+        answer = client.open(path, method=method, data=form if method == "POST" else None, query_string=query,
+                             headers=headers)
+        assert answer.status_code in (200, 302, 303, 400, 401, 403, 404, 405, 409, 413, 415), (
+            method, path, answer.status_code)
+        if answer.status_code >= 400 and not html:
+            assert answer.headers["Content-Type"] == "application/problem+json"
+            assert answer.get_json()["status"] == answer.status_code
+        for name in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+            assert name in answer.headers
+
+    probe()
+    after = support.firestore_snapshot()
+    assert after == before  # no valid CSRF token was ever sent: nothing changed
