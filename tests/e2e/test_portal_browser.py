@@ -279,3 +279,38 @@ def test_expired_session_says_so(page, emulators):
     assert session_cookie(page) == []
     accessible(page)
     shoot(page, "13-session-expired")
+
+
+def test_everything_works_without_javascript(browser, deletion_push):
+    """Forms post back and the deletion's progress page refreshes itself (<noscript> meta refresh)."""
+    stack = deletion_push
+    context = browser.new_context(viewport=PHONE, locale="de-DE", java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(20000)
+    try:
+        tenant_id = portal.onboard(stack, name="Ohne Skript GmbH")
+        device = Processes(stack).register(tenant_id)
+        sign_in_de(page, stack, portal.accounts(stack, tenant_id)["app-admin"])
+        assert page.get_by_role("heading", level=1).inner_text() == "Ohne Skript GmbH"  # German from Accept-Language
+        page.get_by_role("link", name="Einstellungen").click()
+        page.get_by_label("Position").uncheck()
+        page.get_by_role("button", name="Speichern").click()
+        assert "gespeichert" in page.get_by_role("status").inner_text()
+        assert "jobTitle" not in support.store().tenants.get(tenant_id).settings["fields"]
+        page.get_by_role("link", name="Alle Daten löschen").click()
+        page.get_by_role("textbox").fill("Ohne Skript GmbH")
+        page.get_by_role("button", name="Alle Daten löschen").click()
+        page.get_by_role("heading", name="Alle Daten Ihrer Organisation sind gelöscht").wait_for(timeout=60000)
+        shoot(page, "14-deleted-no-js-de")
+        assert support.store().devices.get(tenant_id, device) is None
+        assert session_cookie(page) == []
+    finally:
+        context.close()
+
+
+def sign_in_de(page, stack, login: str) -> None:
+    page.goto(url(stack))
+    page.get_by_role("link", name="Mit Microsoft anmelden").click()
+    page.wait_for_url("**/oauth2/v2.0/authorize**")
+    page.get_by_role("button", name=login).click()
+    page.wait_for_url(url(stack, "/**"))
