@@ -307,7 +307,7 @@ ROUTER = http.Router([
     http.Route("GET", "/receipts/<requestId>.json", _receipt_json, LANG),
     http.Route("GET", "/assets/<name>", _static),
 ])
-# POSTs that change nothing when refused, but still need the session's CSRF token.
+# POSTs a visitor without a (valid) session may send: signing out of an ended session only redirects.
 _NO_SESSION_NEEDED = {"/signout"}
 
 
