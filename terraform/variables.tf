@@ -101,7 +101,10 @@ variable "entra_client_id" {
 }
 
 variable "portal_base_url" {
-  type        = string
+  type = string
+  # Required in effect: "" fails the validation below with its message. A string default (not null, not
+  # absent) keeps the function map evaluable offline, so checkov still sees each function instance.
+  default     = ""
   description = "Origin the tenant portal is served at (PORTAL_BASE_URL), e.g. its custom domain; {portal_base_url}/auth/callback is the redirect URI registered for the app."
 
   validation {

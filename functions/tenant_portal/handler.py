@@ -217,7 +217,9 @@ def _deletion(visit: Visit, error: str | None = None, status: int = 200) -> Resp
         if receipt.kind != "tenant":
             raise NotFound("this receipt is not one of an organisation's deletion", slug="receipt-not-found")
         document = _receipt_view(receipt)
-        if receipt.completed and visit.portal.service.tenant(session.tenant_id) is None:
+        if receipt.completed and visit.portal.service.tenant(session.tenant_id) is not None:
+            raise _Redirect("/receipts")  # an old deletion of a tenant onboarded again: its receipt is listed there
+        if receipt.completed:
             visit.end_session = True  # the tenant is gone: so is the session
             visit.session = None
             from functions.tenant_portal.service import receipt_document

@@ -35,7 +35,7 @@ CODE_LIFETIME_SECONDS = 600
 AUTHORIZE_PARAMS = ("client_id", "response_type", "redirect_uri", "scope", "state", "nonce", "response_mode",
                     "code_challenge", "code_challenge_method", "prompt", "login_hint", "domain_hint",
                     "client_info", "claims", "max_age")
-DEMO_TENANTS_LISTED = 6
+DEMO_TENANTS_LISTED = 6  # the directories used last (the local stack's two come first: they are the only ones)
 
 
 def demo_role(index: int) -> str:
@@ -135,7 +135,7 @@ class Authorization:
                          for k, v in params.items() if k in AUTHORIZE_PARAMS)
         action = html.escape(f"{self.state.entra_base}/{segment}/oauth2/v2.0/authorize")
         accounts = []
-        for tenant in [t for t in self.state.tenants.values() if t.exists][:DEMO_TENANTS_LISTED]:
+        for tenant in [t for t in self.state.tenants.values() if t.exists][::-1][:DEMO_TENANTS_LISTED]:  # newest
             for index in (0, 1, 2):
                 user = tenant.directory.user(index)
                 if user is None:

@@ -36,6 +36,7 @@ VALIDATION_CASES = [
         "relay_contacts, sweep_retention, tenant_portal.",
     ),
     (["portal_base_url=http://admin.example.com"], False, "portal_base_url must be an https origin"),
+    (["portal_base_url="], False, "portal_base_url must be an https origin"),  # left unset
     (["portal_base_url=https://admin.example.com/portal"], False, "portal_base_url must be an https origin"),
     (["deletion_max_delivery_attempts=2"], False, "deletion_max_delivery_attempts must be between"),
 ]
