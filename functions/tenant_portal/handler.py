@@ -352,7 +352,9 @@ def _wants_html(request: Request) -> bool:
 
 def _error_response(visit: Visit, error: AppError) -> Response:
     if _wants_html(visit.request):
-        response = visit.html("error.html", error.status, error=error, code=error.status)
+        request = visit.request
+        back = request.path if request.method == "GET" and request.path in _NEXT_PATHS[1:] else None
+        response = visit.html("error.html", error.status, error=error, code=error.status, next_path=back)
         for name, value in error.headers.items():
             response.headers[name] = value
         return response

@@ -74,6 +74,7 @@ def test_language_from_query_then_accept_language_then_english(client):
 def test_signed_out_pages_ask_to_sign_in(client, path):
     answer, body = page(client, path)
     assert answer.status_code == 401 and "Sign in with Microsoft" in body
+    assert f'href="/signin?next=%2F{path[1:]}"' in body  # and back to this page afterwards
 
 
 def test_unknown_route_and_method_and_query(client):
@@ -536,3 +537,14 @@ def test_fuzzed_requests_get_a_clear_answer_and_change_nothing(client, emulators
     probe()
     after = support.firestore_snapshot()
     assert after == before  # no valid CSRF token was ever sent: nothing changed
+
+
+def test_sign_in_returns_to_the_page_asked_for_in_its_language(client, emulators, tenant):
+    from urllib.parse import parse_qsl, urlsplit
+
+    started = client.get("/signin", query_string={"next": "/devices", "lang": "de"})
+    back = urlsplit(portal.fake_signin(emulators, started.headers["Location"],
+                                       portal.accounts(emulators, tenant)["admin"]))
+    answer = client.get(back.path, query_string=dict(parse_qsl(back.query)))
+    assert answer.status_code == 303 and answer.headers["Location"] == "/devices?lang=de"
+    assert "Geräte" in page(client, answer.headers["Location"])[1]
