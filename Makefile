@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
+BROWSER_TOOLS := tests/browser/node_modules/.installed
 
 .PHONY: dev test bench venv clean
 
@@ -17,16 +18,22 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt constraints-checkov.txt
 	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt -c constraints-checkov.txt
 	touch $@
 
+# Chromium (Debian's package) and axe-core for the portal's browser tests: installed, or a clear stop.
+$(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json tests/browser/install.sh
+	sh tests/browser/install.sh
+	touch $@
+
 venv: $(VENV)/.installed
 
 dev: $(VENV)/.installed
 	$(PY) -m local
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS)
+	@command -v chromium >/dev/null || { echo "chromium is missing: run 'sh tests/browser/install.sh'" >&2; exit 1; }
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack
+	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack tests/browser/node_modules test-artifacts

@@ -13,7 +13,8 @@ from functions.handle_deletion.handler import handle_deletion
 from functions.register_device.handler import register_device
 from functions.sweep_retention.handler import sweep_retention
 from functions.manage_tenants.handler import manage_tenants
+from functions.tenant_portal.handler import tenant_portal
 
 functions_framework.errorhandler(HTTPException)(framework_refusal)
 
-__all__ = ["register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention"]
+__all__ = ["register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention", "tenant_portal"]

@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from local.stack import DEMO_TENANT_ID, LocalStack, StackError
+from local.stack import DEMO_TENANT_ID, OTHER_TENANT_ID, LocalStack, StackError
 
 
 def main() -> int:
@@ -40,14 +40,24 @@ def main() -> int:
 def banner(stack: LocalStack) -> str:
     u = stack.urls
     lines = ["", "contact-sync local stack is up (Ctrl-C stops everything)", ""]
-    for name in ("manage_tenants", "register_device", "relay_contacts", "handle_deletion", "sweep_retention"):
+    for name in ("tenant_portal", "manage_tenants", "register_device", "relay_contacts", "handle_deletion",
+                 "sweep_retention"):
         if name in u:
             lines.append(f"  {name:<16} {u[name]}")
     lines += [f"  {'firestore':<16} {u['firestore']}", f"  {'pubsub':<16} {u['pubsub']}",
               f"  {'storage':<16} {u['gcs']}", f"  {'entra (fake)':<16} {u['entra']}",
               f"  {'graph (fake)':<16} {u['graph']}", f"  {'CA bundle':<16} {u['ca']}",
               f"  {'logs':<16} {stack.state_dir}/", "",
-              f"demo tenant: {DEMO_TENANT_ID}", "", "try it:",
+              f"demo tenant: {DEMO_TENANT_ID}", ""]
+    if "tenant_portal" in u:
+        accounts = stack.demo_accounts
+        demo, other = accounts.get(DEMO_TENANT_ID, {}), accounts.get(OTHER_TENANT_ID, {})
+        lines += [f"administration portal: {u['tenant_portal']}  (open it in a browser; the fake Microsoft "
+                  "sign-in page lists these accounts)",
+                  f"  admin of the demo tenant        {demo.get('admin', '?')}",
+                  f"  plain user of the demo tenant   {demo.get('user', '?')}",
+                  f"  admin of a tenant not onboarded {other.get('admin', '?')}", ""]
+    lines += ["try it:",
               f"  curl -s -X POST {u['manage_tenants']}/tenants -H 'Content-Type: application/json' \\",
               "       -d '{\"tenantId\":\"3f2504e0-4f89-41d3-9a0c-0305e82c3301\",\"name\":\"Fabrikam AG\"}'",
               f"  curl -s {u['manage_tenants']}/tenants/3f2504e0-4f89-41d3-9a0c-0305e82c3301",

@@ -186,13 +186,14 @@ def start_fake_gcs_server(tools: Mapping[str, Path], port: int, log_dir: Path) -
 
 
 def start_fake_microsoft(state_dir: Path, entra_port: int, graph_port: int, client_id: str, client_secret: str,
-                         log_dir: Path) -> Process:
+                         log_dir: Path, redirect_uris: Iterable[str] = ()) -> Process:
     """`python -m local.fake_microsoft`; ready once it printed its URLs, which land in `announced`
     ({"entra", "graph", "ca"})."""
     process = spawn("fake-microsoft", [
         sys.executable, "-m", "local.fake_microsoft", "--state-dir", str(state_dir),
         "--entra-port", str(entra_port), "--graph-port", str(graph_port),
-        "--client-id", client_id, f"--client-secret={client_secret}"],  # the secret may start with "-"
+        "--client-id", client_id, f"--client-secret={client_secret}",  # the secret may start with "-"
+        *[f"--redirect-uri={uri}" for uri in redirect_uris]],
         log_dir / "fake-microsoft.log")
 
     def ready() -> bool:

@@ -35,6 +35,8 @@ SWEEP_SUBSCRIPTION = "retention-sweep-to-sweep-retention"
 MAX_DELIVERY_ATTEMPTS = 5
 ENTRA_CLIENT_ID = "6f1c1a35-0b0a-4f58-9a3c-5b8b7d3e9a11"
 DEMO_TENANT_ID = "0c8d3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+# A second directory in the fake Entra ID, never onboarded: its users show what the portal does for strangers.
+OTHER_TENANT_ID = "7d3f9a10-2b4c-4e5f-8a6b-9c0d1e2f3a4b"
 HTTP_FUNCTIONS = ("register_device", "relay_contacts", "manage_tenants")
 
 
@@ -93,11 +95,17 @@ class LocalStack:
     processes: list[Process] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    demo_accounts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def port(self, name: str) -> int:
         if name not in self.ports:
             self.ports[name] = free_port()
         return self.ports[name]
+
+    @property
+    def portal_url(self) -> str:
+        """PORTAL_BASE_URL: the tenant_portal process (http on loopback, as browsers treat it as secure)."""
+        return f"http://{LOOPBACK}:{self.port('tenant_portal')}"
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "LocalStack":
@@ -113,6 +121,7 @@ class LocalStack:
                 self._provision_push()
             if self.demo_tenant and self.with_functions:
                 self.onboard(DEMO_TENANT_ID, "Contoso Demo GmbH", {"defaultRegion": "DE"}, exist_ok=True)
+                self.demo_accounts = self.portal_accounts(DEMO_TENANT_ID, OTHER_TENANT_ID)
             self._write_stack_file()
         except BaseException:
             self.stop()
@@ -151,7 +160,7 @@ class LocalStack:
         self.client_secret = self.extra_env.get("ENTRA_CLIENT_SECRET") or secrets.token_urlsafe(24)
         process = self._started(start_fake_microsoft(
             self.state_dir / "fake-microsoft", self.port("entra"), self.port("graph"), ENTRA_CLIENT_ID,
-            self.client_secret, self.state_dir))
+            self.client_secret, self.state_dir, redirect_uris=[f"{self.portal_url}/auth/callback"]))
         process.wait_ready()
         self.urls.update(process.announced)
 
@@ -171,6 +180,8 @@ class LocalStack:
             "ENTRA_CLIENT_SECRET": self.client_secret,
             "CURSOR_KEY": secrets.token_urlsafe(32),
             "RECEIPT_KEY": secrets.token_urlsafe(32),
+            "PORTAL_BASE_URL": self.portal_url,
+            "PORTAL_SESSION_KEY": secrets.token_urlsafe(32),
             "REQUESTS_CA_BUNDLE": ca,
             "SSL_CERT_FILE": ca,
             "PYTHONUNBUFFERED": "1",
@@ -203,6 +214,19 @@ class LocalStack:
             body["settings"] = settings
         return _http("POST", self.urls["manage_tenants"] + "/tenants", body, accept=(409,) if exist_ok else (),
                      timeout=30)[0]
+
+    def portal_accounts(self, *tenant_ids: str) -> dict[str, dict[str, str]]:
+        """The portal's demo sign-ins of each tenant in the fake Entra ID ({tenantId: {role: userPrincipalName}}):
+        user 0 is a Global Administrator, user 1 a plain member, user 2 holds the Tenant.Admin app role."""
+        from local.fake_microsoft.authorize import demo_role
+
+        fake = self.fake_microsoft()
+        accounts: dict[str, dict[str, str]] = {}
+        for tenant_id in tenant_ids:
+            users = fake.call("GET", f"/tenants/{tenant_id}/users?limit=3")["users"]
+            accounts[tenant_id] = {demo_role(u["index"]): u["user"]["userPrincipalName"] for u in users
+                                   if u["user"] is not None and u["index"] < 3}
+        return accounts
 
     def fake_microsoft(self):
         """A client of the fakes' control API (`local/fake_microsoft/client.py`)."""

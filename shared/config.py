@@ -43,6 +43,8 @@ class Settings:
     stuck_deletion_minutes: int = 60
     deletion_initial_ops_per_second: int = 500
     deletion_max_ops_per_second: int = 10000
+    portal_base_url: str = ""
+    portal_session_key: bytes = field(default=b"", repr=False)
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -74,6 +76,8 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "STUCK_DELETION_MINUTES": ("stuck_deletion_minutes", "positive_int"),
     "DELETION_INITIAL_OPS_PER_SECOND": ("deletion_initial_ops_per_second", "positive_int"),
     "DELETION_MAX_OPS_PER_SECOND": ("deletion_max_ops_per_second", "positive_int"),
+    "PORTAL_BASE_URL": ("portal_base_url", "portal_url"),
+    "PORTAL_SESSION_KEY": ("portal_session_key", _SECRET),
 }
 
 # What each entry point needs before it can serve (checked at cold start).
@@ -83,6 +87,8 @@ REQUIRED_BY_FUNCTION: dict[str, tuple[str, ...]] = {
     "manage_tenants": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
     "handle_deletion": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
     "sweep_retention": ("GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "RECEIPT_KEY"),
+    "tenant_portal": ("GOOGLE_CLOUD_PROJECT", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET", "RECEIPT_KEY",
+                      "PORTAL_BASE_URL", "PORTAL_SESSION_KEY"),
 }
 
 _MIN_SECRET_BYTES = 16
@@ -99,6 +105,14 @@ def _parse(name: str, raw: str, kind: object) -> object:
         parts = urlsplit(raw)
         if parts.scheme != "https" or not parts.hostname:
             raise ConfigError(f"{name} must be an https URL")
+        return raw.rstrip("/")
+    if kind == "portal_url":
+        # https, or plain http on the loopback address only (the local stack; browsers treat it as secure).
+        parts = urlsplit(raw)
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost")
+        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.path.strip("/") \
+                or parts.query or parts.fragment:
+            raise ConfigError(f"{name} must be an https origin (http only on 127.0.0.1 or localhost), no path")
         return raw.rstrip("/")
     try:
         number = float(raw) if kind == "positive_float" else int(raw)

@@ -10,7 +10,7 @@ from typing import Callable
 
 from shared.clock import Clock
 from shared.errors import TransientError
-from shared.events import DeletionPublisher, DeletionRequest, receipt_subject
+from shared.events import DeletionPublisher, DeletionRequest, receipt_subject, tenant_subject
 from shared.store import Store
 from shared.store.schema import DeletionKind
 
@@ -35,7 +35,8 @@ class DeletionRequester:
     def request(self, kind: DeletionKind, tenant_id: str, target_id: str | None = None) -> str:
         """A new request for a device or file (a fresh requestId); returns the requestId."""
         request = DeletionRequest(kind, tenant_id, self._new_request_id(), target_id)
-        self._receipts.create_pending(request.request_id, request.kind, self._subject(request), self._clock())
+        self._receipts.create_pending(request.request_id, request.kind, self._subject(request), self._clock(),
+                                      self._tenant_subject(tenant_id))
         self._publish([request])
         return request.request_id
 
@@ -47,7 +48,7 @@ class DeletionRequester:
         """
         request = DeletionRequest(DeletionKind.TENANT, tenant_id, self._new_request_id())
         request_id, _ = self._tenants.request_deletion(tenant_id, request.request_id, self._clock(),
-                                                       self._subject(request))
+                                                       self._subject(request), self._tenant_subject(tenant_id))
         self._publish([request.with_request_id(request_id)])
         return request_id
 
@@ -56,7 +57,7 @@ class DeletionRequester:
         one publish batch for those not done already. At most 500 requests."""
         if not requests:
             return Accepted(0, 0)
-        subjects = {r.request_id: (r.kind, self._subject(r)) for r in requests}
+        subjects = {r.request_id: (r.kind, self._subject(r), self._tenant_subject(r.tenant_id)) for r in requests}
         receipts = self._receipts.create_pending_many(subjects, self._clock())
         due = [r for r in requests
                if receipts[r.request_id].subject == subjects[r.request_id][1] and not receipts[r.request_id].completed]
@@ -65,6 +66,9 @@ class DeletionRequester:
 
     def _subject(self, request: DeletionRequest) -> str:
         return receipt_subject(self._receipt_key, request)
+
+    def _tenant_subject(self, tenant_id: str) -> str:
+        return tenant_subject(self._receipt_key, tenant_id)
 
     def _publish(self, requests: list[DeletionRequest]) -> None:
         if not requests:

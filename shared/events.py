@@ -45,6 +45,11 @@ def receipt_subject(receipt_key: bytes, request: DeletionRequest) -> str:
     return hmac.new(receipt_key, request.subject_text().encode(), hashlib.sha256).hexdigest()
 
 
+def tenant_subject(receipt_key: bytes, tenant_id: str) -> str:
+    """Hex HMAC-SHA256 of "tenant:{tenantId}": lists a tenant's receipts (any kind) without its ID in clear."""
+    return hmac.new(receipt_key, f"tenant:{tenant_id}".encode(), hashlib.sha256).hexdigest()
+
+
 def parse_deletion_message(data: bytes) -> DeletionRequest:
     """Decodes one message; anything that is not exactly a valid request is PoisonMessage."""
     if len(data) > MAX_MESSAGE_BYTES:

@@ -62,6 +62,23 @@ resource "google_firestore_field" "collection_group_index" {
 
 # sweep_retention: tenants where status == "deleting" and deletionRequestedAt < now - STUCK_DELETION_MINUTES
 # (an equality plus a range on another field needs a composite index).
+# tenant_portal lists a tenant's receipts, newest first: equality on tenantSubject, order on requestedAt.
+resource "google_firestore_index" "receipts_of_a_tenant" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "deletionReceipts"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "tenantSubject"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "requestedAt"
+    order      = "DESCENDING"
+  }
+}
+
 resource "google_firestore_index" "tenants_stuck_deletions" {
   project     = var.project_id
   database    = google_firestore_database.main.name

@@ -1,4 +1,4 @@
-# The five Cloud Functions (2nd gen), one entry per entry point in main.py. Everything a function gets is
+# The six Cloud Functions (2nd gen), one entry per entry point in main.py. Everything a function gets is
 # derived from its entry here: the function itself (cloudfunctions.tf), its runtime service account
 # (serviceaccounts.tf), its IAM grants and invokers (iam.tf) and its secrets (secrets.tf). A new function is
 # one more entry (and its folder functions/<entry point>/ re-exported by main.py).
@@ -86,6 +86,21 @@ locals {
       grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser" }
       scaling = { max_instance_count = 20, available_memory = "512Mi", timeout_seconds = 540 }
       env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second) }
+    }
+
+    # The tenant administrators' portal: public pages; sign-in with Microsoft, sessions and CSRF are checked
+    # in code. Register {portal_base_url}/auth/callback as a Web redirect URI of the app (README).
+    tenant_portal = {
+      description         = "Administration portal of tenant administrators (sign-in with Microsoft, devices, settings, deletion, receipts). Public, authenticated in code."
+      account_description = "Runtime identity of tenant_portal: reads its tenant, devices and receipts, updates settings, requests deletions."
+      ingress             = "ALLOW_ALL"
+      invokers            = ["allUsers"]
+      entra               = true
+      secrets             = ["ENTRA_CLIENT_SECRET", "RECEIPT_KEY", "PORTAL_SESSION_KEY"]
+      # Reads, creates (receipts) and updates (settings, the deletion mark); deletes nothing: handle_deletion does.
+      grants  = { firestore = "portal_firestore", deletion_requests = "roles/pubsub.publisher" }
+      scaling = { max_instance_count = 5, available_memory = "256Mi", timeout_seconds = 60 }
+      env     = { PORTAL_BASE_URL = var.portal_base_url }
     }
 
     # Ticked by Cloud Scheduler through retention-sweep.

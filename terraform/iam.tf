@@ -40,6 +40,23 @@ resource "google_project_iam_custom_role" "sweeper_firestore" {
   ]
 }
 
+# tenant_portal reads its tenant, devices and receipts, creates pending receipts and updates the tenant
+# (settings, the deletion mark); it can delete nothing.
+resource "google_project_iam_custom_role" "portal_firestore" {
+  project     = var.project_id
+  role_id     = "contactSyncPortalFirestore"
+  title       = "Contact sync portal: read, create and update documents"
+  description = "Read, create and update documents in Firestore; no delete."
+  permissions = [
+    "datastore.databases.get",
+    "datastore.databases.getMetadata",
+    "datastore.entities.create",
+    "datastore.entities.get",
+    "datastore.entities.list",
+    "datastore.entities.update",
+  ]
+}
+
 # Deleting technical files without being able to read them (no storage.objects.get).
 resource "google_project_iam_custom_role" "technical_files_eraser" {
   project     = var.project_id
@@ -57,6 +74,7 @@ locals {
   # Custom roles the function map names by key; any other role name is a predefined role.
   custom_roles = {
     relay_firestore        = google_project_iam_custom_role.relay_firestore.name
+    portal_firestore       = google_project_iam_custom_role.portal_firestore.name
     sweeper_firestore      = google_project_iam_custom_role.sweeper_firestore.name
     technical_files_eraser = google_project_iam_custom_role.technical_files_eraser.name
   }

@@ -18,6 +18,11 @@ output "manage_tenants_url" {
   value       = google_cloudfunctions2_function.function["manage_tenants"].service_config[0].uri
 }
 
+output "tenant_portal_url" {
+  description = "URL the tenant portal's function answers at (serve it at portal_base_url, e.g. through a custom domain mapping)."
+  value       = google_cloudfunctions2_function.function["tenant_portal"].service_config[0].uri
+}
+
 output "topics" {
   description = "Pub/Sub topic names."
   value       = { for key, topic in google_pubsub_topic.topic : key => topic.name }

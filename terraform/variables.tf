@@ -100,6 +100,19 @@ variable "entra_client_id" {
   }
 }
 
+variable "portal_base_url" {
+  type = string
+  # Required in effect: "" fails the validation below with its message. A string default (not null, not
+  # absent) keeps the function map evaluable offline, so checkov still sees each function instance.
+  default     = ""
+  description = "Origin the tenant portal is served at (PORTAL_BASE_URL), e.g. its custom domain; {portal_base_url}/auth/callback is the redirect URI registered for the app."
+
+  validation {
+    condition     = can(regex("^https://[^/]+$", var.portal_base_url))
+    error_message = "portal_base_url must be an https origin without a path (the __Host- session cookie needs Path=/)."
+  }
+}
+
 variable "entra_authority_host" {
   type        = string
   default     = "https://login.microsoftonline.com"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from shared import logs
 from shared.clock import Clock
 from shared.errors import PoisonMessage, TransientError
-from shared.events import DeletionRequest, parse_deletion_message, receipt_subject
+from shared.events import DeletionRequest, parse_deletion_message, receipt_subject, tenant_subject
 from shared.store import Store
 from shared.store.objects import ObjectsNotDeleted, device_prefix, tenant_prefix
 from shared.store.schema import DeletionKind
@@ -72,7 +72,8 @@ class DeletionService:
 
     def delete(self, request: DeletionRequest) -> DeletionOutcome:
         subject = receipt_subject(self._receipt_key, request)
-        receipt = self._receipts.create_pending(request.request_id, request.kind, subject, self._clock())
+        receipt = self._receipts.create_pending(request.request_id, request.kind, subject, self._clock(),
+                                                tenant_subject(self._receipt_key, request.tenant_id))
         if receipt.subject != subject or receipt.kind != request.kind:
             raise PoisonMessage("requestId already used for a different subject")
         if receipt.completed:

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default=DEFAULT_CLIENT_SECRET)
     parser.add_argument("--directory-size", type=int, default=None,
                         help="users in a tenant's directory when first used (default 250)")
+    parser.add_argument("--redirect-uri", action="append", default=[],
+                        help="a web redirect URI registered for the app (authorization code sign-in); repeatable")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     servers = start_servers(args.state_dir, args.entra_port, args.graph_port, args.client_id,
-                            args.client_secret, directory_size=args.directory_size, verbose=args.verbose)
+                            args.client_secret, directory_size=args.directory_size, verbose=args.verbose,
+                            redirect_uris=tuple(args.redirect_uri))
     print(json.dumps(servers.describe()), flush=True)
     try:
         while not stop.wait(1.0):

@@ -86,7 +86,7 @@ def _route(state: FakeMicrosoft, request: Request) -> Any:
     if route == "apps" and method == "POST":
         body = _body(request)
         app = state.register_app(str(body["client_id"]), body.get("client_secret"), body.get("display_name"),
-                                 body.get("roles"), body.get("scopes"))
+                                 body.get("roles"), body.get("scopes"), body.get("redirect_uris"))
         return app.describe()
     if parts[:1] == ["tenants"] and len(parts) >= 2:
         return _tenant_route(state, request, parts[1], parts[2:])

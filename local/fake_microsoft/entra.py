@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import consent
+from .authorize import Authorization
 from .httpd import Request, Response
 from .keys import b64url
 from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
@@ -34,6 +35,7 @@ _NO_STORE = [("Cache-Control", "no-store, no-cache"), ("Pragma", "no-cache")]
 class EntraApp:
     def __init__(self, state: FakeMicrosoft) -> None:
         self.state = state
+        self.authorization = Authorization(state, self._error)
 
     # ---- routing ---------------------------------------------------------------------------------
     def __call__(self, request: Request) -> Response:
@@ -50,6 +52,8 @@ class EntraApp:
             v2 = len(parts) == 4 and parts[2] == "v2.0"
             if len(parts) == 3 or v2:
                 return _apply(self._guard("jwks", None), lambda: self.keys(parts[0], v2))
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "authorize"] and method in ("GET", "POST"):
+            return self.authorization.authorize(request, parts[0])
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
             if method != "POST":
                 return self._error(request, 405, "invalid_request", 900561,
@@ -166,7 +170,7 @@ class EntraApp:
             tenant = self.state.tenant_by_domain(domain) if domain else None
         else:
             tenant = self.state.tenant_by_domain(segment)
-        if tenant is None:
+        if tenant is None and not (grant == "authorization_code" and segment.lower() in ("common", "organizations")):
             return self._error(request, 400, "invalid_request", 90002, _tenant_not_found(segment))
         if not grant:
             return self._missing(request, "grant_type")
@@ -188,7 +192,7 @@ class EntraApp:
         if app is None:
             return self._error(request, 400, "unauthorized_client", 700016,
                                f"Application with identifier '{client_id}' was not found in the directory "
-                               f"'{tenant.directory.company}'. This can happen if the application has not been "
+                               f"'{tenant.directory.company if tenant else segment}'. This can happen if the application has not been "
                                "installed by the administrator of the tenant or consented to by any user in the "
                                "tenant. You may have sent your authentication request to the wrong tenant.")
         if form.get("client_assertion"):
@@ -201,6 +205,8 @@ class EntraApp:
         if secret is not None and secret != app.secret:
             return self._bad_secret(request, app.client_id)
 
+        if grant == "authorization_code":  # the code names the tenant (sign-in through /organizations)
+            return self.authorization.redeem(request, form, app, secret)
         if grant == "client_credentials":
             return self._client_credentials(request, tenant, app, form, secret)
         if grant == "password":

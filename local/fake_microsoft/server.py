@@ -76,7 +76,8 @@ def _with_control(state: FakeMicrosoft, app) -> Any:
 
 def start_servers(state_dir: str | os.PathLike[str], entra_port: int = 0, graph_port: int = 0,
                   client_id: str = DEFAULT_CLIENT_ID, client_secret: str = DEFAULT_CLIENT_SECRET,
-                  directory_size: int | None = None, verbose: bool = False) -> FakeMicrosoftServers:
+                  directory_size: int | None = None, verbose: bool = False,
+                  redirect_uris: tuple[str, ...] = ()) -> FakeMicrosoftServers:
     """Create a fresh CA in `state_dir`, then serve the fake Entra ID and the fake Graph over HTTPS on
     127.0.0.1 (port 0 = a free port) from background threads of this process.
 
@@ -84,7 +85,7 @@ def start_servers(state_dir: str | os.PathLike[str], entra_port: int = 0, graph_
     whose API (`api://{client_id}/access_as_user`) users sign in to."""
     ca = make_ca(Path(state_dir))
     context = server_ssl_context(ca)
-    state = FakeMicrosoft(client_id, client_secret)
+    state = FakeMicrosoft(client_id, client_secret, tuple(redirect_uris))
     if directory_size is not None:
         state.settings["default_directory_size"] = int(directory_size)
     entra = HttpsServer((LOOPBACK, entra_port), _with_control(state, EntraApp(state)), context, verbose)

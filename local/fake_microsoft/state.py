@@ -167,10 +167,12 @@ class AppRegistration:
     display_name: str = "Contact Sync"
     roles: tuple[str, ...] = ("User.Read.All",)  # application permissions granted in every tenant
     scopes: tuple[str, ...] = ("access_as_user",)  # delegated scopes the app's API exposes
+    redirect_uris: tuple[str, ...] = ()  # web redirect URIs registered for the authorization code flow
 
     def describe(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "public_client": self.secret is None,
-                "display_name": self.display_name, "roles": list(self.roles), "scopes": list(self.scopes)}
+                "display_name": self.display_name, "roles": list(self.roles), "scopes": list(self.scopes),
+                "redirect_uris": list(self.redirect_uris)}
 
 
 @dataclass
@@ -196,10 +198,11 @@ class TenantState:
 class FakeMicrosoft:
     """Everything both fakes know. One instance serves both servers of a process."""
 
-    def __init__(self, client_id: str, client_secret: str | None) -> None:
+    def __init__(self, client_id: str, client_secret: str | None, redirect_uris: tuple[str, ...] = ()) -> None:
         self._lock = threading.RLock()
         self.primary_client_id = client_id.lower()
         self._primary_secret = client_secret
+        self._primary_redirect_uris = tuple(redirect_uris)  # kept across reset(), like the app itself
         self.keys = KeySet()
         self.stats = Stats()
         self.entra_base = "https://127.0.0.1"  # set by the server once the port is known
@@ -210,7 +213,9 @@ class FakeMicrosoft:
     def _reset_state(self) -> None:
         with self._lock:
             self.apps: dict[str, AppRegistration] = {}
-            self.register_app(self.primary_client_id, self._primary_secret)
+            self.register_app(self.primary_client_id, self._primary_secret,
+                              redirect_uris=list(self._primary_redirect_uris))
+            self.redeemed_codes: dict[str, float] = {}  # authorization codes are single use
             self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
             self.faults: list[FaultRule] = []
             self.tenants: dict[str, TenantState] = {}
@@ -223,8 +228,11 @@ class FakeMicrosoft:
 
     # ---- registry --------------------------------------------------------------------------------
     def register_app(self, client_id: str, secret: str | None, display_name: str | None = None,
-                     roles: list[str] | None = None, scopes: list[str] | None = None) -> AppRegistration:
+                     roles: list[str] | None = None, scopes: list[str] | None = None,
+                     redirect_uris: list[str] | None = None) -> AppRegistration:
         app = AppRegistration(client_id.lower(), secret)
+        if redirect_uris is not None:
+            app.redirect_uris = tuple(redirect_uris)
         if display_name:
             app.display_name = display_name
         if roles is not None:
@@ -234,6 +242,17 @@ class FakeMicrosoft:
         with self._lock:
             self.apps[app.client_id] = app
         return app
+
+    def redeem_code(self, code_id: str) -> bool:
+        """Marks an authorization code used; False if it was used before (codes live 10 minutes)."""
+        now = time.time()
+        with self._lock:
+            for old in [k for k, at in self.redeemed_codes.items() if at < now - 900]:
+                del self.redeemed_codes[old]
+            if code_id in self.redeemed_codes:
+                return False
+            self.redeemed_codes[code_id] = now
+            return True
 
     def app(self, client_id: str) -> AppRegistration | None:
         return self.apps.get(client_id.lower())

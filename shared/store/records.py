@@ -58,6 +58,7 @@ class Receipt:
     documents: int = 0
     files: int = 0
     verified: bool = False
+    tenant_subject: str | None = None
 
     @property
     def completed(self) -> bool:

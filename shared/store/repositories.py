@@ -48,7 +48,7 @@ def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
     return Receipt(request_id, _enum(DeletionKind, document.get("kind")), document.get("subject", ""),
                    _enum(ReceiptStatus, document.get("status")), document.get("requestedAt"),
                    document.get("completedAt"), int(deleted.get("documents", 0)), int(deleted.get("files", 0)),
-                   bool(document.get("verified")))
+                   bool(document.get("verified")), document.get("tenantSubject"))
 
 
 def _diagnostics_used(document: dict[str, Any], day: str) -> int:
@@ -57,10 +57,13 @@ def _diagnostics_used(document: dict[str, Any], day: str) -> int:
     return count if document.get("diagnosticsDay") == day and isinstance(count, int) and count > 0 else 0
 
 
-def _pending_receipt_document(kind: DeletionKind, subject: str, now: datetime) -> dict[str, Any]:
-    return checked(schema.RECEIPTS, {"kind": kind, "subject": subject, "status": ReceiptStatus.PENDING,
-                                     "requestedAt": now, "completedAt": None,
-                                     "deleted": {"documents": 0, "files": 0}, "verified": False})
+def _pending_receipt_document(kind: DeletionKind, subject: str, now: datetime,
+                              tenant_subject: str | None = None) -> dict[str, Any]:
+    document = {"kind": kind, "subject": subject, "status": ReceiptStatus.PENDING, "requestedAt": now,
+                "completedAt": None, "deleted": {"documents": 0, "files": 0}, "verified": False}
+    if tenant_subject is not None:  # lists the receipt under its tenant (tenant_portal) without the ID in clear
+        document["tenantSubject"] = tenant_subject
+    return checked(schema.RECEIPTS, document)
 
 
 def _deleting(request_id: str, now: datetime) -> dict[str, Any]:
@@ -180,7 +183,8 @@ class TenantRepository:
 
         return apply(self._db.transaction())
 
-    def request_deletion(self, tenant_id: str, request_id: str, now: datetime, subject: str) -> tuple[str, bool]:
+    def request_deletion(self, tenant_id: str, request_id: str, now: datetime, subject: str,
+                         tenant_subject: str | None = None) -> tuple[str, bool]:
         """Marks the tenant `deleting` and writes the pending receipt in one transaction.
 
         Returns (requestId, created). A tenant already being deleted keeps its first request ID, so a
@@ -196,7 +200,7 @@ class TenantRepository:
                 return tenant.deletion_request_id, False
             transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             transaction.create(self._paths.receipt(request_id),
-                               _pending_receipt_document(DeletionKind.TENANT, subject, now))
+                               _pending_receipt_document(DeletionKind.TENANT, subject, now, tenant_subject))
             return request_id, True
 
         return apply(self._db.transaction())
@@ -325,6 +329,10 @@ class DeviceRepository:
         snapshot = self._paths.devices(tenant_id).document(device_id).get()
         return _device(device_id, snapshot.to_dict()) if snapshot.exists else None
 
+    def count(self, tenant_id: str) -> int:
+        """How many devices the tenant has (an aggregation query: no document is read)."""
+        return int(self._paths.devices(tenant_id).count().get()[0][0].value)
+
     def touch(self, tenant_id: str, device_id: str, now: datetime) -> bool:
         """Updates lastSeenAt; never re-creates a deleted device. Returns False if it is gone."""
         try:
@@ -421,9 +429,10 @@ class ReceiptRepository:
         snapshot = self._paths.receipt(request_id).get()
         return _receipt(request_id, snapshot.to_dict()) if snapshot.exists else None
 
-    def create_pending(self, request_id: str, kind: DeletionKind, subject: str, now: datetime) -> Receipt:
+    def create_pending(self, request_id: str, kind: DeletionKind, subject: str, now: datetime,
+                       tenant_subject: str | None = None) -> Receipt:
         """Creates the pending receipt, or returns the existing one (which the caller checks for subject)."""
-        document = _pending_receipt_document(kind, subject, now)
+        document = _pending_receipt_document(kind, subject, now, tenant_subject)
         try:
             self._paths.receipt(request_id).create(document)
             return _receipt(request_id, document)
@@ -431,14 +440,15 @@ class ReceiptRepository:
             existing = self.get(request_id)
             return existing if existing is not None else _receipt(request_id, document)
 
-    def create_pending_many(self, subjects: dict[str, tuple[DeletionKind, str]], now: datetime
+    def create_pending_many(self, subjects: dict[str, tuple[DeletionKind, str, str | None]], now: datetime
                             ) -> dict[str, Receipt]:
-        """Pending receipts for {requestId: (kind, subject)} (at most 500) in one batch; returns the
+        """Pending receipts for {requestId: (kind, subject, tenantSubject)} (at most 500) in one batch; returns the
         receipt each request has now: the new one, or the one that already existed."""
         refs = [self._paths.receipt(request_id) for request_id in subjects]
         existing = {s.id: _receipt(s.id, s.to_dict()) for s in self._db.get_all(refs) if s.exists}
         missing = [request_id for request_id in subjects if request_id not in existing]
-        created = {request_id: _pending_receipt_document(*subjects[request_id], now) for request_id in missing}
+        created = {request_id: _pending_receipt_document(*subjects[request_id][:2], now, *subjects[request_id][2:])
+                   for request_id in missing}
         if created:
             batch = self._db.batch()
             for request_id, document in created.items():
@@ -446,10 +456,19 @@ class ReceiptRepository:
             try:
                 batch.commit()
             except gexc.Conflict:  # a concurrent writer created some of them: one by one, keeping theirs
-                return {**existing, **{request_id: self.create_pending(request_id, *subjects[request_id], now)
+                return {**existing, **{request_id: self.create_pending(request_id, *subjects[request_id][:2], now,
+                                                                       *subjects[request_id][2:])
                                        for request_id in missing}}
         return {**existing, **{request_id: _receipt(request_id, document)
                                for request_id, document in created.items()}}
+
+    def for_tenant(self, tenant_subject: str, limit: int = 100) -> list[Receipt]:
+        """The newest receipts (at most `limit`) listed under `tenantSubject` (composite index
+        tenantSubject + requestedAt, declared in Terraform)."""
+        query = (self._db.collection(schema.RECEIPTS)
+                 .where(filter=FieldFilter("tenantSubject", "==", tenant_subject))
+                 .order_by("requestedAt", direction=firestore.Query.DESCENDING).limit(limit))
+        return [_receipt(s.id, s.to_dict()) for s in query.stream()]
 
     def add_counts(self, request_id: str, documents: int = 0, files: int = 0) -> None:
         if documents or files:

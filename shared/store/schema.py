@@ -64,7 +64,8 @@ TENANT_FIELDS = frozenset({"name", "status", "createdAt", "settings", "deletionR
 TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion"})
 DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt", "diagnosticsDay", "diagnosticsCount"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
-RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
+RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified",
+                            "tenantSubject"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
 RATE_WINDOW_FIELDS = frozenset({"count", "expiresAt"})
 

@@ -104,7 +104,10 @@ def check_file(ids: dict, document: dict) -> list[str]:
 
 
 def check_receipt(ids: dict, document: dict) -> list[str]:
-    problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
+    problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"},
+                       {"tenantSubject"})
+    if "tenantSubject" in document and not re.fullmatch(r"[0-9a-f]{64}", str(document["tenantSubject"])):
+        problems.append("tenantSubject is not a hex HMAC-SHA256")
     if document.get("kind") not in KINDS or document.get("status") not in RECEIPT_STATUSES:
         problems.append("kind/status")
     if not re.fullmatch(r"[0-9a-f]{64}", str(document.get("subject"))):

@@ -13,11 +13,12 @@ import pytest
 import requests
 
 from shared.phones import to_e164
-from tests import support, tokens
+from tests import portal, support, tokens
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "8e9fa0b1-c2d3-4e4f-8a5b-6c7d8e9fa0b1"
-FUNCTION_LOGS = ("register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention")
+FUNCTION_LOGS = ("register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention",
+                 "tenant_portal")
 
 
 def _directory_values(fake: FakeMicrosoftControl) -> set[str]:
@@ -70,8 +71,29 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
     refused = requests.post(f"{devices}/", json={"deviceId": device_id}, headers={"Authorization": f"Bearer {expired}"})
     assert refused.status_code == 401
 
+    # The portal: an administrator and a plain user of the tenant sign in (their names, userPrincipalNames
+    # and object IDs are directory values), look around, change a setting and sign out.
+    codes = set()
+    for role in ("admin", "user"):
+        visitor = portal.PortalVisitor(stack)
+        answer, code = visitor.sign_in(portal.accounts(stack, TENANT)[role])
+        assert answer.status_code == 303
+        codes.add(code)
+        for path in ("/", "/devices", "/settings", "/receipts", "/deletion"):
+            assert visitor.request("GET", path).status_code == (200 if role == "admin" else 403)
+        if role == "admin":
+            csrf = portal.csrf_of(visitor.request("GET", "/settings").text)
+            assert visitor.request("POST", "/settings", data={"csrf": csrf, "name": "Privacy Probe AG",
+                                                              "fields": ["displayName", "mobilePhone"],
+                                                              "defaultRegion": "DE"}).status_code == 303
+        assert visitor.request("POST", "/signout", data={"csrf": portal.csrf_of(
+            visitor.request("GET", "/").text)}).status_code == 303
+    user_ids = {entry["user"]["id"] for entry in users if entry["user"]}
+
     secrets = _directory_values(fake) | {"+491701234567", "491701234567"} | set(tokens.USER_CLAIMS.values())
-    secrets |= {access, expired, stack.env["ENTRA_CLIENT_SECRET"], stack.env["CURSOR_KEY"], stack.env["RECEIPT_KEY"]}
+    secrets |= codes | user_ids
+    secrets |= {access, expired, stack.env["ENTRA_CLIENT_SECRET"], stack.env["CURSOR_KEY"], stack.env["RECEIPT_KEY"],
+                stack.env["PORTAL_SESSION_KEY"]}
     assert len(secrets) > 400
 
     stored = json.dumps(support.firestore_snapshot(), default=str)
@@ -83,6 +105,7 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
             handle.seek(offset)
             logs += handle.read().decode(errors="replace")
     assert "sync streamed" in logs  # the relay process did log, so the scan is not vacuous
+    assert '"function": "tenant_portal"' in logs and "settings saved" in logs  # so did the portal
     for secret in secrets:
         assert secret not in stored, "a directory value or token reached Firestore"
         assert secret not in object_text, "a directory value or token reached Storage"

@@ -27,7 +27,7 @@ def test_missing_java_is_named(monkeypatch):
 
 def test_entry_points_are_read_from_main():
     assert set(entry_points()) == {"register_device", "relay_contacts", "manage_tenants", "handle_deletion",
-                                   "sweep_retention"}
+                                   "sweep_retention", "tenant_portal"}
 
 
 def _group_members(groups: set[int]) -> set[int]:

@@ -3,7 +3,8 @@ import pytest
 from shared.config import REQUIRED_BY_FUNCTION, ConfigError, load_settings, settings_for
 
 BASE = {"GOOGLE_CLOUD_PROJECT": "p", "TECHNICAL_FILES_BUCKET": "b", "ENTRA_CLIENT_ID": "c",
-        "ENTRA_CLIENT_SECRET": "s", "CURSOR_KEY": "k" * 32, "RECEIPT_KEY": "r" * 32}
+        "ENTRA_CLIENT_SECRET": "s", "CURSOR_KEY": "k" * 32, "RECEIPT_KEY": "r" * 32,
+        "PORTAL_BASE_URL": "https://portal.example", "PORTAL_SESSION_KEY": "p" * 32}
 
 
 @pytest.mark.parametrize("function", sorted(REQUIRED_BY_FUNCTION))
@@ -25,14 +26,24 @@ def test_defaults_and_parsing():
 
 @pytest.mark.parametrize("name, value", [("DEVICE_INACTIVITY_DAYS", "soon"), ("MAX_DEVICES_PER_TENANT", "0"),
                                          ("ENTRA_AUTHORITY_HOST", "http://login.example"),
-                                         ("CURSOR_KEY", "short")])
+                                         ("CURSOR_KEY", "short"), ("PORTAL_SESSION_KEY", "short"),
+                                         ("PORTAL_BASE_URL", "http://portal.example"),
+                                         ("PORTAL_BASE_URL", "https://portal.example/sub/path"),
+                                         ("PORTAL_BASE_URL", "ftp://127.0.0.1")])
 def test_malformed_values_fail_with_the_name_not_the_value(name, value):
     with pytest.raises(ConfigError) as error:
         load_settings(environ={**BASE, name: value})
     assert name in str(error.value) and value not in str(error.value)
 
 
+@pytest.mark.parametrize("value", ["https://portal.example", "https://portal.example:8443/",
+                                   "http://127.0.0.1:8085", "http://localhost:9000"])
+def test_portal_base_url_is_an_https_origin_or_loopback_http(value):
+    assert load_settings(environ={**BASE, "PORTAL_BASE_URL": value}).portal_base_url == value.rstrip("/")
+
+
 def test_secrets_do_not_appear_in_repr():
+    assert "p" * 32 not in repr(load_settings(environ=BASE))
     assert "k" * 32 not in repr(load_settings(environ=BASE))
     assert "r" * 32 not in repr(load_settings(environ=BASE))
 

@@ -50,8 +50,9 @@ EU_MULTI_REGIONS = frozenset({"eu", "eur4", "eur3", "europe"})
 
 # docs/architecture.md, "Components": the entry points main.py re-exports, and who may call them.
 CONTRACT = SimpleNamespace(
-    entry_points=frozenset({"register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention"}),
-    public=frozenset({"register_device", "relay_contacts"}),
+    entry_points=frozenset({"register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention",
+                            "tenant_portal"}),
+    public=frozenset({"register_device", "relay_contacts", "tenant_portal"}),
     internal=frozenset({"handle_deletion", "sweep_retention"}),
     topics=frozenset({"deletion-requests", "deletion-requests-dead-letter", "retention-sweep"}),
 )

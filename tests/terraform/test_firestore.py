@@ -21,9 +21,16 @@ def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
     # A field config replaces the inherited single-field indexes: the collection-scope ones stay.
     assert {("COLLECTION", "ASCENDING"), ("COLLECTION", "DESCENDING")} <= set(scopes)
 
-    (index,) = tf.resources_of("google_firestore_index").values()
-    assert index["collection"] == "tenants"
-    assert [field["field_path"] for field in index["fields"]] == ["status", "deletionRequestedAt"]
+    indexes = tf.resources_of("google_firestore_index")
+    assert set(indexes) == {"tenants_stuck_deletions", "receipts_of_a_tenant"}
+    stuck = indexes["tenants_stuck_deletions"]
+    assert stuck["collection"] == "tenants"
+    assert [field["field_path"] for field in stuck["fields"]] == ["status", "deletionRequestedAt"]
+    # tenant_portal: a tenant's receipts, newest first (ReceiptRepository.for_tenant).
+    receipts = indexes["receipts_of_a_tenant"]
+    assert receipts["collection"] == "deletionReceipts"
+    assert [(f["field_path"], f["order"]) for f in receipts["fields"]] == [("tenantSubject", "ASCENDING"),
+                                                                          ("requestedAt", "DESCENDING")]
 
 
 def test_every_collection_with_expiresAt_has_a_ttl_policy(tf, hcl):

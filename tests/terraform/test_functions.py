@@ -30,8 +30,10 @@ CONTRACT_ENV = {
     "STUCK_DELETION_MINUTES",
     "DELETION_INITIAL_OPS_PER_SECOND",
     "DELETION_MAX_OPS_PER_SECOND",
+    "PORTAL_BASE_URL",
+    "PORTAL_SESSION_KEY",
 }
-SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY"}
+SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY", "PORTAL_SESSION_KEY"}
 COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"}
 ENTRA_ENV = {"ENTRA_AUTHORITY_HOST", "ENTRA_CLIENT_ID", "ENTRA_REQUIRED_SCOPE"}
 # Settings each function reads beyond the common ones (shared/config.py), and the variable behind each.
@@ -47,6 +49,7 @@ EXTRA_ENV = {
         "DELETION_MAX_OPS_PER_SECOND": "deletion_max_ops_per_second",
     },
     "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days", "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
+    "tenant_portal": {"PORTAL_BASE_URL": "portal_base_url"},
 }
 ENTRY_ATTRIBUTES = {"description", "account_description", "ingress", "grants", "scaling"}  # required in every entry
 SCALING = {"max_instance_count", "min_instance_count", "available_memory", "timeout_seconds"}
@@ -222,6 +225,7 @@ def test_scaling_defaults_per_function(functions):
         "manage_tenants": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 120},
         "handle_deletion": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi", "timeout_seconds": 540},
         "sweep_retention": {"max_instance_count": 1, "min_instance_count": 0, "available_memory": "512Mi", "timeout_seconds": 540},
+        "tenant_portal": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 60},
     }
 
 
@@ -260,6 +264,7 @@ def test_terraform_evaluates_the_map_as_these_tests_read_it(terraform, tmp_path,
         [
             "project_id=contact-sync-test",
             "entra_client_id=00000000-0000-4000-8000-000000000000",
+            "portal_base_url=https://admin.example.com",
             f"tenant_admin_invokers={invokers}",
             'function_overrides={relay_contacts={max_instance_count=100}}',
         ],

@@ -159,7 +159,7 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
 
     # Deletion requests: only the publishers publish.
     publishers = {name for name in functions if grant(name, "deletion_requests") is not None}
-    assert publishers == {"register_device", "manage_tenants", "sweep_retention"}
+    assert publishers == {"register_device", "manage_tenants", "sweep_retention", "tenant_portal"}
     assert {grant(name, "deletion_requests") for name in publishers} == {"roles/pubsub.publisher"}
 
     # Firestore: the relay reads and updates only; the sweeper reads and creates only.
@@ -169,6 +169,11 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
     sweeper = role_permissions(tf, hcl, grant("sweep_retention", "firestore"))
     assert "datastore.entities.create" in sweeper and "datastore.entities.list" in sweeper
     assert not {p for p in sweeper if p.endswith((".update", ".delete"))}, sweeper
+    # The portal reads, creates receipts and updates its tenant; only handle_deletion deletes.
+    portal = role_permissions(tf, hcl, grant("tenant_portal", "firestore"))
+    assert {"datastore.entities.get", "datastore.entities.create", "datastore.entities.update"} <= portal
+    assert not {p for p in portal if p.endswith(".delete")}, portal
+    assert grant("tenant_portal", "technical_files") is None, "the portal never touches technical files"
     for name in ("register_device", "manage_tenants", "handle_deletion"):
         assert grant(name, "firestore") == "roles/datastore.user", name
 

@@ -10,7 +10,7 @@ OUTPUTS = {
     "function_urls",
     "register_device_url",
     "relay_contacts_url",
-    "manage_tenants_url",
+    "manage_tenants_url", "tenant_portal_url",
     "topics",
     "deletion_subscription",
     "dead_letter_subscription",
@@ -69,7 +69,7 @@ def test_outputs_keep_their_names_and_are_described(tf):
     assert set(tf.outputs) == OUTPUTS
     for name, spec in tf.outputs.items():
         assert spec.get("description"), f"output {name} has no description"
-    for name in ("register_device", "relay_contacts", "manage_tenants"):
+    for name in ("register_device", "relay_contacts", "manage_tenants", "tenant_portal"):
         assert tf.outputs[f"{name}_url"]["value"] == (
             f'${{google_cloudfunctions2_function.function["{name}"].service_config[0].uri}}'
         )

@@ -9,9 +9,12 @@ SECRETS_PER_FUNCTION = {
     "handle_deletion": ["RECEIPT_KEY"],
     # The sweeper writes the pending receipt of each request it publishes (shared/config.py requires it).
     "sweep_retention": ["RECEIPT_KEY"],
+    # The portal signs in with the app's secret, lists receipts by tenantSubject and seals its session cookie.
+    "tenant_portal": ["ENTRA_CLIENT_SECRET", "RECEIPT_KEY", "PORTAL_SESSION_KEY"],
 }
 # Secret IDs operators add versions to (README, gcloud secrets versions add).
-SECRET_IDS = {"ENTRA_CLIENT_SECRET": "entra-client-secret", "CURSOR_KEY": "cursor-key", "RECEIPT_KEY": "receipt-key"}
+SECRET_IDS = {"ENTRA_CLIENT_SECRET": "entra-client-secret", "CURSOR_KEY": "cursor-key", "RECEIPT_KEY": "receipt-key",
+              "PORTAL_SESSION_KEY": "portal-session-key"}
 
 
 def secret_id(key: str) -> str:
@@ -23,7 +26,7 @@ def test_the_secrets_and_their_ids(tf):
     secrets = tf.resources_of("google_secret_manager_secret")
     assert list(secrets) == ["secret"]
     body = secrets["secret"]
-    assert body["for_each"] == '${toset(["ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY"])}'
+    assert body["for_each"] == '${toset(["ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY", "PORTAL_SESSION_KEY"])}'
     assert body["secret_id"] == '${lower(replace(each.key, "_", "-"))}'
     assert {key: secret_id(key) for key in SECRET_IDS} == SECRET_IDS
     assert not tf.resources_of("google_secret_manager_secret_version"), (

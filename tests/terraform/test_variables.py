@@ -33,8 +33,11 @@ VALIDATION_CASES = [
         False,
         # The allowed keys are named from the function map.
         "function_overrides keys must be entry points: handle_deletion, manage_tenants, register_device, "
-        "relay_contacts, sweep_retention.",
+        "relay_contacts, sweep_retention, tenant_portal.",
     ),
+    (["portal_base_url=http://admin.example.com"], False, "portal_base_url must be an https origin"),
+    (["portal_base_url="], False, "portal_base_url must be an https origin"),  # left unset
+    (["portal_base_url=https://admin.example.com/portal"], False, "portal_base_url must be an https origin"),
     (["deletion_max_delivery_attempts=2"], False, "deletion_max_delivery_attempts must be between"),
 ]
 
@@ -62,7 +65,8 @@ def data_module(terraform, tmp_path_factory):
 @pytest.mark.parametrize(("extra", "accepted", "error"), VALIDATION_CASES)
 def test_variable_validations_evaluated_by_terraform(terraform, data_module, extra, accepted, error) -> None:
     args = ["plan", "-input=false", "-no-color", "-lock=false", "-refresh=false"]
-    for assignment in [f"project_id={DUMMY_PROJECT}", f"entra_client_id={DUMMY_CLIENT_ID}", *extra]:
+    for assignment in [f"project_id={DUMMY_PROJECT}", f"entra_client_id={DUMMY_CLIENT_ID}",
+                       "portal_base_url=https://admin.example.com", *extra]:
         args += ["-var", assignment]
     result = terraform.run(data_module, *args)
     output = re.sub(r"\s+", " ", result.stdout + result.stderr)

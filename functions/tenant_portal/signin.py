@@ -1,0 +1,134 @@
+"""Sign-in with Microsoft: OpenID Connect authorization code + PKCE through MSAL Python, and the
+validation of the ID token that MSAL leaves to the application (signature by a key of the authority's
+JWKS, `iss` = `{authority}/{tid}/v2.0` and the key's issuer template, `aud`, `nonce`, times).
+
+Only the tenant ID and the admin decision leave this module. No token is kept: MSAL gets a token cache
+that discards what it is handed, and no user claim is returned, logged or stored.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jwt
+
+from shared.auth import LEEWAY_SECONDS, JwksCache
+from shared.ids import is_canonical_id
+
+# Directory roles (template IDs in `wids`) that administer the tenant, and the app role that may.
+ADMIN_DIRECTORY_ROLES = frozenset({
+    "62e90394-69f5-4237-9190-012177145e10",  # Global Administrator
+    "e8611ab8-c189-46e8-94e1-60213ab1f814",  # Privileged Role Administrator
+    "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",  # Application Administrator
+    "158c047a-c907-4556-b7ef-446551a6b5f7",  # Cloud Application Administrator
+})
+ADMIN_APP_ROLE = "Tenant.Admin"
+# What the sign-in flow cookie keeps of MSAL's flow (the authorization URL is not needed again).
+FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")
+
+
+class SigninRefused(Exception):
+    """The sign-in cannot complete; `reason` is our own slug, never text from Entra ID or the token."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    tenant_id: str
+    admin: bool
+
+
+def is_admin(claims: Mapping[str, Any]) -> bool:
+    wids, roles = claims.get("wids"), claims.get("roles")
+    by_directory_role = isinstance(wids, list) and any(isinstance(w, str) and w in ADMIN_DIRECTORY_ROLES
+                                                       for w in wids)
+    by_app_role = isinstance(roles, list) and ADMIN_APP_ROLE in roles
+    return by_directory_role or by_app_role
+
+
+def _discarding_cache():
+    import msal
+
+    class DiscardingCache(msal.TokenCache):
+        """MSAL hands every token it obtains to its cache; this one keeps none of them."""
+
+        def add(self, event, **kwargs):  # noqa: D401 - MSAL's interface
+            return None
+
+    return DiscardingCache()
+
+
+class MicrosoftSignin:
+    def __init__(self, authority_host: str, client_id: str, client_secret: str, redirect_uri: str, http_client,
+                 keys: JwksCache):
+        self._authority = authority_host.rstrip("/")
+        self._client_id = client_id
+        self._secret = client_secret
+        self._redirect_uri = redirect_uri
+        self._http = http_client
+        self._keys = keys
+        self._app = None
+
+    def _msal(self):
+        if self._app is None:
+            import msal
+
+            self._app = msal.ConfidentialClientApplication(
+                self._client_id, client_credential=self._secret, authority=f"{self._authority}/organizations",
+                http_client=self._http, instance_discovery=False, token_cache=_discarding_cache(),
+                exclude_scopes=["offline_access"])
+        return self._app
+
+    def begin(self) -> tuple[str, dict[str, Any]]:
+        """(the authorization URL to send the browser to, the flow state to keep in the flow cookie)."""
+        import warnings
+
+        with warnings.catch_warnings():  # MSAL recommends form_post; the contract's callback is a GET (query)
+            warnings.simplefilter("ignore", UserWarning)
+            flow = self._msal().initiate_auth_code_flow([], redirect_uri=self._redirect_uri, response_mode="query")
+        return flow["auth_uri"], {key: flow.get(key) for key in FLOW_KEYS}
+
+    def complete(self, flow: Mapping[str, Any], response: Mapping[str, str]) -> SignedIn:
+        """Redeems the code (PKCE, state checked by MSAL) and validates the ID token; SigninRefused else."""
+        if response.get("error"):
+            raise SigninRefused("signin-declined")
+        try:
+            result = self._msal().acquire_token_by_auth_code_flow(dict(flow), dict(response))
+        except ValueError:  # state mismatch, a nonce MSAL refused, or a response without code
+            raise SigninRefused("signin-state") from None
+        if "error" in result or not isinstance(result.get("id_token"), str):
+            raise SigninRefused("signin-failed")
+        claims = self.validate_id_token(result["id_token"], str(flow.get("nonce") or ""))
+        return SignedIn(claims["tid"], is_admin(claims))
+
+    def validate_id_token(self, id_token: str, flow_nonce: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(id_token).get("kid")
+        except jwt.PyJWTError:
+            raise SigninRefused("id-token-malformed") from None
+        signing_key = self._keys.key(kid) if isinstance(kid, str) and kid else None
+        if signing_key is None:
+            raise SigninRefused("id-token-key-unknown")
+        try:
+            claims = jwt.decode(id_token, signing_key.key, algorithms=["RS256"], audience=self._client_id,
+                                leeway=LEEWAY_SECONDS,
+                                options={"require": ["exp", "iat", "iss", "aud", "tid", "nonce"], "verify_iss": False})
+        except jwt.PyJWTError:
+            raise SigninRefused("id-token-invalid") from None
+        tenant_id = claims.get("tid")
+        if not is_canonical_id(tenant_id):
+            raise SigninRefused("id-token-tenant")
+        expected_issuer = f"{self._authority}/{tenant_id}/v2.0"
+        template = signing_key.issuer_template
+        if claims.get("iss") != expected_issuer or (
+                template is not None and template.replace("{tenantid}", tenant_id) != expected_issuer):
+            raise SigninRefused("id-token-issuer")
+        # MSAL sends the SHA-256 (hex) of the flow's nonce as `nonce`; the ID token must carry exactly that.
+        expected_nonce = hashlib.sha256(flow_nonce.encode()).hexdigest()
+        if not flow_nonce or claims.get("nonce") != expected_nonce:
+            raise SigninRefused("id-token-nonce")
+        return claims

@@ -1,0 +1,316 @@
+"""tenant_portal in a real browser: Playwright driving Debian's Chromium against the portal process of the
+local stack, with the fake Entra ID's sign-in page, the deletion push to handle_deletion, and the relay.
+
+Screenshots of the main pages at phone and desktop widths land in test-artifacts/portal/ (look at them);
+axe-core (npm, loaded from tests/browser/node_modules) checks every page for serious or critical issues.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from functions.tenant_portal import session as cookies
+from local.stack import ROOT
+from tests import portal, seed, support
+from tests.e2e.processes import Processes
+from tests import tokens
+
+pytestmark = pytest.mark.e2e
+
+ARTIFACTS = ROOT / "test-artifacts" / "portal"
+AXE = ROOT / "tests" / "browser" / "node_modules" / "axe-core" / "axe.min.js"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is not installed: run 'sh tests/browser/install.sh' (or make test)")
+    if not AXE.is_file():
+        pytest.fail("axe-core is not installed: run 'sh tests/browser/install.sh' (or make test)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                              args=["--no-sandbox", "--ignore-certificate-errors"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    opened = context.new_page()
+    opened.set_default_timeout(20000)
+    yield opened
+    context.close()
+
+
+def url(stack, path: str = "/") -> str:
+    return stack.urls["tenant_portal"] + path
+
+
+def sign_in(page, stack, login: str) -> None:
+    page.goto(url(stack))
+    page.get_by_role("link", name="Sign in with Microsoft").click()
+    page.wait_for_url("**/oauth2/v2.0/authorize**")
+    page.get_by_role("button", name=login).click()
+    page.wait_for_url(url(stack, "/**"))
+
+
+def shoot(page, name: str) -> None:
+    """Full-page screenshots at desktop and phone width (the viewport is restored afterwards)."""
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+
+
+def accessible(page) -> None:
+    """No serious or critical axe-core violation on the page as it is now."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;0")
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+           if v["impact"] in ("serious", "critical")]
+    assert bad == [], f"{page.url}: {bad}"
+
+
+def session_cookie(page):
+    return [c for c in page.context.cookies() if c["name"] == cookies.SESSION_COOKIE]
+
+
+def relay_fields(stack, tenant_id: str, device_id: str) -> set[str]:
+    answer = requests.get(stack.urls["relay_contacts"] + "/", timeout=60, headers={
+        "Authorization": f"Bearer {tokens.token(stack, tenant_id)}", "X-Device-Id": device_id})
+    assert answer.status_code == 200, answer.text[:300]
+    lines = [json.loads(line) for line in answer.text.splitlines()]
+    assert lines[-1]["op"] == "end"
+    return set().union(*(set(line) for line in lines if line["op"] == "upsert")) - {"op", "id"}
+
+
+def test_landing_page(page, stack):
+    page.goto(url(stack))
+    assert page.get_by_role("heading", level=1).inner_text() == "Administration for your organisation"
+    assert page.get_by_role("link", name="Add your organisation").get_attribute("href") == "/onboard"
+    accessible(page)
+    shoot(page, "01-landing")
+    page.get_by_role("link", name="Deutsch").click()
+    assert page.get_by_role("link", name="Mit Microsoft anmelden").is_visible()
+    accessible(page)
+    shoot(page, "01-landing-de")
+
+
+def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
+    stack = deletion_push
+    processes = Processes(stack)
+    tenant_id = portal.onboard(stack, name="Fabrikam AG", defaultRegion="DE")
+    devices = [processes.register(tenant_id) for _ in range(2)]
+    processes.diagnostics(tenant_id, devices[1])
+    sign_in(page, stack, portal.accounts(stack, tenant_id)["admin"])
+
+    # Overview
+    assert page.get_by_role("heading", level=1).inner_text() == "Fabrikam AG"
+    overview = page.locator("dl").inner_text()
+    assert tenant_id in overview and "active" in overview and "2" in overview
+    accessible(page)
+    shoot(page, "02-overview")
+
+    # Devices: revoke one; it leaves the list once handle_deletion ran, and its receipt completes.
+    page.get_by_role("link", name="Devices", exact=True).click()
+    assert all(page.get_by_text(device).is_visible() for device in devices)
+    accessible(page)
+    shoot(page, "03-devices")
+    page.get_by_role("button", name=f"Revoke device {devices[0]}").click()
+    assert page.get_by_role("status").is_visible()
+    shoot(page, "04-devices-revoked")
+    deadline = time.monotonic() + 45
+    while page.get_by_text(devices[0]).count():
+        assert time.monotonic() < deadline, "the revoked device stayed in the list"
+        time.sleep(0.5)
+        page.reload()
+    assert page.get_by_text(devices[1]).is_visible()
+    page.get_by_role("link", name="Receipts").click()
+    assert "Device" in page.locator("tbody").inner_text() and "completed" in page.locator("tbody").inner_text()
+    accessible(page)
+    shoot(page, "05-receipts")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="JSON").first.click()
+    receipt = json.loads(Path(download.value.path()).read_text())
+    assert receipt["kind"] == "device" and receipt["status"] == "completed" and receipt["verified"] is True
+
+    # Settings: only two fields reach the phones, and the relay honours it.
+    assert {"jobTitle", "department", "mail"} <= relay_fields(stack, tenant_id, devices[1])
+    page.get_by_role("link", name="Settings").click()
+    for box in page.get_by_role("checkbox").all():
+        box.uncheck()
+    page.get_by_label("Display name").check()
+    page.get_by_label("Mobile phone").check()
+    page.get_by_label("Default region for phone numbers").select_option("AT")
+    page.get_by_role("button", name="Save").click()
+    assert "saved" in page.get_by_role("status").inner_text()
+    accessible(page)
+    shoot(page, "06-settings")
+    assert support.store().tenants.get(tenant_id).settings == {"fields": ["displayName", "mobilePhone"],
+                                                               "defaultRegion": "AT"}
+    assert relay_fields(stack, tenant_id, devices[1]) <= {"displayName", "mobilePhone"}
+
+    # Language switch on a signed-in page, and back.
+    page.get_by_role("link", name="Deutsch").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Einstellungen"
+    assert page.get_by_role("button", name="Speichern").is_visible()
+    page.get_by_role("link", name="Geräte").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Geräte"  # links keep the language
+    accessible(page)
+    shoot(page, "07-devices-de")
+    page.get_by_role("link", name="English").click()
+
+    # Delete all data: the typed name confirms; the page follows the receipt; the session ends.
+    page.get_by_role("link", name="Delete all data").click()
+    accessible(page)
+    shoot(page, "08-deletion")
+    page.get_by_label("To confirm, type the organisation's name: Fabrikam AG").fill("Fabrikam")
+    page.get_by_role("button", name="Delete all data").click()
+    assert "does not match" in page.get_by_role("alert").inner_text()
+    assert support.store().tenants.get(tenant_id).active
+    page.get_by_label("To confirm, type the organisation's name: Fabrikam AG").fill("Fabrikam AG")
+    page.get_by_role("button", name="Delete all data").click()
+    page.wait_for_url("**/deletion?requestId=*")
+    request_id = parse_qs(urlsplit(page.url).query)["requestId"][0]
+    page.get_by_role("heading", name="All data of your organisation is deleted").wait_for(timeout=60000)
+    assert page.locator("#receipt-verified").inner_text() == "yes"
+    accessible(page)
+    shoot(page, "09-deleted")
+    receipt = support.store().receipts.get(request_id)
+    assert receipt.completed and receipt.verified and receipt.kind == "tenant"
+    documents, objects = support.world()
+    assert not [p for p in list(documents) + list(objects) if seed.belongs_to(p, tenant_id)]
+    assert session_cookie(page) == []
+    page.goto(url(stack, "/devices"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Please sign in"
+
+
+def test_non_admin_sees_why_and_nothing_else(page, emulators):
+    tenant_id = portal.onboard(emulators, name="Northwind Traders")
+    sign_in(page, emulators, portal.accounts(emulators, tenant_id)["user"])
+    assert page.get_by_role("heading", level=1).inner_text() == "Not allowed"
+    text = page.locator("main").inner_text()
+    assert "administrator" in text and "Northwind" not in page.content() and tenant_id not in page.content()
+    assert page.get_by_role("navigation", name="Administration").count() == 0
+    accessible(page)
+    shoot(page, "10-not-admin")
+    page.get_by_role("button", name="Sign out").click()
+    assert session_cookie(page) == []
+
+
+def test_admin_of_a_tenant_not_onboarded(page, emulators):
+    sign_in(page, emulators, portal.accounts(emulators, str(uuid.uuid4()))["admin"])
+    assert page.get_by_role("heading", level=1).inner_text() == "Your organisation is not registered"
+    assert page.get_by_role("link", name="Add your organisation").is_visible()
+    accessible(page)
+    shoot(page, "11-not-onboarded")
+
+
+def test_csrf_and_cross_site_posts_are_refused(page, emulators):
+    tenant_id = portal.onboard(emulators, name="Fabrikam AG")
+    sign_in(page, emulators, portal.accounts(emulators, tenant_id)["admin"])
+    page.goto(url(emulators, "/settings"))
+    page.get_by_label("Organisation name").fill("Changed without token")
+    page.eval_on_selector("input[name=csrf]", "field => field.value = '0'.repeat(64)")
+    page.get_by_role("button", name="Save").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Not allowed"
+    assert "security token" in page.locator("main").inner_text()
+    accessible(page)
+    shoot(page, "12-csrf-refused")
+    # A form on another site posting to the portal, with the session cookie's owner's browser.
+    csrf = portal.csrf_of(page.goto(url(emulators, "/settings")).text())
+    page.goto(emulators.urls["entra"] + "/common/discovery/v2.0/keys")  # any page of another origin
+    page.set_content(f'<form method="post" action="{url(emulators, "/settings")}"><input name="csrf" value="{csrf}">'
+                     '<input name="name" value="Hijacked"><button>go</button></form>')
+    page.get_by_role("button", name="go").click()
+    page.wait_for_load_state()
+    assert support.store().tenants.get(tenant_id).name == "Fabrikam AG"
+
+
+def test_cross_tenant_ids_reach_nothing(page, emulators):
+    mine = portal.onboard(emulators, name="Mine GmbH")
+    theirs = portal.onboard(emulators, name="Theirs AG")
+    processes = Processes(emulators)
+    their_device = processes.register(theirs)
+    their_receipt = support.store().receipts.create_pending(
+        str(uuid.uuid4()), "device", "0" * 64, seed.now(), portal.tenant_receipt_subject(theirs)).request_id
+    sign_in(page, emulators, portal.accounts(emulators, mine)["admin"])
+    assert page.goto(url(emulators, f"/receipts/{their_receipt}.json")).status == 404
+    assert page.goto(url(emulators, f"/deletion?requestId={their_receipt}")).status == 404
+    assert "Not found" in page.get_by_role("heading", level=1).inner_text()
+    page.goto(url(emulators, "/devices"))
+    page.set_content(page.content())  # keep the portal's own form, aimed at their device
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value") if page.locator(
+        "input[name=csrf]").count() else None
+    assert csrf
+    answer = page.request.post(url(emulators, f"/devices/{their_device}/revoke"), form={"csrf": csrf},
+                               headers={"Origin": emulators.portal_url})
+    assert answer.status == 404
+    assert support.store().devices.get(theirs, their_device) is not None
+
+
+def test_expired_session_says_so(page, emulators):
+    tenant_id = portal.onboard(emulators, name="Fabrikam AG")
+    stale = int(time.time()) - 31 * 60
+    sealer = cookies.Sealer(emulators.env["PORTAL_SESSION_KEY"].encode())
+    value = cookies.seal_session(sealer, cookies.Session(tenant_id, True, stale, stale, "A" * 43))
+    page.goto(url(emulators))  # a session cookie from 31 minutes ago, as the browser kept it
+    page.evaluate("([name, value]) => { document.cookie = `${name}=${value}; Secure; Path=/; SameSite=Lax`; }",
+                  [cookies.SESSION_COOKIE, value])
+    assert session_cookie(page)
+    page.goto(url(emulators, "/devices"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Please sign in"
+    assert "session has ended" in page.locator("main").inner_text()
+    assert session_cookie(page) == []
+    accessible(page)
+    shoot(page, "13-session-expired")
+
+
+def test_everything_works_without_javascript(browser, deletion_push):
+    """Forms post back and the deletion's progress page refreshes itself (<noscript> meta refresh)."""
+    stack = deletion_push
+    context = browser.new_context(viewport=PHONE, locale="de-DE", java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(20000)
+    try:
+        tenant_id = portal.onboard(stack, name="Ohne Skript GmbH")
+        device = Processes(stack).register(tenant_id)
+        sign_in_de(page, stack, portal.accounts(stack, tenant_id)["app-admin"])
+        assert page.get_by_role("heading", level=1).inner_text() == "Ohne Skript GmbH"  # German from Accept-Language
+        page.get_by_role("link", name="Einstellungen").click()
+        page.get_by_label("Position").uncheck()
+        page.get_by_role("button", name="Speichern").click()
+        assert "gespeichert" in page.get_by_role("status").inner_text()
+        assert "jobTitle" not in support.store().tenants.get(tenant_id).settings["fields"]
+        page.get_by_role("link", name="Alle Daten löschen").click()
+        page.get_by_role("textbox").fill("Ohne Skript GmbH")
+        page.get_by_role("button", name="Alle Daten löschen").click()
+        page.get_by_role("heading", name="Alle Daten Ihrer Organisation sind gelöscht").wait_for(timeout=60000)
+        shoot(page, "14-deleted-no-js-de")
+        assert support.store().devices.get(tenant_id, device) is None
+        assert session_cookie(page) == []
+    finally:
+        context.close()
+
+
+def sign_in_de(page, stack, login: str) -> None:
+    page.goto(url(stack))
+    page.get_by_role("link", name="Mit Microsoft anmelden").click()
+    page.wait_for_url("**/oauth2/v2.0/authorize**")
+    page.get_by_role("button", name=login).click()
+    page.wait_for_url(url(stack, "/**"))
