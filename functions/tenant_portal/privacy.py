@@ -209,6 +209,11 @@ TEXTS: dict[str, T] = {
               "themselves.",
         "de": "Ein mit einem geheimen Schlüssel gebildeter Hash (HMAC-SHA256) des Gelöschten, um eine Quittung "
               "einem Auftrag zuzuordnen – nie die IDs selbst."},
+    "deletionReceipts.tenantSubject": {
+        "en": "A second keyed hash, of your organisation alone, so this portal can list your organisation's "
+              "receipts — never your tenant ID itself.",
+        "de": "Ein zweiter Hash mit geheimem Schlüssel, nur von Ihrer Organisation, damit dieses Portal die "
+              "Quittungen Ihrer Organisation auflisten kann – nie Ihre Mandanten-ID selbst."},
     "deletionReceipts.status": {"en": "Pending, or completed.", "de": "Ausstehend oder abgeschlossen."},
     "deletionReceipts.requestedAt": {"en": "When the deletion was requested.",
                                      "de": "Wann die Löschung angefordert wurde."},
