@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from local.launcher import (LOOPBACK, ROOT, Process, StackError, check_prerequisites, free_port,
                             start_fake_gcs_server, start_fake_microsoft, start_firestore_emulator, start_function,
@@ -38,6 +38,10 @@ DEMO_TENANT_ID = "0c8d3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
 # A second directory in the fake Entra ID, never onboarded: its users show what the portal does for strangers.
 OTHER_TENANT_ID = "7d3f9a10-2b4c-4e5f-8a6b-9c0d1e2f3a4b"
 HTTP_FUNCTIONS = ("register_device", "relay_contacts", "manage_tenants")
+
+
+# How a process that lost its port says so: the JVM emulators, Go's fake-gcs-server, gunicorn.
+_PORT_TAKEN = ("Address already in use", "address already in use")
 
 
 def entry_points(main: Path = ROOT / "main.py") -> list[str]:
@@ -97,10 +101,33 @@ class LocalStack:
     env: dict[str, str] = field(default_factory=dict)
     demo_accounts: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    chosen: set[str] = field(default_factory=set)  # ports picked here (not configured): may be re-picked
+
     def port(self, name: str) -> int:
         if name not in self.ports:
             self.ports[name] = free_port()
+            self.chosen.add(name)
         return self.ports[name]
+
+    def _ready_on_free_ports(self, starters: dict[str, Callable[[int], Process]],
+                             fixed: frozenset[str] = frozenset()) -> dict[str, Process]:
+        """Starts each process on its port, then waits for all. A port picked here can be taken by anyone
+        between picking and binding (an outgoing connection takes ephemeral ports too); a process that
+        exits because its port is in use starts again on another one, up to three times, unless the port
+        was configured or others already know it (`fixed`)."""
+        processes = {name: self._started(start(self.port(name))) for name, start in starters.items()}
+        for name, start in starters.items():
+            for attempt in range(3):
+                try:
+                    processes[name].wait_ready()
+                    break
+                except StackError as error:
+                    if (attempt == 2 or name in fixed or name not in self.chosen
+                            or not any(sign in str(error) for sign in _PORT_TAKEN)):
+                        raise
+                    del self.ports[name]
+                    processes[name] = self._started(start(self.port(name)))
+        return processes
 
     @property
     def portal_url(self) -> str:
@@ -147,14 +174,12 @@ class LocalStack:
         return process
 
     def _start_emulators(self, tools: dict[str, Path]) -> None:
-        firestore_port, pubsub_port, gcs_port = self.port("firestore"), self.port("pubsub"), self.port("gcs")
-        started = [self._started(start_firestore_emulator(tools, firestore_port, self.state_dir)),
-                   self._started(start_pubsub_emulator(tools, pubsub_port, self.state_dir)),
-                   self._started(start_fake_gcs_server(tools, gcs_port, self.state_dir))]
-        self.urls.update(firestore=f"{LOOPBACK}:{firestore_port}", pubsub=f"{LOOPBACK}:{pubsub_port}",
-                         gcs=f"http://{LOOPBACK}:{gcs_port}")
-        for process in started:
-            process.wait_ready()
+        self._ready_on_free_ports({
+            "firestore": lambda port: start_firestore_emulator(tools, port, self.state_dir),
+            "pubsub": lambda port: start_pubsub_emulator(tools, port, self.state_dir),
+            "gcs": lambda port: start_fake_gcs_server(tools, port, self.state_dir)})
+        self.urls.update(firestore=f"{LOOPBACK}:{self.ports['firestore']}",
+                         pubsub=f"{LOOPBACK}:{self.ports['pubsub']}", gcs=f"http://{LOOPBACK}:{self.ports['gcs']}")
 
     def _start_fake_microsoft(self) -> None:
         self.client_secret = self.extra_env.get("ENTRA_CLIENT_SECRET") or secrets.token_urlsafe(24)
@@ -190,13 +215,14 @@ class LocalStack:
         return env
 
     def _start_functions(self) -> None:
-        started = []
+        def starter(name: str) -> Callable[[int], Process]:
+            return lambda port: start_function(name, port, self.env, self.state_dir / f"{name}.log")
+
+        # The portal's URL is already known to the fake Entra ID (its redirect URI): it keeps its port.
+        self._ready_on_free_ports({name: starter(name) for name in entry_points()},
+                                  fixed=frozenset({"tenant_portal"}))
         for name in entry_points():
-            port = self.port(name)
-            started.append(self._started(start_function(name, port, self.env, self.state_dir / f"{name}.log")))
-            self.urls[name] = f"http://{LOOPBACK}:{port}"
-        for process in started:
-            process.wait_ready()
+            self.urls[name] = f"http://{LOOPBACK}:{self.ports[name]}"
 
     # -- talking to the stack --------------------------------------------------------------------
     def pubsub(self, method: str, path: str, body: dict | None = None, timeout: float = 10,

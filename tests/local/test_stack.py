@@ -68,3 +68,23 @@ def test_oversized_tokens_get_the_apps_problem_json_from_the_stacks_processes(st
     assert response.json()["type"] == "/problems/token-malformed"
     beyond = session.post(url, json={}, timeout=30, headers={"Authorization": "Bearer " + "a" * 70_000})
     assert beyond.status_code == 431  # the server's own refusal past its limit: the documented edge
+
+
+def test_a_port_taken_between_picking_and_binding_is_picked_again(monkeypatch, tmp_path):
+    """Any outgoing connection may take the ephemeral port picked for a process before it binds; the stack
+    then starts that process again on another port instead of failing."""
+    import socket
+
+    from local import stack as stack_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = iter([taken.getsockname()[1]])
+    monkeypatch.setattr(stack_module, "free_port", lambda: next(picks, None) or launcher.free_port())
+    try:
+        with LocalStack(state_dir=tmp_path, with_functions=False) as local_stack:
+            assert local_stack.ports["firestore"] != taken.getsockname()[1]
+            assert launcher.http_ok(f"http://{local_stack.urls['firestore']}/")
+    finally:
+        taken.close()
