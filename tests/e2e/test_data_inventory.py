@@ -51,13 +51,20 @@ def check_tenant(ids: dict, document: dict) -> list[str]:
     if not isinstance(document.get("createdAt"), datetime):
         problems.append("createdAt")
     settings = document.get("settings")
-    if not isinstance(settings, dict) or set(settings) - {"fields", "defaultRegion"}:
+    if not isinstance(settings, dict) or set(settings) - {"fields", "defaultRegion", "scope", "photos"}:
         problems.append(f"settings keys {sorted(settings or {})}")
     else:
         if not isinstance(settings.get("fields"), list) or not set(settings["fields"]) <= RELAY_FIELDS:
             problems.append("settings.fields")
         if "defaultRegion" in settings and not re.fullmatch(r"[A-Z]{2}", str(settings["defaultRegion"])):
             problems.append("settings.defaultRegion")
+        scope = settings.get("scope", {})
+        if (not isinstance(scope, dict) or set(scope) - {"groups", "excludeDisabled", "excludeGuests", "requirePhone"}
+                or not all(_is_uuid(g) for g in scope.get("groups", []))
+                or not all(isinstance(scope[f], bool) for f in set(scope) - {"groups"})):
+            problems.append("settings.scope")
+        if not isinstance(settings.get("photos", True), bool):
+            problems.append("settings.photos")
     deleting = document.get("status") == "deleting"
     if deleting != ("deletionRequestId" in document) or deleting != ("deletionRequestedAt" in document):
         problems.append("deletionRequestId/deletionRequestedAt only (and always) while deleting")
