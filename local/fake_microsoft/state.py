@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .directory import DEFAULT_SIZE, Directory
+from .groups import Groups
+from .photos import Photos
 from .keys import KeySet, b64url, b64url_decode, random_uti
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -38,9 +40,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "demo_password": DEFAULT_DEMO_PASSWORD,  # password of every directory user for the password grant
     "access_token_lifetime_seconds": None,  # None: 3599 for app tokens, 60-90 min for user tokens
     "default_directory_size": DEFAULT_SIZE,  # size of a tenant's directory when first used
+    "photo_delay_seconds": 0.0,  # time each photo request takes (makes concurrency observable)
 }
 DELTA_EXPIRED_MODES = ("syncStateNotFound", "410")
-FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid")
+FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid",
+                 "groups", "photos", "batch", "batch_item")
 CONSENT_STATES = ("granted", "no_service_principal", "no_roles")
 
 
@@ -60,6 +64,13 @@ class Stats:
                 per = self._tenants.setdefault(tenant, {})
                 per[name] = per.get(name, 0) + amount
 
+    def track_in_flight(self, name: str, step: int) -> None:
+        """Counts requests of a kind being answered now, and remembers the most at once (`{name}_max`)."""
+        with self._lock:
+            now = self._counts.get(f"{name}_now", 0) + step
+            self._counts[f"{name}_now"] = now
+            self._counts[f"{name}_max"] = max(self._counts.get(f"{name}_max", 0), now)
+
     def get(self, name: str) -> int:
         with self._lock:
             return self._counts.get(name, 0)
@@ -68,7 +79,8 @@ class Stats:
         with self._lock:
             counts = dict(self._counts)
             tenants = copy.deepcopy(self._tenants)
-        statuses = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("status.")}
+        statuses = {k.split(".", 1)[1]: v for k, v in counts.items()
+                    if k.startswith("status.") and not k.startswith("status.batch.")}
         grants = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("grant.")}
         return {
             "token_requests": counts.get("token_requests", 0),
@@ -84,6 +96,9 @@ class Stats:
             "graph_items_served": counts.get("graph_items_served", 0),
             "faults_injected": counts.get("faults_injected", 0),
             "throttled": counts.get("throttled", 0),
+            "resource_units": counts.get("resource_units", 0),
+            "photo_requests_max_in_flight": counts.get("photo_requests_max", 0),
+            "batch_statuses": {k.split(".", 2)[2]: v for k, v in counts.items() if k.startswith("status.batch.")},
             "responses_by_status": statuses,
             "per_tenant": tenants,
             "since": self.started,
@@ -163,7 +178,8 @@ class AppRegistration:
     client_id: str
     secret: str | None  # None: a public client (no secret accepted)
     display_name: str = "Contact Sync"
-    roles: tuple[str, ...] = ("User.Read.All",)  # application permissions granted in every tenant
+    # Application permissions granted in every tenant (the contract's three).
+    roles: tuple[str, ...] = ("User.Read.All", "GroupMember.Read.All", "ProfilePhoto.Read.All")
     scopes: tuple[str, ...] = ("access_as_user",)  # delegated scopes the app's API exposes
 
     def describe(self) -> dict[str, Any]:
@@ -180,6 +196,18 @@ class TenantState:
     token_epoch: int = 0  # bumped to expire every delta/skip token of the tenant at once
     settings: dict[str, Any] = field(default_factory=dict)
     ru_window: deque = field(default_factory=deque)  # (timestamp, units)
+    groups: Groups = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
+    photos: Photos = None  # type: ignore[assignment]
+    in_flight_photos: int = 0  # photo requests being answered right now (Outlook allows 4 per mailbox)
+
+    def __post_init__(self) -> None:
+        self.attach_directory(self.directory)
+
+    def attach_directory(self, directory: Directory) -> None:
+        """A new directory comes with no groups and default photos."""
+        self.directory = directory
+        self.groups = Groups(directory)
+        self.photos = Photos(directory)
 
     def describe(self) -> dict[str, Any]:
         d = self.directory
@@ -263,7 +291,7 @@ class FakeMicrosoft:
         if state is None:
             raise ValueError("tenant must be a GUID")
         with self._lock:
-            state.directory = Directory(state.tenant_id, size, salt)
+            state.attach_directory(Directory(state.tenant_id, size, salt))
         return state
 
     # ---- settings and faults ---------------------------------------------------------------------
