@@ -18,7 +18,7 @@ SAFE_KEYS = frozenset({
     "tenantId", "deviceId", "fileId", "attempt", "retryAfter", "pages", "contacts", "removed",
     "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
-    "devices", "tenants", "orphans", "scanned", "skipped",
+    "devices", "tenants", "orphans", "scanned", "skipped", "full", "scopeRequests",
 })
 
 # Cloud Logging's LogSeverity names by the lowest Python level that maps to them; a level between two

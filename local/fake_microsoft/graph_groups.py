@@ -4,7 +4,7 @@ and MICROSOFT.md, checked against Microsoft's documentation):
 - `GET /v1.0/groups/{id}/transitiveMembers`: users, nested groups, devices, service principals and org
   contacts mixed, each with `@odata.type`; `$select`, `$top` (1..999, default 100) or
   `Prefer: odata.maxpagesize`, `@odata.nextLink`. The cast `/transitiveMembers/microsoft.graph.user` returns
-  users only and needs the advanced-query form (`ConsistencyLevel: eventual` and `$count=true`, which adds
+  users only (`/microsoft.graph.group`: groups only) and needs the advanced-query form (`ConsistencyLevel: eventual` and `$count=true`, which adds
   `@odata.count`); without it 400 `Request_UnsupportedQuery`.
 - `GET /v1.0/groups/delta`: `$filter=id eq '…' or id eq '…'` (at most 50, nothing else), `$select`
   (`members` and/or `displayName`) or `$expand=members`; the first round lists each group with
@@ -64,9 +64,10 @@ def route(method: str, parts: list[str]) -> tuple[str, dict[str, str]] | None:
         if len(parts) == 2 and parts[1] in ("delta", "delta()", "microsoft.graph.delta"):
             return "group_delta", {}
         if len(parts) in (3, 4) and parts[2] == "transitiveMembers":
-            if len(parts) == 4 and parts[3] != "microsoft.graph.user":
+            casts = {"microsoft.graph.user": USER_TYPE, "microsoft.graph.group": GROUP_TYPE}
+            if len(parts) == 4 and parts[3] not in casts:
                 return None
-            return "transitive", {"group": parts[1], "cast": "user" if len(parts) == 4 else ""}
+            return "transitive", {"group": parts[1], "cast": casts[parts[3]] if len(parts) == 4 else ""}
         return None
     if parts[:1] == ["users"] and len(parts) >= 3:
         if len(parts) == 3 and parts[2] in ("checkMemberGroups", "microsoft.graph.checkMemberGroups"):
@@ -148,7 +149,7 @@ class GroupsAndPhotos:
                 raise GraphError(404, "Request_ResourceNotFound", f"Resource '{params['group']}' does not exist or "
                                                                   "one of its queried reference-property objects are "
                                                                   "not present.")
-            cast = params["cast"] == "user"
+            cast = params["cast"]
             count = query.get("$count", "").lower() == "true"
             if cast and (request.header("ConsistencyLevel").lower() != "eventual" or not count):
                 raise GraphError(400, "Request_UnsupportedQuery",
@@ -160,7 +161,7 @@ class GroupsAndPhotos:
             raise GraphError(404, "Request_ResourceNotFound", f"Resource '{group_id}' does not exist.")
         members, _ = groups.transitive(group_id)
         if cast:
-            members = [m for m in members if m[0] == USER_TYPE]
+            members = [m for m in members if m[0] == cast]
         chunk = members[position:position + size]
         value = [self._directory_object(tenant, entry, select) for entry in chunk]
         page: dict[str, Any] = {"@odata.context": f"{self.state.graph_base}/$metadata#directoryObjects"}
@@ -169,7 +170,7 @@ class GroupsAndPhotos:
         if position + size < len(members):
             skip = self._seal(tenant, {"k": "tm", "gid": group_id, "s": select, "m": size, "p": position + size,
                                        "c": cast, "n": count})
-            suffix = "/microsoft.graph.user" if cast else ""
+            suffix = "/" + cast.lstrip("#") if cast else ""
             page["@odata.nextLink"] = (f"{self.state.graph_base}/groups/{group_id}/transitiveMembers{suffix}"
                                        f"?$skiptoken={skip}")
         page["value"] = value
@@ -218,7 +219,7 @@ class GroupsAndPhotos:
                      "m": _DEFAULT_PAGE, "p": 0}
         if size_given:
             token["m"] = self._page_size(request, query)
-        wanted = set(token["f"]) if token["f"] is not None else None
+        wanted = set(self.state.recall_filter(token["f"])) if token["f"] is not None else None
         items = self._group_delta_items(tenant, token, wanted)
         size, position = token["m"], token["p"]
         chosen = items[position:position + size]
@@ -246,10 +247,10 @@ class GroupsAndPhotos:
         self._count_page(tenant, "graph_group_delta_pages", len(value))
         return self._ok(call, page)
 
-    def _group_delta_query(self, query: dict[str, str]) -> tuple[list[str] | None, list[str] | None]:
+    def _group_delta_query(self, query: dict[str, str]) -> tuple[str | None, list[str] | None]:
         from .graph import GraphError
 
-        filter_ids: list[str] | None = None
+        filter_ids: Any = None
         if "$filter" in query:
             terms = re.split(r"\s+or\s+", query["$filter"].strip())
             filter_ids = []
@@ -262,6 +263,7 @@ class GroupsAndPhotos:
             if len(filter_ids) > MAX_DELTA_FILTER_IDS:
                 raise GraphError(400, "Request_UnsupportedQuery",
                                  f"The $filter may name at most {MAX_DELTA_FILTER_IDS} ids.")
+            filter_ids = self.state.remember_filter(filter_ids)  # tokens carry a short key, as Graph's stay short
         select = None
         if "$select" in query:
             select = [name.strip() for name in query["$select"].split(",") if name.strip()]

@@ -228,6 +228,7 @@ class FakeMicrosoft:
         self.entra_base = "https://127.0.0.1"  # set by the server once the port is known
         self.graph_base = "https://127.0.0.1/v1.0"
         self._aead = AESGCM(AESGCM.generate_key(bit_length=128))  # seals skip/delta/refresh tokens
+        self._filters: dict[str, list[str]] = {}
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -330,6 +331,16 @@ class FakeMicrosoft:
                 return round(retry, 3), used / limit
             window.append((now, units))
             return None, (used + units) / limit
+
+    def remember_filter(self, ids: list[str]) -> str:
+        """A short key for a groups/delta filter (kept for the process's life), so its tokens stay short."""
+        key = hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+        with self._lock:
+            self._filters[key] = list(ids)
+        return key
+
+    def recall_filter(self, key: str) -> list[str]:
+        return self._filters.get(key, [])
 
     # ---- sealed opaque tokens (skip tokens, delta tokens, refresh tokens) -------------------------
     def seal(self, payload: dict[str, Any]) -> str:
