@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable
 
 from flask import Request, Response
 from werkzeug import exceptions as wexc
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from shared import logs
 from shared.errors import (PROBLEM_CONTENT_TYPE, AppError, BadRequest, MethodNotAllowed, NotFound,
@@ -28,6 +28,12 @@ class Route:
     query: tuple[str, ...] = ()
 
 
+class IdConverter(BaseConverter):
+    """`<id:name>`: a GUID-shaped segment (the handler checks its canonical form), so a literal sibling
+    such as `/photos/changes` is never taken for an ID."""
+    regex = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
 class Router:
     """werkzeug.routing (what Flask and functions-framework use) over whole paths; a trailing slash is
     allowed, empty segments are not. Every route refuses query parameters it does not declare."""
@@ -36,7 +42,8 @@ class Router:
         self.routes = tuple(routes)
         self._adapter = Map([Rule(route.path, endpoint=index, methods=[route.method])
                              for index, route in enumerate(self.routes)],
-                            strict_slashes=False, merge_slashes=False).bind("function")
+                            strict_slashes=False, merge_slashes=False, converters={"id": IdConverter}
+                            ).bind("function")
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         if "//" in path:
