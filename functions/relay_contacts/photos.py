@@ -75,7 +75,8 @@ class PhotoService:
         etag = etags.get(user_id)
         if etag is None:
             raise _not_found()
-        if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+        candidates = [t.strip().removeprefix("W/") for t in (if_none_match or "").split(",")]
+        if etag in candidates or "*" in candidates:
             return Photo(etag, None)
         path = f"users/{user_id}/photos/{size}/$value" if size else f"users/{user_id}/photo/$value"
         try:

@@ -287,7 +287,7 @@ def _configure(state: FakeMicrosoft, body: dict[str, Any]) -> dict[str, Any]:
         raise ControlError(400, f"unknown settings {sorted(unknown)}")
     if "delta_expired_mode" in body and body["delta_expired_mode"] not in DELTA_EXPIRED_MODES:
         raise ControlError(400, f"delta_expired_mode must be one of {DELTA_EXPIRED_MODES}")
-    for name in ("page_delay_seconds", "delta_token_ttl_seconds"):
+    for name in ("page_delay_seconds", "page_latency_seconds", "photo_delay_seconds", "delta_token_ttl_seconds"):
         if name in body and (not isinstance(body[name], (int, float)) or body[name] < 0):
             raise ControlError(400, f"{name} must be a non-negative number")
     rules = []

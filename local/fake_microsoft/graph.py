@@ -15,6 +15,7 @@ tenant comes from the token. Errors use Graph's envelope `{"error": {"code", "me
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import time
@@ -47,6 +48,12 @@ class _Call:
     request_id: str
     client_request_id: str
     units: int = 2
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def latency(self, state: FakeMicrosoft, tenant: TenantState) -> float:
+        """The wait that makes a page take `page_latency_seconds` in all (its own making included)."""
+        target = float(state.setting("page_latency_seconds", tenant) or 0.0)
+        return max(0.0, target - (time.monotonic() - self.started))
 
 
 class GraphError(Exception):
@@ -134,6 +141,7 @@ class GraphApp(GroupsAndPhotos):
             if ratio >= 0.8:
                 response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
+            response.delay += call.latency(self.state, tenant)
         if rule is not None:  # "disconnect": the real page, cut off half-way
             response.truncate = True
             response.delay += rule.delay_seconds
@@ -169,6 +177,7 @@ class GraphApp(GroupsAndPhotos):
             response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
         if target in ("transitive", "group_delta"):
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
+            response.delay += call.latency(self.state, tenant)
         if rule is not None:
             response.truncate = True
             response.delay += rule.delay_seconds

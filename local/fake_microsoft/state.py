@@ -32,6 +32,7 @@ DIRECTORY_READERS_ROLE_TEMPLATE = "0997a1d0-0d1d-4acb-b408-d5ca73121e90"
 # Switches of POST /_fake/config (global, or per tenant when "tenant" is given).
 DEFAULT_SETTINGS: dict[str, Any] = {
     "page_delay_seconds": 0.0,  # sleep before answering each Graph page
+    "page_latency_seconds": 0.0,  # each Graph page takes at least this long from request to answer
     "repeat_items": False,  # each page repeats the previous page's last item; delta rounds list every change
     "delta_initial_removed": True,  # the first delta round also lists removed users as @removed
     "delta_expired_mode": "syncStateNotFound",  # or "410": how an expired delta token is answered

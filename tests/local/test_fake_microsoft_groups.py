@@ -194,3 +194,18 @@ def test_resource_unit_headers_and_budget(fakes, http, fake):
     assert third.status_code == 429 and float(third.headers["Retry-After"]) > 0
     assert third.headers["x-ms-throttle-scope"].startswith("Tenant_Application/")
     assert fake.stats()["resource_units"] >= 12
+
+
+def test_page_latency_includes_the_making_of_the_page(fakes, http, fake):
+    import time
+
+    fake.configure(tenant=TENANT, page_latency_seconds=0.3)
+    try:
+        headers = auth(graph_token(fakes))
+        started = time.perf_counter()
+        assert http.get(f"{fakes.graph_url}/users/delta?$select=displayName", headers=headers,
+                        timeout=10).status_code == 200
+        elapsed = time.perf_counter() - started
+        assert 0.3 <= elapsed < 0.6
+    finally:
+        fake.configure(tenant=TENANT, page_latency_seconds=0.0)
