@@ -347,7 +347,7 @@ def latency_and_cpu(stack, fake: FakeMicrosoftClient, devices: dict[str, Device]
         relay_url, graph_url = stack.urls["relay_contacts"], stack.urls["graph"]
         relay_sync(http, relay_url, devices[T_LATENCY])
         relay_rates, raw_rates = [], []
-        for round_no in range(2):
+        for round_no in range(max(3, sizes.rounds)):
             for kind in (("relay", "raw") if round_no % 2 == 0 else ("raw", "relay")):
                 if kind == "relay":
                     contacts, seconds, _ = relay_sync(http, relay_url, devices[T_LATENCY])

@@ -117,10 +117,10 @@ class DirectorySync(Sync):
         c = self.c
         self._pages = c.graph.delta_pages(c.tenant_id, c.select, self._delta_link)
         self._first = next(self._pages)
+        self._ahead = PageAhead(self._pages, self._first)  # page 2 is on its way while the response starts
 
     def chunks(self) -> Iterator[str]:
         page: Page | None = self._first
-        self._ahead = PageAhead(self._pages, self._first)
         while page is not None:
             self.pages += 1
             yield self._render(page)
@@ -175,6 +175,8 @@ class GroupFullSync(Sync):
             self._groups_link = self._groups_delta_link(tracked)
         self._pages = self._member_pages()
         self._first = next(self._pages, None)
+        if self._first is not None:
+            self._ahead = PageAhead(self._pages, self._first)
 
     def _tracked_groups(self) -> list[str] | None:
         """The scoped groups and every group nested in them, or None when more than groups/delta can filter."""
@@ -217,8 +219,6 @@ class GroupFullSync(Sync):
 
     def chunks(self) -> Iterator[str]:
         tagged = self._first
-        if tagged is not None:
-            self._ahead = PageAhead(self._pages, tagged)
         while tagged is not None:
             self.pages += 1
             yield self._render(tagged.index, tagged.page)
@@ -283,11 +283,11 @@ class GroupIncrementalSync(Sync):
                 self._groups_link = page.delta_link
         self._pages = c.graph.delta_pages(c.tenant_id, c.select, self._cursor.delta_link)
         self._first = next(self._pages)
+        self._ahead = PageAhead(self._pages, self._first)
 
     def chunks(self) -> Iterator[str]:
         c = self.c
         page: Page | None = self._first
-        self._ahead = PageAhead(self._pages, self._first)
         while page is not None:
             self.pages += 1
             out, changed = [], []
