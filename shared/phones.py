@@ -1,10 +1,12 @@
 """Phone numbers to E.164 with `phonenumbers`; anything that is not a valid number is dropped (never logged).
 
 `PhoneNormaliser` is what the relay uses per request: numbers already in international form
-(`+49 151 2345678`, `+33 1 60 09 93 83`, `+4915123456789`) take a fast path that skips `phonenumbers.parse`
-(the costly step) and asks `is_valid_number` directly; whenever the fast path could differ from
-`to_e164` (a national prefix after the country code, an extension, letters, a non-geographic code) it
-steps aside and `to_e164` decides. tests/shared/test_phones.py checks both agree on a corpus of formats.
+(`+49 151 2345678`, `+33 1 60 09 93 83`, `+4915123456789`), and national numbers of the tenant's region
+where its national prefix is a plain `0` (`0151 23456789`, `030/1234567` in DE), take a fast path that
+skips `phonenumbers.parse` (the costly step) and checks validity with phonenumbers' own matchers; whenever
+the fast path could differ from `to_e164` (a national prefix after the country code, an extension,
+letters, a non-geographic or shared country code) it steps aside and `to_e164` decides.
+tests/shared/test_phones.py checks both agree on a corpus of formats.
 """
 from __future__ import annotations
 
@@ -88,6 +90,43 @@ def international_e164(raw: str) -> object:
     return f"+{country_code}{national}"
 
 
+_REGIONS: dict[str, tuple | None] = {}
+
+
+def _home(region: str) -> tuple | None:
+    """(national prefix, international-prefix pattern, country code, metadata) of a region whose national
+    prefix is a plain literal parsed as such (DE, FR, AT, CH, NL, …) and whose code has no other region;
+    None where national numbers need phonenumbers' full rules."""
+    if region not in _REGIONS:
+        metadata = PhoneMetadata.metadata_for_region(region)
+        simple = (metadata is not None and metadata.national_prefix and metadata.national_prefix.isdigit()
+                  and metadata.national_prefix_for_parsing == metadata.national_prefix
+                  and metadata.national_prefix_transform_rule is None
+                  and len(COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, ())) == 1)
+        _REGIONS[region] = ((metadata.national_prefix, re.compile(metadata.international_prefix),
+                             metadata.country_code, metadata) if simple else None)
+    return _REGIONS[region]
+
+
+def national_e164(raw: str, region: str | None) -> object:
+    """The E.164 form of a valid number written nationally for `region` (`0151 23456789`, `030/1234567`,
+    `(030) 1234567` in DE), or `_UNDECIDED`. Answers only where `parse` would strip the same national
+    prefix and nothing else (no international prefix, no country code, digits and separators only)."""
+    home = _home(region) if region else None
+    if home is None:
+        return _UNDECIDED
+    prefix, international, country_code, metadata = home
+    digits = raw.strip().translate(_SEPARATORS)
+    if not (7 <= len(digits) <= 16 and digits.isascii() and digits.isdigit() and digits.startswith(prefix)):
+        return _UNDECIDED
+    if international.match(digits):
+        return _UNDECIDED  # "0049…": an international call prefix, parse reads a country code
+    national = digits[len(prefix):]
+    if national.startswith("0") or not _valid_in(national, metadata):
+        return _UNDECIDED
+    return f"+{country_code}{national}"
+
+
 class PhoneNormaliser:
     """`to_e164` for one request: the international fast path first, and each distinct number parsed once
     (switchboard numbers repeat across a directory). The cache is bounded and lives only as long as the
@@ -106,6 +145,8 @@ class PhoneNormaliser:
         if cached is not _MISSING:
             return cached  # type: ignore[return-value]
         value = international_e164(raw) if len(raw) <= 64 else _UNDECIDED
+        if value is _UNDECIDED and len(raw) <= 64:
+            value = national_e164(raw, self._region)
         if value is _UNDECIDED:
             value = to_e164(raw, self._region)
         if len(self._cache) >= self.MAX_ENTRIES:
