@@ -36,13 +36,11 @@ def _relay(request: Request) -> Response:
 
 @components(FUNCTION)
 def validator_and_photos(config, store):
-    from shared import wiring
-
     from functions.relay_contacts.photos import PhotoService
 
-    session = wiring.egress_session(config, pool_size=8)
-    return (wiring.token_validator(config, store.tenants, session),
-            PhotoService(store.devices, wiring.graph_client(config, session)))
+    # The relay's validator (one JWKS cache) and Graph client (one MSAL token cache per tenant).
+    validator, relay = validator_and_service()
+    return validator, PhotoService(store.devices, relay.graph)
 
 
 def _photo(request: Request, userId: str) -> Response:

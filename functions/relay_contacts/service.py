@@ -45,6 +45,10 @@ class ContactRelayService:
         self._clock = clock
         self._batcher = batcher or GraphBatcher(graph)
 
+    @property
+    def graph(self) -> GraphClient:
+        return self._graph
+
     def open(self, caller: Caller, device_id: Any, cursor_text: str | None) -> RelayStream:
         require_id(device_id, "deviceId")
         settings = caller.settings
