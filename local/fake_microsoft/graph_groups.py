@@ -194,8 +194,6 @@ class GroupsAndPhotos:
 
     # ---- GET /groups/delta ---------------------------------------------------------------------------
     def _group_delta(self, request: Request, call, tenant: TenantState, query: dict[str, str]) -> Response:
-        from .graph import GraphError
-
         groups = tenant.groups
         size_given = "$top" in query or "odata.maxpagesize" in request.header("Prefer").lower()
         if "$skiptoken" in query:
@@ -343,7 +341,7 @@ class GroupsAndPhotos:
 
     # ---- photos --------------------------------------------------------------------------------------
     def _photo(self, request: Request, call, tenant: TenantState, params: dict[str, str]) -> Response:
-        from .graph import GraphError, CONTENT_TYPE
+        from .graph import GraphError
 
         index = self._user_index(tenant, params["user"])
         size_name = params["size"]
@@ -372,7 +370,7 @@ class GroupsAndPhotos:
 
     # ---- POST /$batch --------------------------------------------------------------------------------
     def _batch(self, request: Request, call, tenant: TenantState) -> Response:
-        from .graph import GraphError, _Call
+        from .graph import GraphError
 
         try:
             body = json.loads(request.body or b"")
