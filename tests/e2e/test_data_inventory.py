@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from datetime import datetime
 from typing import Any, Callable
 
@@ -170,8 +171,9 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
             processes.diagnostics(tenant_id, device_id, body, content_type)
         processes.attach(tenant_id, b'{"source":"crm"}', "application/json", days=3)
         processes.attach(tenant_id, b"<x/>", "application/xml", days=10)
-    assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE",
-                                                                   "settings": {"defaultRegion": "AT"}}).ok
+    assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE", "settings": {
+        "defaultRegion": "AT", "scope": {"groups": [str(uuid.uuid4())], "requirePhone": True},
+        "photos": False}}).ok
     revoked = processes.admin("DELETE", f"/tenants/{staying}/devices/{devices[staying][0]}").json()["requestId"]
     unregistered = processes.app(staying, "DELETE", f"/{devices[staying][1]}").json()["requestId"]
     for request_id in (revoked, unregistered):
