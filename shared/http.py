@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -28,10 +29,13 @@ class Route:
     query: tuple[str, ...] = ()
 
 
-class IdConverter(BaseConverter):
-    """`<id:name>`: a GUID-shaped segment (the handler checks its canonical form), so a literal sibling
-    such as `/photos/changes` is never taken for an ID."""
-    regex = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+class ExceptConverter(BaseConverter):
+    """`<except(changes):name>`: any one segment but the literals named, so a literal sibling route such as
+    `POST /photos/changes` is never taken for a parameter (and `GET /photos/changes` is a 405)."""
+
+    def __init__(self, url_map: Map, *excluded: str):
+        super().__init__(url_map)
+        self.regex = "(?!(?:%s)$)[^/]+" % "|".join(re.escape(literal) for literal in excluded)
 
 
 class Router:
@@ -42,7 +46,7 @@ class Router:
         self.routes = tuple(routes)
         self._adapter = Map([Rule(route.path, endpoint=index, methods=[route.method])
                              for index, route in enumerate(self.routes)],
-                            strict_slashes=False, merge_slashes=False, converters={"id": IdConverter}
+                            strict_slashes=False, merge_slashes=False, converters={"except": ExceptConverter}
                             ).bind("function")
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:

@@ -70,7 +70,7 @@ PHOTO_CHANGES_LIMIT = 64 * 1024
 ROUTER = http.Router([
     http.Route("GET", "/", _relay, query=("cursor",)),
     http.Route("POST", "/photos/changes", _photo_changes),
-    http.Route("GET", "/photos/<id:userId>", _photo, query=("size",)),
+    http.Route("GET", "/photos/<except(changes):userId>", _photo, query=("size",)),
 ])
 
 
