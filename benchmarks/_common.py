@@ -49,10 +49,12 @@ def session(stack: LocalStack | None = None, pool: int = 16) -> requests.Session
 
 
 def onboard(stack: LocalStack, tenant_id: str, name: str = "Benchmark GmbH", region: str = "DE",
-            fields: list[str] | None = None) -> None:
+            fields: list[str] | None = None, scope: dict[str, Any] | None = None) -> None:
     settings: dict[str, Any] = {"defaultRegion": region}
     if fields is not None:
         settings["fields"] = fields
+    if scope is not None:
+        settings["scope"] = scope
     status = stack.onboard(tenant_id, name, settings)
     if status != 201:
         raise RuntimeError(f"onboarding {tenant_id} failed: {status}")

@@ -64,8 +64,11 @@ def banner(stack: LocalStack) -> str:
               f"  curl -s -X DELETE {u['manage_tenants']}/tenants/3f2504e0-4f89-41d3-9a0c-0305e82c3301",
               f"  curl -s {u['manage_tenants']}/receipts/<requestId from the line above>"]
     if "relay_contacts" in u:
-        lines += ["", "play the app end to end (register a device, sync contacts):",
-                  f"  .venv/bin/python -m local.demo_client --stack-file {stack.state_dir}/stack.json"]
+        lines += ["", "play the app end to end (register a device, sync contacts, photos):",
+                  f"  .venv/bin/python -m local.demo_client --stack-file {stack.state_dir}/stack.json",
+                  "the same with the demo tenant scoped to a demo group (only its members and their photos):",
+                  f"  .venv/bin/python -m local.demo_client --stack-file {stack.state_dir}/stack.json "
+                  "--scope-demo-group"]
     return "\n".join(lines)
 
 

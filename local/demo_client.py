@@ -1,6 +1,10 @@
-"""Plays the mobile app against the local stack: sign in, register, sync contacts, upload diagnostics.
+"""Plays the mobile app against the local stack: sign in, register, sync contacts, photos, diagnostics.
 
-    .venv/bin/python -m local.demo_client --stack-file .local-stack/stack.json
+    .venv/bin/python -m local.demo_client --stack-file .local-stack/stack.json [--scope-demo-group]
+
+`--scope-demo-group` first plays the operator: it creates a group "Demo Sales" (with a nested group) in
+the fake directory and sets it as the tenant's `settings.scope` through manage_tenants, so the sync shows
+only that group's members (and their photos).
 
 The sign-in uses the resource-owner password grant of the fake Entra ID (the real app signs in
 interactively); everything after that is exactly what the app sends.
@@ -42,14 +46,43 @@ def sync(session: requests.Session, relay: str, headers: dict, cursor: str | Non
     return lines, lines[-1]["cursor"]
 
 
+def scope_to_demo_group(session: requests.Session, facts: dict, tenant_id: str) -> None:
+    """The operator's part: a demo group in the fake directory, then the tenant's scope set to it."""
+    fake = FakeMicrosoftClient(facts["urls"]["entra"], facts["urls"]["ca"])
+    ids = [entry["user"]["id"] for entry in fake.users(tenant_id)
+           if entry["user"] and entry["user"]["accountEnabled"] and entry["user"]["userType"] == "Member"]
+    nested = fake.create_group(tenant_id, displayName="Demo Sales DACH", users=ids[20:30])
+    group = fake.create_group(tenant_id, displayName="Demo Sales", users=ids[:15], groups=[nested], devices=2)
+    answer = session.patch(f"{facts['urls']['manage_tenants']}/tenants/{tenant_id}",
+                           json={"settings": {"scope": {"groups": [group]}, "photos": True}})
+    print(f"scope set to the group {group} (25 members, 10 through a nested group): {answer.status_code}")
+
+
+def photos(session: requests.Session, relay: str, headers: dict, contacts: list[dict]) -> None:
+    etags = {}
+    for contact in contacts[:5]:
+        response = session.get(f"{relay}/photos/{contact['id']}", params={"size": "96x96"}, headers=headers)
+        if response.status_code == 200:
+            etags[contact["id"]] = response.headers["ETag"]
+        print(f"  photo of {contact.get('displayName')!s:<28} {response.status_code} "
+              f"{len(response.content) if response.status_code == 200 else ''} {response.headers.get('ETag', '')}")
+    if etags:
+        changes = session.post(f"{relay}/photos/changes", json={"etags": etags}, headers=headers)
+        print(f"photo changes: {changes.status_code} {changes.text}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack-file", default=".local-stack/stack.json")
     parser.add_argument("--tenant", help="tenant ID (default: the demo tenant)")
+    parser.add_argument("--scope-demo-group", action="store_true",
+                        help="first scope the tenant to a demo group (operator's step, through manage_tenants)")
     args = parser.parse_args()
     facts = json.loads(Path(args.stack_file).read_text())
     tenant_id = args.tenant or facts["demoTenantId"]
     session = trusting_session(facts["urls"]["ca"])  # a machine-wide REQUESTS_CA_BUNDLE would override it
+    if args.scope_demo_group:
+        scope_to_demo_group(session, facts, tenant_id)
     token = sign_in(session, facts, tenant_id)
     auth = {"Authorization": f"Bearer {token}"}
     device_id = str(uuid.uuid4())
@@ -64,6 +97,7 @@ def main() -> int:
     for contact in contacts[:3]:
         print(f"  {contact.get('displayName')!s:<28} mobile {contact.get('mobilePhone')!s:<16} "
               f"business {', '.join(contact.get('businessPhones') or [])}")
+    photos(session, facts["urls"]["relay_contacts"], headers, contacts)
     again, _ = sync(session, facts["urls"]["relay_contacts"], headers, cursor)
     print(f"incremental sync: {len(again) - 1} changes since the full sync")
     upload = session.post(f"{facts['urls']['register_device']}/{device_id}/diagnostics",

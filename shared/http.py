@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from flask import Request, Response
 from werkzeug import exceptions as wexc
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import BaseConverter, Map, Rule
 
 from shared import logs
 from shared.errors import (PROBLEM_CONTENT_TYPE, AppError, BadRequest, MethodNotAllowed, NotFound,
@@ -28,6 +29,15 @@ class Route:
     query: tuple[str, ...] = ()
 
 
+class ExceptConverter(BaseConverter):
+    """`<except(changes):name>`: any one segment but the literals named, so a literal sibling route such as
+    `POST /photos/changes` is never taken for a parameter (and `GET /photos/changes` is a 405)."""
+
+    def __init__(self, url_map: Map, *excluded: str):
+        super().__init__(url_map)
+        self.regex = "(?!(?:%s)$)[^/]+" % "|".join(re.escape(literal) for literal in excluded)
+
+
 class Router:
     """werkzeug.routing (what Flask and functions-framework use) over whole paths; a trailing slash is
     allowed, empty segments are not. Every route refuses query parameters it does not declare."""
@@ -36,7 +46,8 @@ class Router:
         self.routes = tuple(routes)
         self._adapter = Map([Rule(route.path, endpoint=index, methods=[route.method])
                              for index, route in enumerate(self.routes)],
-                            strict_slashes=False, merge_slashes=False).bind("function")
+                            strict_slashes=False, merge_slashes=False, converters={"except": ExceptConverter}
+                            ).bind("function")
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         if "//" in path:

@@ -24,7 +24,7 @@ SAFE_KEYS = frozenset({
     "tenantId", "deviceId", "fileId", "attempt", "retryAfter", "pages", "contacts", "removed",
     "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
-    "devices", "tenants", "orphans", "scanned", "skipped",
+    "devices", "tenants", "orphans", "scanned", "skipped", "full", "scopeRequests",
 })
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

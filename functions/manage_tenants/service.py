@@ -22,6 +22,7 @@ MAX_PAGE_SIZE = 1000
 MAX_RETENTION_DAYS = 3650
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _REGION = re.compile(r"^[A-Z]{2}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def validate_name(name: Any) -> str:
@@ -60,12 +61,49 @@ def validate_settings(settings: Any, current: dict[str, Any] | None = None) -> d
                 raise BadRequest("settings.defaultRegion must be an ISO 3166 region code such as DE",
                                  slug="invalid-settings")
             merged["defaultRegion"] = region
+    if "scope" in settings:
+        merged["scope"] = validate_scope(settings["scope"], merged.get("scope"))
+    if "photos" in settings:
+        if not isinstance(settings["photos"], bool):
+            raise BadRequest("settings.photos must be true or false", slug="invalid-settings")
+        merged["photos"] = settings["photos"]
     return merged
+
+
+def validate_scope(scope: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+    """A complete scope: the given keys checked and merged over `current` (or the defaults)."""
+    if not isinstance(scope, dict):
+        raise BadRequest("settings.scope must be an object", slug="invalid-settings")
+    unknown = sorted(set(scope) - set(schema.SCOPE_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown settings.scope keys: {', '.join(k[:64] for k in unknown[:10])}",
+                         slug="unknown-field")
+    merged = {**schema.DEFAULT_SCOPE, **(current or {})}
+    if "groups" in scope:
+        groups = scope["groups"]
+        if not isinstance(groups, list) or not all(isinstance(g, str) and _GUID.fullmatch(g) for g in groups):
+            raise BadRequest("settings.scope.groups must be a list of group IDs (GUIDs)", slug="invalid-settings")
+        canonical = [g.lower() for g in groups]
+        if len(set(canonical)) != len(canonical):
+            raise BadRequest("settings.scope.groups must not repeat a group", slug="invalid-settings")
+        if len(canonical) > schema.MAX_SCOPE_GROUPS:
+            raise BadRequest(f"settings.scope.groups holds at most {schema.MAX_SCOPE_GROUPS} groups",
+                             slug="invalid-settings")
+        merged["groups"] = canonical
+    for flag in schema.SCOPE_FLAGS:
+        if flag in scope:
+            if not isinstance(scope[flag], bool):
+                raise BadRequest(f"settings.scope.{flag} must be true or false", slug="invalid-settings")
+            merged[flag] = scope[flag]
+    return {key: merged[key] for key in schema.SCOPE_FIELDS}
 
 
 def tenant_view(tenant: Tenant) -> dict[str, Any]:
     return {"tenantId": tenant.tenant_id, "name": tenant.name, "status": tenant.status,
-            "createdAt": timestamp(tenant.created_at), "settings": tenant.settings}
+            "createdAt": timestamp(tenant.created_at),
+            # Scope and photos as they apply, defaults included (what the relay and the portal act on).
+            "settings": {**tenant.settings, "scope": schema.effective_scope(tenant.settings),
+                         "photos": schema.photos_enabled(tenant.settings)}}
 
 
 def tenant_summary(tenant: Tenant) -> dict[str, Any]:

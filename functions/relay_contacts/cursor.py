@@ -12,16 +12,19 @@ from typing import Any
 from itsdangerous import BadData, URLSafeSerializer
 
 from shared.errors import BadRequest, Forbidden
+from shared.store.schema import effective_scope
 
 MAX_CURSOR_LENGTH = 8192
+CURSOR_BUDGET = 4096  # what a cursor the relay hands out stays under (two delta links and a few fields)
 _VERSION = 1
 _SALT = "relay-cursor"  # keys the signature to this use of CURSOR_KEY
 
 
 def settings_fingerprint(settings: dict[str, Any]) -> str:
-    """Changes whenever the fields or the region change, which forces a full sync."""
-    canonical = json.dumps({"fields": settings.get("fields"), "region": settings.get("defaultRegion")},
-                           sort_keys=True)
+    """Changes whenever the fields, the region or the directory scope change, which forces a full sync."""
+    scope = effective_scope(settings)
+    canonical = json.dumps({"fields": settings.get("fields"), "region": settings.get("defaultRegion"),
+                            "scope": {**scope, "groups": sorted(scope["groups"])}}, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -30,6 +33,7 @@ class Cursor:
     tenant_id: str
     settings: str
     delta_link: str
+    groups_link: str = ""  # groups/delta link of a group scope ("" when the scope has no groups to track)
 
 
 class CursorCodec:
@@ -39,8 +43,10 @@ class CursorCodec:
         self._serializer = URLSafeSerializer(key, salt=_SALT, signer_kwargs={"digest_method": hashlib.sha256})
 
     def encode(self, cursor: Cursor) -> str:
-        return self._serializer.dumps({"v": _VERSION, "t": cursor.tenant_id, "s": cursor.settings,
-                                       "d": cursor.delta_link})
+        body = {"v": _VERSION, "t": cursor.tenant_id, "s": cursor.settings, "d": cursor.delta_link}
+        if cursor.groups_link:
+            body["g"] = cursor.groups_link
+        return self._serializer.dumps(body)
 
     def decode(self, text: str, tenant_id: str) -> Cursor:
         """400 for anything malformed or tampered with; 403 for a valid cursor of another tenant."""
@@ -51,10 +57,9 @@ class CursorCodec:
         except BadData:
             raise BadRequest("the cursor is malformed or was altered", slug="invalid-cursor") from None
         try:
-            cursor = Cursor(body["t"], body["s"], body["d"])
-            valid = body.get("v") == _VERSION and all(isinstance(v, str) for v in (cursor.tenant_id,
-                                                                                     cursor.settings,
-                                                                                     cursor.delta_link))
+            cursor = Cursor(body["t"], body["s"], body["d"], body.get("g", ""))
+            valid = body.get("v") == _VERSION and all(isinstance(v, str) for v in (
+                cursor.tenant_id, cursor.settings, cursor.delta_link, cursor.groups_link))
         except (KeyError, TypeError, AttributeError):
             valid = False
         if not valid:

@@ -1,4 +1,5 @@
-"""HTTP entry point `relay_contacts` (public): the directory streamed as NDJSON; nothing stored."""
+"""HTTP entry point `relay_contacts` (public): the directory streamed as NDJSON, and colleagues' photos
+passed through from Graph; nothing stored."""
 from __future__ import annotations
 
 import functions_framework
@@ -33,7 +34,44 @@ def _relay(request: Request) -> Response:
     return response
 
 
-ROUTER = http.Router([http.Route("GET", "/", _relay, query=("cursor",))])
+@components(FUNCTION)
+def validator_and_photos(config, store):
+    from functions.relay_contacts.photos import PhotoService
+
+    # The relay's validator (one JWKS cache) and Graph client (one MSAL token cache per tenant).
+    validator, relay = validator_and_service()
+    return validator, PhotoService(store.devices, relay.graph)
+
+
+def _photo(request: Request, userId: str) -> Response:
+    validator, photos = validator_and_photos()
+    caller = validator.authenticate(request.headers.get("Authorization"))
+    photo = photos.photo(caller, request.headers.get("X-Device-Id"), userId, request.args.get("size"),
+                         request.headers.get("If-None-Match"))
+    response = Response(photo.chunks, status=200, content_type="image/jpeg") if photo.chunks is not None \
+        else Response(status=304)
+    response.headers["ETag"] = photo.etag
+    response.headers["Cache-Control"] = "private, no-cache"  # the app keeps it and revalidates; we keep nothing
+    return response
+
+
+def _photo_changes(request: Request) -> Response:
+    validator, photos = validator_and_photos()
+    caller = validator.authenticate(request.headers.get("Authorization"))
+    body = http.read_json_object(request, PHOTO_CHANGES_LIMIT, ("etags",), ("etags",))
+    answer = photos.changes(caller, request.headers.get("X-Device-Id"), body["etags"])
+    response = http.json_response(answer)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+PHOTO_CHANGES_LIMIT = 64 * 1024
+
+ROUTER = http.Router([
+    http.Route("GET", "/", _relay, query=("cursor",)),
+    http.Route("POST", "/photos/changes", _photo_changes),
+    http.Route("GET", "/photos/<except(changes):userId>", _photo, query=("size",)),
+])
 
 
 @functions_framework.http

@@ -133,6 +133,19 @@ TEXTS: dict[str, T] = {
     "tenants.settings.defaultRegion": {
         "en": "A country code (such as DE) for bringing phone numbers into international form.",
         "de": "Ein Ländercode (etwa DE), um Telefonnummern in internationale Form zu bringen."},
+    "tenants.settings.scope": {
+        "en": "Which users reach the phones: the IDs of up to 20 groups (never their names or members) and "
+              "whether disabled accounts, guests and users without a phone number are left out. Group "
+              "membership is read from Microsoft at each synchronisation and never stored.",
+        "de": "Welche Benutzer auf die Telefone gelangen: die IDs von bis zu 20 Gruppen (nie deren Namen oder "
+              "Mitglieder) und ob deaktivierte Konten, Gäste und Benutzer ohne Telefonnummer ausgelassen werden. "
+              "Gruppenmitgliedschaften werden bei jeder Synchronisierung bei Microsoft gelesen und nie "
+              "gespeichert."},
+    "tenants.settings.photos": {
+        "en": "Whether the phones may show colleagues' profile photos. Photos are passed through from Microsoft "
+              "and never stored or cached.",
+        "de": "Ob die Telefone Profilfotos der Kolleginnen und Kollegen zeigen dürfen. Fotos werden von "
+              "Microsoft durchgereicht und nie gespeichert oder zwischengespeichert."},
     "tenants.deletionRequestId": {
         "en": "Only while a deletion runs: the random ID of the deletion request, which names its receipt.",
         "de": "Nur während einer Löschung: die zufällige ID des Löschauftrags, nach der seine Quittung "

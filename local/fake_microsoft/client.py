@@ -130,3 +130,28 @@ class FakeMicrosoftClient:
     def demo_user(self, tenant_id: str) -> dict:
         """`{"username", "password", "id", "displayName", "index"}` of the tenant's first live user."""
         return self.call("GET", f"tenants/{tenant_id}/demo-user")
+
+    # ---- groups and photos ---------------------------------------------------------------------
+    def create_group(self, tenant_id: str, **spec: Any) -> str:
+        """A group (`users`: refs or {"range": [a, b]}, `groups`: nested group ids, `devices`,
+        `servicePrincipals`, `orgContacts`: counts); returns its id."""
+        return self.call("POST", f"tenants/{tenant_id}/groups", spec)["id"]
+
+    def group_members(self, tenant_id: str, group_id: str, add: dict | None = None, remove: dict | None = None) -> int:
+        """Adds/removes direct members (`users`, `groups`); returns the groups' change version."""
+        return self.call("POST", f"tenants/{tenant_id}/groups/{group_id}/members",
+                         {"add": add or {}, "remove": remove or {}})["version"]
+
+    def delete_group(self, tenant_id: str, group_id: str) -> None:
+        self.call("DELETE", f"tenants/{tenant_id}/groups/{group_id}")
+
+    def transitive_user_ids(self, tenant_id: str, group_id: str) -> list[str]:
+        return self.call("GET", f"tenants/{tenant_id}/groups/{group_id}/transitive-users")["ids"]
+
+    def photos(self, tenant_id: str, set: list[dict] | None = None, remove: list | None = None) -> dict:  # noqa: A002
+        """Uploads (`{"user": ref, "largest": px}`, a new media ETag each time) and removes photos."""
+        return self.call("POST", f"tenants/{tenant_id}/photos", {"set": set or [], "remove": remove or []})
+
+    def photo(self, tenant_id: str, user_ref: str) -> dict:
+        """`{"id", "photo", "largest", "mediaEtag"}` of a user."""
+        return self.call("GET", f"tenants/{tenant_id}/photos/{user_ref}")

@@ -153,6 +153,10 @@ def _tenant_route(state: FakeMicrosoft, request: Request, tenant_id: str, rest: 
         if user is None:
             raise ControlError(404, "the tenant has no live user")
         return user
+    if rest[:1] == ["groups"]:
+        return _group_route(tenant, request, rest[1:])
+    if rest[:1] == ["photos"]:
+        return _photo_route(tenant, request, rest[1:])
     if rest[:1] == ["users"] and method == "GET":
         if len(rest) == 1:
             offset = int(request.query.get("offset", "0"))
@@ -168,6 +172,62 @@ def _tenant_route(state: FakeMicrosoft, request: Request, tenant_id: str, rest: 
                                       {"userPrincipalName": ref} if "@" in ref else {"id": ref})
             return {"index": index, "removed": directory.removal_reason(index), "user": directory.user(index)}
     raise ControlError(404, f"no control route {method} {request.path}")
+
+
+def _group_route(tenant: TenantState, request: Request, rest: list[str]) -> Any:
+    """POST groups {"id"?, "displayName"?, "users", "groups", "devices", "servicePrincipals", "orgContacts"};
+    GET groups; POST groups/{id}/members {"add": {...}, "remove": {...}}; DELETE groups/{id};
+    GET groups/{id}/transitive-users (ids of the live users under the group, for checks)."""
+    groups, method = tenant.groups, request.method
+    if not rest:
+        if method == "POST":
+            group = groups.create(_body(request))
+            return {"id": group.id, "version": groups.version}
+        if method == "GET":
+            return {"groups": groups.describe(), "version": groups.version}
+    elif groups.get(rest[0]) is None:
+        raise ControlError(404, "no such group")
+    elif len(rest) == 1 and method == "DELETE":
+        return {"deleted": rest[0], "version": groups.delete(rest[0])}
+    elif rest[1:] == ["members"] and method == "POST":
+        body = _body(request)
+        unknown = set(body) - {"add", "remove"}
+        if unknown:
+            raise ControlError(400, f"unknown keys {sorted(unknown)}")
+        try:
+            if body.get("add"):
+                groups.add_members(rest[0], body["add"])
+            if body.get("remove"):
+                groups.remove_members(rest[0], body["remove"])
+        except KeyError as error:
+            raise ControlError(404, str(error).strip("'\"")) from None
+        return {"version": groups.version}
+    elif rest[1:] == ["transitive-users"] and method == "GET":
+        members, _ = groups.transitive(rest[0])
+        directory = tenant.directory
+        return {"ids": [directory.user_id(i) for t, i in members if t == "#microsoft.graph.user"]}
+    raise ControlError(404, f"no control route {method} {request.path}")
+
+
+def _photo_route(tenant: TenantState, request: Request, rest: list[str]) -> Any:
+    """POST photos {"set": [{"user": ref, "largest": px}], "remove": [ref]}; GET photos/{ref}."""
+    photos, directory = tenant.photos, tenant.directory
+    if not rest and request.method == "POST":
+        body = _body(request)
+        unknown = set(body) - {"set", "remove"}
+        if unknown:
+            raise ControlError(400, f"unknown keys {sorted(unknown)}")
+        done = {"set": [], "removed": []}
+        for spec in body.get("set", []):
+            done["set"].append(photos.set(_resolve(directory, spec["user"]), int(spec.get("largest", 648))))
+        for ref in body.get("remove", []):
+            index = _resolve(directory, ref)
+            photos.remove(index)
+            done["removed"].append(directory.user_id(index))
+        return done
+    if len(rest) == 1 and request.method == "GET":
+        return photos.describe(_resolve(directory, rest[0]))
+    raise ControlError(404, f"no control route {request.method} {request.path}")
 
 
 def _apply_changes(directory, body: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +295,8 @@ def _configure(state: FakeMicrosoft, body: dict[str, Any]) -> dict[str, Any]:
         raise ControlError(400, f"unknown settings {sorted(unknown)}")
     if "delta_expired_mode" in body and body["delta_expired_mode"] not in DELTA_EXPIRED_MODES:
         raise ControlError(400, f"delta_expired_mode must be one of {DELTA_EXPIRED_MODES}")
-    for name in ("page_delay_seconds", "delta_token_ttl_seconds", "consent_replication_seconds"):
+    for name in ("page_delay_seconds", "page_latency_seconds", "photo_delay_seconds", "delta_token_ttl_seconds",
+                 "consent_replication_seconds"):
         if name in body and (not isinstance(body[name], (int, float)) or body[name] < 0):
             raise ControlError(400, f"{name} must be a non-negative number")
     rules = []

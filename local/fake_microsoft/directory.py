@@ -190,7 +190,7 @@ class Directory:
             "streetAddress": None,
             "postalCode": None,
             "state": None,
-            "userType": "Member",
+            "userType": "Guest" if roll() < 0.03 else "Member",  # invited guests
         }
 
     # ---- mutations -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ tenant comes from the token. Errors use Graph's envelope `{"error": {"code", "me
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import time
@@ -26,6 +27,7 @@ import jwt
 
 from . import consent
 from .directory import DEFAULT_PROPERTIES, KNOWN_PROPERTIES, Directory
+from .graph_groups import GroupsAndPhotos, route as route_groups_and_photos
 from .httpd import Request, Response
 from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
 
@@ -47,6 +49,12 @@ class _Call:
     request_id: str
     client_request_id: str
     units: int = 2
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+    def latency(self, state: FakeMicrosoft, tenant: TenantState) -> float:
+        """The wait that makes a page take `page_latency_seconds` in all (its own making included)."""
+        target = float(state.setting("page_latency_seconds", tenant) or 0.0)
+        return max(0.0, target - (time.monotonic() - self.started))
 
 
 class GraphError(Exception):
@@ -55,7 +63,13 @@ class GraphError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or []
 
 
-class GraphApp:
+# Groups, photos and $batch (graph_groups.py): fault target and resource units per target.
+_EXTRA_FAULT_TARGETS = {"transitive": "groups", "group_delta": "groups", "check_groups": "groups",
+                        "photo": "photos", "batch": "batch"}
+_GROUP_TARGETS = ("transitive", "group_delta", "check_groups")
+
+
+class GraphApp(GroupsAndPhotos):
     def __init__(self, state: FakeMicrosoft) -> None:
         self.state = state
 
@@ -64,10 +78,16 @@ class GraphApp:
         stats.inc("graph_requests")
         call = _Call(str(uuid.uuid4()), request.header("client-request-id") or "")
         call.client_request_id = call.client_request_id or call.request_id
+        photo_bound = "/photo" in request.path or request.path.endswith("/$batch")
+        if photo_bound:
+            stats.track_in_flight("photo_requests", +1)
         try:
             response = self._handle(request, call)
         except GraphError as error:
             response = self._error(call, error.status, error.code, error.message, error.headers)
+        finally:
+            if photo_bound:
+                stats.track_in_flight("photo_requests", -1)
         stats.inc(f"status.{response.status}")
         return response
 
@@ -76,16 +96,21 @@ class GraphApp:
         if not request.path.startswith("/v1.0/"):
             raise GraphError(400, "BadRequest", f"Invalid version: {request.path.strip('/').split('/')[0]}")
         resource = request.path[len("/v1.0"):].rstrip("/") or "/"
+        extra = route_groups_and_photos(request.method, resource.strip("/").split("/"))
+        params: dict[str, str] = {}
         if resource == "/users":
             target = "users"
         elif resource in DELTA_PATHS:
             target = "delta"
+        elif extra is not None:
+            target, params = extra
         elif resource.startswith("/users/") and resource.count("/") == 2:
             target = "user"
         else:
             segment = resource.strip("/").split("/")[0] or "v1.0"
             raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
-        if request.method not in ("GET", "HEAD"):
+        allowed = ("POST",) if target in ("batch", "check_groups") else ("GET", "HEAD")
+        if request.method not in allowed:
             raise GraphError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
 
         claims = self._authenticate(request)
@@ -93,6 +118,8 @@ class GraphApp:
         if tenant is None:
             raise GraphError(401, "InvalidAuthenticationToken", "Access token validation failure.",
                              [self._www_authenticate()])
+        if target in _EXTRA_FAULT_TARGETS:
+            return self._handle_extra(request, call, tenant, claims, target, params)
         query = _options(request.query)
         continuation = "$skiptoken" in query
         rule = self.state.take_fault("delta" if target == "delta" else "users", tenant.tenant_id, continuation)
@@ -103,6 +130,7 @@ class GraphApp:
             response = self._single_user(request, call, tenant, query, resource.split("/")[2])
         else:
             call.units = 1 if ("$select" in query or continuation) else 2
+            self.state.stats.inc("resource_units", tenant.tenant_id, call.units)
             retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
             if retry_after is not None:
                 self.state.stats.inc("throttled", tenant.tenant_id)
@@ -114,7 +142,44 @@ class GraphApp:
             if ratio >= 0.8:
                 response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
+            response.delay += call.latency(self.state, tenant)
         if rule is not None:  # "disconnect": the real page, cut off half-way
+            response.truncate = True
+            response.delay += rule.delay_seconds
+        return response
+
+    def _handle_extra(self, request: Request, call: _Call, tenant: TenantState, claims: dict[str, Any],
+                      target: str, params: dict[str, str]) -> Response:
+        """Groups, photos and $batch (graph_groups.py) after authentication."""
+        if target in _GROUP_TARGETS:
+            self._require_group_permission(claims)
+        options = _group_options(request.query) if target in ("transitive", "group_delta") else {}
+        continuation = "$skiptoken" in options
+        rule = self.state.take_fault(_EXTRA_FAULT_TARGETS[target], tenant.tenant_id, continuation)
+        if rule is not None and rule.status != "disconnect":
+            return self._fault(call, rule, tenant, claims)
+        if target == "batch":
+            return self._batch(request, call, tenant)
+        call.units = {"transitive": 4 if "$select" in options or continuation else 5}.get(target, 1)
+        self.state.stats.inc("resource_units", tenant.tenant_id, call.units)
+        retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
+        if retry_after is not None:
+            self.state.stats.inc("throttled", tenant.tenant_id)
+            return self._throttled(call, retry_after, tenant, claims)
+        if target == "transitive":
+            response = self._transitive(request, call, tenant, options, params)
+        elif target == "group_delta":
+            response = self._group_delta(request, call, tenant, options)
+        elif target == "check_groups":
+            response = self._check_member_groups(request, call, tenant, params)
+        else:
+            response = self._photo(request, call, tenant, params)
+        if ratio >= 0.8:
+            response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
+        if target in ("transitive", "group_delta"):
+            response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
+            response.delay += call.latency(self.state, tenant)
+        if rule is not None:
             response.truncate = True
             response.delay += rule.delay_seconds
         return response
@@ -396,6 +461,18 @@ def _options(query: dict[str, str]) -> dict[str, str]:
             raise GraphError(400, "Request_UnsupportedQuery", f"fake_microsoft does not implement {name}.")
     if "$skip" in options:
         raise GraphError(400, "Request_BadRequest", "'$skip' is not supported by the service.")
+    return options
+
+
+def _group_options(query: dict[str, str]) -> dict[str, str]:
+    """OData options of group requests ($filter, $count and $expand are theirs to check)."""
+    options: dict[str, str] = {}
+    for key, value in query.items():
+        name = key if key.startswith("$") else f"${key}"
+        options[name.lower()] = value
+    for name in ("$orderby", "$search", "$format", "$apply", "$skip"):
+        if name in options:
+            raise GraphError(400, "Request_UnsupportedQuery", f"fake_microsoft does not implement {name} here.")
     return options
 
 

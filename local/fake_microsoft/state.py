@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .directory import DEFAULT_SIZE, Directory
+from .groups import Groups
+from .photos import Photos
 from .keys import KeySet, b64url, b64url_decode, random_uti
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
@@ -30,6 +32,7 @@ DIRECTORY_READERS_ROLE_TEMPLATE = "0997a1d0-0d1d-4acb-b408-d5ca73121e90"
 # Switches of POST /_fake/config (global, or per tenant when "tenant" is given).
 DEFAULT_SETTINGS: dict[str, Any] = {
     "page_delay_seconds": 0.0,  # sleep before answering each Graph page
+    "page_latency_seconds": 0.0,  # each Graph page takes at least this long from request to answer
     "repeat_items": False,  # each page repeats the previous page's last item; delta rounds list every change
     "delta_initial_removed": True,  # the first delta round also lists removed users as @removed
     "delta_expired_mode": "syncStateNotFound",  # or "410": how an expired delta token is answered
@@ -40,9 +43,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "default_directory_size": DEFAULT_SIZE,  # size of a tenant's directory when first used
     "consent_by_default": True,  # tenants seen for the first time have the app consented (see consent.py)
     "consent_replication_seconds": 0.0,  # after admin consent, tokens stay refused this long
+    "photo_delay_seconds": 0.0,  # time each photo request takes (makes concurrency observable)
 }
 DELTA_EXPIRED_MODES = ("syncStateNotFound", "410")
-FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid")
+FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid",
+                 "groups", "photos", "batch", "batch_item")
 CONSENT_STATES = ("granted", "no_service_principal", "no_roles", "not_consented")
 
 
@@ -62,6 +67,13 @@ class Stats:
                 per = self._tenants.setdefault(tenant, {})
                 per[name] = per.get(name, 0) + amount
 
+    def track_in_flight(self, name: str, step: int) -> None:
+        """Counts requests of a kind being answered now, and remembers the most at once (`{name}_max`)."""
+        with self._lock:
+            now = self._counts.get(f"{name}_now", 0) + step
+            self._counts[f"{name}_now"] = now
+            self._counts[f"{name}_max"] = max(self._counts.get(f"{name}_max", 0), now)
+
     def get(self, name: str) -> int:
         with self._lock:
             return self._counts.get(name, 0)
@@ -70,7 +82,8 @@ class Stats:
         with self._lock:
             counts = dict(self._counts)
             tenants = copy.deepcopy(self._tenants)
-        statuses = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("status.")}
+        statuses = {k.split(".", 1)[1]: v for k, v in counts.items()
+                    if k.startswith("status.") and not k.startswith("status.batch.")}
         grants = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("grant.")}
         return {
             "token_requests": counts.get("token_requests", 0),
@@ -86,6 +99,9 @@ class Stats:
             "graph_items_served": counts.get("graph_items_served", 0),
             "faults_injected": counts.get("faults_injected", 0),
             "throttled": counts.get("throttled", 0),
+            "resource_units": counts.get("resource_units", 0),
+            "photo_requests_max_in_flight": counts.get("photo_requests_max", 0),
+            "batch_statuses": {k.split(".", 2)[2]: v for k, v in counts.items() if k.startswith("status.batch.")},
             "responses_by_status": statuses,
             "per_tenant": tenants,
             "since": self.started,
@@ -165,7 +181,8 @@ class AppRegistration:
     client_id: str
     secret: str | None  # None: a public client (no secret accepted)
     display_name: str = "Contact Sync"
-    roles: tuple[str, ...] = ("User.Read.All",)  # application permissions granted in every tenant
+    # Application permissions granted in every tenant (the contract's three).
+    roles: tuple[str, ...] = ("User.Read.All", "GroupMember.Read.All", "ProfilePhoto.Read.All")
     scopes: tuple[str, ...] = ("access_as_user",)  # delegated scopes the app's API exposes
     redirect_uris: tuple[str, ...] = ()  # web redirect URIs registered for the authorization code flow
 
@@ -186,6 +203,18 @@ class TenantState:
     ru_window: deque = field(default_factory=deque)  # (timestamp, units)
     granted_roles: tuple[str, ...] | None = None  # application permissions consented here; None: the app's
     consented_at: float = 0.0  # time.monotonic() of the last grant (consent_replication_seconds)
+    groups: Groups = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
+    photos: Photos = None  # type: ignore[assignment]
+    in_flight_photos: int = 0  # photo requests being answered right now (Outlook allows 4 per mailbox)
+
+    def __post_init__(self) -> None:
+        self.attach_directory(self.directory)
+
+    def attach_directory(self, directory: Directory) -> None:
+        """A new directory comes with no groups and default photos."""
+        self.directory = directory
+        self.groups = Groups(directory)
+        self.photos = Photos(directory)
 
     def describe(self) -> dict[str, Any]:
         d = self.directory
@@ -208,6 +237,7 @@ class FakeMicrosoft:
         self.entra_base = "https://127.0.0.1"  # set by the server once the port is known
         self.graph_base = "https://127.0.0.1/v1.0"
         self._aead = AESGCM(AESGCM.generate_key(bit_length=128))  # seals skip/delta/refresh tokens
+        self._filters: dict[str, list[str]] = {}
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -288,7 +318,7 @@ class FakeMicrosoft:
         if state is None:
             raise ValueError("tenant must be a GUID")
         with self._lock:
-            state.directory = Directory(state.tenant_id, size, salt)
+            state.attach_directory(Directory(state.tenant_id, size, salt))
         return state
 
     # ---- settings and faults ---------------------------------------------------------------------
@@ -327,6 +357,16 @@ class FakeMicrosoft:
                 return round(retry, 3), used / limit
             window.append((now, units))
             return None, (used + units) / limit
+
+    def remember_filter(self, ids: list[str]) -> str:
+        """A short key for a groups/delta filter (kept for the process's life), so its tokens stay short."""
+        key = hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+        with self._lock:
+            self._filters[key] = list(ids)
+        return key
+
+    def recall_filter(self, key: str) -> list[str]:
+        return self._filters.get(key, [])
 
     # ---- sealed opaque tokens (skip tokens, delta tokens, refresh tokens) -------------------------
     def seal(self, payload: dict[str, Any]) -> str:

@@ -41,6 +41,10 @@ class GraphRefused(GraphError):
         self.code = code
 
 
+class GraphNotFound(GraphRefused):
+    """Graph answered 404 for this resource (no such user, no photo)."""
+
+
 class DeltaExpired(GraphError):
     """The delta token is no longer valid: the caller starts a full sync."""
 
@@ -131,6 +135,86 @@ class GraphClient:
                 raise GraphRefused("Graph returned a link outside its delta endpoint", code="bad-link")
             yield Page(body.get("value") or [], next_link, delta)
             url = next_link
+
+    # ---- directory scope and photos (docs/architecture.md, "Directory scope and photos") ----------------
+    def is_graph_link(self, url: str, prefix: str) -> bool:
+        """True for a link under `{GRAPH_BASE_URL}/{prefix}` (links Graph hands back are checked before use)."""
+        return url.startswith(f"{self._base}/{prefix}")
+
+    def url(self, path: str) -> str:
+        return f"{self._base}/{path.lstrip('/')}"
+
+    def collection_pages(self, tenant_id: str, url: str, prefix: str, headers: dict[str, str] | None = None
+                         ) -> Iterator[Page]:
+        """Pages of a Graph collection from `url`, following `@odata.nextLink`/`@odata.deltaLink` only under
+        `prefix` (e.g. "groups/"); `headers` are re-sent on every page (e.g. ConsistencyLevel)."""
+        while url:
+            body = self.send(tenant_id, "GET", url, headers=headers)
+            next_link, delta = body.get("@odata.nextLink"), body.get("@odata.deltaLink")
+            for link in (next_link, delta):
+                if link is not None and not self.is_graph_link(link, prefix):
+                    raise GraphRefused("Graph returned a link outside the expected endpoint", code="bad-link")
+            yield Page(body.get("value") or [], next_link, delta)
+            url = next_link
+
+    def send(self, tenant_id: str, method: str, url: str, body: Any = None,
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """One JSON request with the same token, retry and error handling as the delta pages."""
+        response = self._request(tenant_id, method, url, body, headers, stream=False)
+        return response.json()
+
+    def open_media(self, tenant_id: str, url: str) -> requests.Response | None:
+        """A binary resource (a photo's `$value`) as a streamed response to close after reading; None on 404."""
+        try:
+            return self._request(tenant_id, "GET", url, None, {"Accept": "image/*"}, stream=True)
+        except GraphNotFound:
+            return None
+
+    def _request(self, tenant_id: str, method: str, url: str, body: Any, headers: dict[str, str] | None,
+                 stream: bool) -> requests.Response:
+        started = self._clock()
+        attempt = 0
+        refreshed = force_refresh = False
+        while True:
+            attempt += 1
+            token = self._tokens.token(tenant_id, refresh=force_refresh)
+            force_refresh = False
+            try:
+                response = self._session.request(method, url, json=body, timeout=30, stream=stream, headers={
+                    "Accept": "application/json", "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}",
+                    **(headers or {}), "Authorization": f"Bearer {token}"})
+            except requests.RequestException:
+                response = None
+            if response is not None and response.status_code == 200:
+                return response
+            if response is not None and stream:
+                response.close()
+            if response is not None and response.status_code == 401 and not refreshed:
+                refreshed = force_refresh = True
+                continue
+            code = _error_code(response)
+            if response is not None and response.status_code == 404:
+                raise GraphNotFound("Graph has no such resource", code=f"graph-{code or 404}")
+            if response is not None and (response.status_code == 410 or code in RESYNC_CODES):
+                raise DeltaExpired("the delta token has expired")
+            if response is None or response.status_code in RETRYABLE_STATUSES:
+                wait = _retry_after(response, attempt)
+                if self._clock() - started + wait > self._deadline:
+                    raise GraphUnavailable("Graph stayed unavailable", retry_after=wait)
+                self._sleep(wait)
+                continue
+            raise GraphRefused(f"Graph refused the request ({response.status_code})",
+                               code=f"graph-{code or response.status_code}")
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self._deadline
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def now(self) -> float:
+        return self._clock()
 
     def _get(self, tenant_id: str, url: str) -> dict[str, Any]:
         started = self._clock()

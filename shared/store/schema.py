@@ -61,7 +61,25 @@ RELAY_FIELDS = ("displayName", "givenName", "surname", "jobTitle", "department",
 
 TENANT_FIELDS = frozenset({"name", "status", "createdAt", "settings", "deletionRequestId",
                            "deletionRequestedAt"})
-TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion"})
+TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion", "scope", "photos"})
+# Directory scope (`settings.scope`): which users the relay sends. A tenant without it gets these defaults
+# (disabled and guest accounts leave the phones on purpose); `groups` empty = the whole directory.
+SCOPE_FIELDS = ("groups", "excludeDisabled", "excludeGuests", "requirePhone")
+SCOPE_FLAGS = ("excludeDisabled", "excludeGuests", "requirePhone")
+DEFAULT_SCOPE: dict[str, Any] = {"groups": [], "excludeDisabled": True, "excludeGuests": True, "requirePhone": False}
+MAX_SCOPE_GROUPS = 20  # checkMemberGroups checks at most 20 groups per call (docs/architecture.md, "Scope")
+DEFAULT_PHOTOS = True
+
+
+def effective_scope(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The tenant's scope with defaults for what is not set (a fresh dict, groups a fresh list)."""
+    scope = {**DEFAULT_SCOPE, **(settings.get("scope") or {})}
+    scope["groups"] = list(scope["groups"])
+    return scope
+
+
+def photos_enabled(settings: Mapping[str, Any]) -> bool:
+    return bool(settings.get("photos", DEFAULT_PHOTOS))
 DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt", "diagnosticsDay", "diagnosticsCount"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
 RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified",

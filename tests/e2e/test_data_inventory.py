@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from datetime import datetime
 from typing import Any, Callable
 
@@ -51,13 +52,20 @@ def check_tenant(ids: dict, document: dict) -> list[str]:
     if not isinstance(document.get("createdAt"), datetime):
         problems.append("createdAt")
     settings = document.get("settings")
-    if not isinstance(settings, dict) or set(settings) - {"fields", "defaultRegion"}:
+    if not isinstance(settings, dict) or set(settings) - {"fields", "defaultRegion", "scope", "photos"}:
         problems.append(f"settings keys {sorted(settings or {})}")
     else:
         if not isinstance(settings.get("fields"), list) or not set(settings["fields"]) <= RELAY_FIELDS:
             problems.append("settings.fields")
         if "defaultRegion" in settings and not re.fullmatch(r"[A-Z]{2}", str(settings["defaultRegion"])):
             problems.append("settings.defaultRegion")
+        scope = settings.get("scope", {})
+        if (not isinstance(scope, dict) or set(scope) - {"groups", "excludeDisabled", "excludeGuests", "requirePhone"}
+                or not all(_is_uuid(g) for g in scope.get("groups", []))
+                or not all(isinstance(scope[f], bool) for f in set(scope) - {"groups"})):
+            problems.append("settings.scope")
+        if not isinstance(settings.get("photos", True), bool):
+            problems.append("settings.photos")
     deleting = document.get("status") == "deleting"
     if deleting != ("deletionRequestId" in document) or deleting != ("deletionRequestedAt" in document):
         problems.append("deletionRequestId/deletionRequestedAt only (and always) while deleting")
@@ -182,8 +190,9 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
             processes.diagnostics(tenant_id, device_id, body, content_type)
         processes.attach(tenant_id, b'{"source":"crm"}', "application/json", days=3)
         processes.attach(tenant_id, b"<x/>", "application/xml", days=10)
-    assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE",
-                                                                   "settings": {"defaultRegion": "AT"}}).ok
+    assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE", "settings": {
+        "defaultRegion": "AT", "scope": {"groups": [str(uuid.uuid4())], "requirePhone": True},
+        "photos": False}}).ok
     revoked = processes.admin("DELETE", f"/tenants/{staying}/devices/{devices[staying][0]}").json()["requestId"]
     unregistered = processes.app(staying, "DELETE", f"/{devices[staying][1]}").json()["requestId"]
     for request_id in (revoked, unregistered):

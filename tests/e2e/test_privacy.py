@@ -59,7 +59,7 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
         **auth, "Content-Type": "application/json"}).status_code == 201
     first = requests.get(f"{relay}/", headers={**auth, "X-Device-Id": device_id})
     lines = [json.loads(line) for line in first.text.splitlines()]
-    assert lines[-1]["op"] == "end" and sum(line["op"] == "upsert" for line in lines) >= 380
+    assert lines[-1]["op"] == "end" and sum(line["op"] == "upsert" for line in lines) >= 350  # default scope
     users = fake.users(TENANT)
     fake.changes(TENANT, update=[{"id": users[1]["user"]["id"], "fields": {"mobilePhone": "+49 170 1234567"}}],
                  remove=[{"id": users[2]["user"]["id"]}])
@@ -110,3 +110,77 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
         assert secret not in stored, "a directory value or token reached Firestore"
         assert secret not in object_text, "a directory value or token reached Storage"
         assert secret not in logs, "a directory value or token reached a log line"
+
+
+SCOPED_TENANT = "a0b1c2d3-e4f5-4a6b-8c7d-8e9fa0b1c2d3"
+GROUP_NAMES = ("Geheimprojekt Falkenstein", "Vorstandsbüro Nordwest")
+
+
+def _byte_forms(data: bytes) -> set[str]:
+    """Ways a photo's bytes could show up in text: raw (latin-1), hex and base64 of slices."""
+    import base64
+
+    forms = set()
+    for start in range(20, len(data) - 24, max(1, (len(data) - 44) // 8)):
+        piece = data[start:start + 18]
+        forms |= {piece.decode("latin-1"), piece.hex(), base64.b64encode(piece).decode(),
+                  base64.urlsafe_b64encode(piece).decode()}
+    return forms
+
+
+@pytest.mark.e2e
+def test_no_photo_byte_group_name_or_membership_is_stored_or_logged(stack, emulators):
+    fake = FakeMicrosoftControl(stack)
+    fake.reset()
+    fake.directory(SCOPED_TENANT, 120)
+    entries = fake.users(SCOPED_TENANT)
+    member_ids = [e["user"]["id"] for e in entries if e["user"]["accountEnabled"] and e["user"]["userType"] == "Member"]
+    nested = fake.create_group(SCOPED_TENANT, displayName=GROUP_NAMES[1], users=member_ids[20:30])
+    group = fake.create_group(SCOPED_TENANT, displayName=GROUP_NAMES[0], users=member_ids[:25], groups=[nested])
+    pictured = member_ids[4:10]
+    fake.photos(SCOPED_TENANT, set=[{"user": u, "largest": 240} for u in pictured])
+    log_offsets = {name: (stack.state_dir / f"{name}.log").stat().st_size
+                   for name in FUNCTION_LOGS if (stack.state_dir / f"{name}.log").exists()}
+    admin, devices, relay = (stack.urls[n] for n in ("manage_tenants", "register_device", "relay_contacts"))
+    assert requests.post(f"{admin}/tenants", json={"tenantId": SCOPED_TENANT, "name": "Scope Probe AG", "settings": {
+        "defaultRegion": "DE", "scope": {"groups": [group], "requirePhone": False}}}).status_code == 201
+    access = tokens.token(stack, SCOPED_TENANT)
+    device_id = str(uuid.uuid4())
+    auth = {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+    assert requests.post(f"{devices}/", json={"deviceId": device_id}, headers=auth).status_code == 201
+    first = [json.loads(line) for line in requests.get(f"{relay}/", headers=auth).text.splitlines()]
+    assert first[-1]["op"] == "end" and {line["id"] for line in first if line["op"] == "upsert"} == set(member_ids[:30])
+    fake.group_members(SCOPED_TENANT, nested, add={"users": [member_ids[40]]}, remove={"users": [member_ids[21]]})
+    fake.group_members(SCOPED_TENANT, group, remove={"users": [member_ids[3]]})
+    second = requests.get(f"{relay}/", params={"cursor": first[-1]["cursor"]}, headers=auth).text
+    assert member_ids[40] in second and second.splitlines()[-1].startswith('{"op":"end"')
+    photos, etags = [], {}
+    for user_id in pictured:
+        response = requests.get(f"{relay}/photos/{user_id}", params={"size": "120x120"}, headers=auth)
+        assert response.status_code == 200 and response.content[:2] == b"\xff\xd8"
+        photos.append(response.content)
+        etags[user_id] = response.headers["ETag"]
+        assert requests.get(f"{relay}/photos/{user_id}", headers={**auth, "If-None-Match": etags[user_id]}
+                            ).status_code == 304
+    changed = requests.post(f"{relay}/photos/changes", json={"etags": etags}, headers=auth)
+    assert changed.status_code == 200 and changed.json() == {"changed": [], "gone": []}
+
+    secrets = set(GROUP_NAMES) | set(member_ids) | set(etags.values())
+    secrets |= {fake.photo(SCOPED_TENANT, u)["mediaEtag"].strip('"') for u in pictured}
+    for photo in photos:
+        secrets |= _byte_forms(photo)
+    stored = json.dumps(support.firestore_snapshot(), default=str)
+    assert group in stored  # the scope's group IDs are settings (data model); who is in them is not
+    objects = support.bucket_snapshot()
+    object_text = " ".join(f"{name} {content.decode('latin-1')} {metadata}" for name, (content, metadata)
+                           in objects.items())
+    logs = ""
+    for name, offset in log_offsets.items():
+        with open(stack.state_dir / f"{name}.log", "rb") as handle:
+            handle.seek(offset)
+            logs += handle.read().decode("latin-1")
+    assert "sync streamed" in logs and '"route": "/photos/' in logs  # the scan is not vacuous
+    for secret in secrets:
+        assert secret not in stored, "a photo byte, group name or member reached Firestore"
+        assert secret not in object_text, "a photo byte, group name or member reached Storage"
+        assert secret not in logs, "a photo byte, group name or member reached a log line"

@@ -238,3 +238,60 @@ def test_tenant_page_token_round_trip():
     from shared.errors import BadRequest
     with pytest.raises(BadRequest):
         after_tenant(tenant_page_token(TENANT.upper()))
+
+
+GROUP_A = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
+GROUP_B = "1b2c3d4e-5f6a-4b7c-9d8e-9f0a1b2c3d4e"
+
+
+def test_scope_and_photos_default_then_merge_and_store(admin):
+    view = onboard(admin).get_json()
+    assert view["settings"]["scope"] == {"groups": [], "excludeDisabled": True, "excludeGuests": True,
+                                         "requirePhone": False}
+    assert view["settings"]["photos"] is True
+    stored = support.db().document(f"tenants/{TENANT}").get().to_dict()["settings"]
+    assert "scope" not in stored and "photos" not in stored  # defaults apply without being stored
+    patched = admin.patch(f"/tenants/{TENANT}", json={"settings": {
+        "scope": {"groups": [GROUP_A, GROUP_B.upper()], "requirePhone": True}, "photos": False}})
+    assert patched.status_code == 200, patched.get_data(as_text=True)
+    settings = patched.get_json()["settings"]
+    assert settings["scope"] == {"groups": [GROUP_A, GROUP_B], "excludeDisabled": True, "excludeGuests": True,
+                                 "requirePhone": True}
+    assert settings["photos"] is False
+    # A later partial scope keeps what it does not name.
+    again = admin.patch(f"/tenants/{TENANT}", json={"settings": {"scope": {"excludeGuests": False}}}).get_json()
+    assert again["settings"]["scope"] == {"groups": [GROUP_A, GROUP_B], "excludeDisabled": True,
+                                          "excludeGuests": False, "requirePhone": True}
+    stored = support.db().document(f"tenants/{TENANT}").get().to_dict()["settings"]
+    assert stored["scope"] == again["settings"]["scope"] and stored["photos"] is False
+    assert admin.get(f"/tenants/{TENANT}").get_json() == again
+
+
+@pytest.mark.parametrize("settings", [
+    {"scope": {"groups": ["not-a-guid"]}},
+    {"scope": {"groups": [GROUP_A, GROUP_A]}},
+    {"scope": {"groups": [str(uuid.UUID(int=i)) for i in range(21)]}},
+    {"scope": {"groups": GROUP_A}},
+    {"scope": {"groups": [7]}},
+    {"scope": {"excludeDisabled": "yes"}},
+    {"scope": {"requirePhone": 1}},
+    {"scope": {"excludeGuests": None}},
+    {"scope": {"departments": ["Sales"]}},
+    {"scope": ["groups"]},
+    {"photos": "true"},
+    {"photos": None},
+])
+def test_invalid_scope_or_photos_is_400_and_changes_nothing(admin, settings):
+    onboard(admin)
+    before = support.world()
+    problem = assert_problem(admin.patch(f"/tenants/{TENANT}", json={"settings": settings}), 400)
+    assert problem["type"].endswith(("invalid-settings", "unknown-field"))
+    assert_problem(admin.post("/tenants", json={"tenantId": str(uuid.uuid4()), "name": "X", "settings": settings}),
+                   400)
+    assert support.world() == before
+
+
+def test_twenty_groups_are_accepted(admin):
+    groups = [str(uuid.UUID(int=i + 1)) for i in range(20)]
+    created = onboard(admin, settings={"scope": {"groups": groups}})
+    assert created.status_code == 201 and created.get_json()["settings"]["scope"]["groups"] == groups

@@ -68,3 +68,26 @@ def test_incremental_upserts_carry_only_reported_fields_and_removals():
         "op": "remove", "id": "u"}
     full = json.loads(mapper.line({"id": "u"}, full=True))
     assert full == {"op": "upsert", "id": "u", "displayName": None, "jobTitle": None, "mobilePhone": None}
+
+
+def test_seen_filter_is_certain_about_unseen_users_and_fixed_in_size():
+    from functions.relay_contacts.scope import SeenFilter
+
+    seen = SeenFilter()
+    streamed = [str(uuid.uuid4()) for _ in range(100_000)]
+    for user_id in streamed:
+        seen.add(user_id)
+    assert all(seen.maybe_seen(user_id) for user_id in streamed)  # no false negatives, ever
+    others = [str(uuid.uuid4()) for _ in range(100_000)]
+    assert sum(seen.maybe_seen(user_id) for user_id in others) < 20  # ~5e-6 expected; each is checked exactly
+    assert len(seen._bits) == 1 << 20  # 1 MiB, whatever the directory's size
+
+
+def test_fingerprint_changes_with_the_scope():
+    base = settings_fingerprint({"fields": ["displayName"]})
+    assert base == settings_fingerprint({"fields": ["displayName"], "scope": {"groups": []}})  # the defaults
+    assert base != settings_fingerprint({"fields": ["displayName"], "scope": {"excludeGuests": False}})
+    groups = {"scope": {"groups": ["b", "a"]}}
+    assert settings_fingerprint(groups) == settings_fingerprint({"scope": {"groups": ["a", "b"]}})
+    assert settings_fingerprint(groups) != settings_fingerprint({"scope": {"groups": ["a"]}})
+    assert settings_fingerprint({}) == settings_fingerprint({"photos": False})  # photos do not reset syncs

@@ -46,9 +46,9 @@ def test_a_field_added_to_the_data_model_without_text_fails(monkeypatch):
     monkeypatch.setitem(schema._TOP, schema.DEVICES, schema.DEVICE_FIELDS | {"batteryLevel"})
     with pytest.raises(privacy.MissingText, match="devices.batteryLevel"):
         privacy.privacy_page("en")
-    monkeypatch.setitem(schema._NESTED, (schema.TENANTS, "settings"), schema.TENANT_SETTINGS_FIELDS | {"scope"})
+    monkeypatch.setitem(schema._NESTED, (schema.TENANTS, "settings"), schema.TENANT_SETTINGS_FIELDS | {"ringtone"})
     monkeypatch.setitem(schema._TOP, schema.DEVICES, schema.DEVICE_FIELDS)
-    with pytest.raises(privacy.MissingText, match="tenants.settings.scope"):
+    with pytest.raises(privacy.MissingText, match="tenants.settings.ringtone"):
         privacy.privacy_page("de")
 
 

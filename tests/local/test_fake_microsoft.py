@@ -188,7 +188,7 @@ def test_msal_client_credentials_against_the_fake_and_its_cache(fakes, http):
     signing_key = jwt.PyJWKClient(f"{fakes.entra_url}/common/discovery/v2.0/keys").get_signing_key(header["kid"])
     claims = jwt.decode(first["access_token"], signing_key.key, algorithms=["RS256"],
                         audience="https://graph.microsoft.com", issuer=f"https://sts.windows.net/{TENANT}/")
-    assert claims["tid"] == TENANT and claims["appid"] == CLIENT_ID and claims["roles"] == ["User.Read.All"]
+    assert claims["tid"] == TENANT and claims["appid"] == CLIENT_ID and claims["roles"] == ["User.Read.All", "GroupMember.Read.All", "ProfilePhoto.Read.All"]
     assert claims["ver"] == "1.0" and claims["idtyp"] == "app"
     users = http.get(f"{fakes.graph_url}/users", headers=auth(first["access_token"]), timeout=10)
     assert users.status_code == 200

@@ -76,3 +76,40 @@ def test_only_identifier_shaped_graph_codes_are_kept(graph, code, logged):
     with pytest.raises(GraphRefused) as error:
         next(client.delta_pages(TENANT, ["id"]))
     assert error.value.code == logged
+
+
+def test_batches_of_twenty_retry_only_the_throttled_requests(graph):
+    from shared.graph.batch import BatchRequest, GraphBatcher
+
+    fake, client, _, waits = graph
+    ids = [e["user"]["id"] for e in fake.users(TENANT)[:45]]
+    fake.reset_stats()
+    fake.faults({"target": "batch_item", "status": 429, "count": 3, "skip": 5, "retry_after": "1.5"})
+    answers = GraphBatcher(client).run(TENANT, [BatchRequest(f"r{i}", f"/users/{u}?$select=id") for i, u in
+                                                enumerate(ids)])
+    assert sorted(answers) == sorted(f"r{i}" for i in range(45))
+    assert all(a.status == 200 and a.body["id"] == ids[int(k[1:])] for k, a in answers.items())
+    stats = fake.stats()
+    assert stats["per_tenant"][TENANT]["graph_batch_items"] == 45 + 3  # only the three throttled ones again
+    assert waits == [1.5]
+
+
+def test_batch_throttled_past_the_deadline_gives_up(graph):
+    from shared.graph.batch import BatchRequest, GraphBatcher
+
+    fake, client, _, waits = graph
+    user = fake.users(TENANT)[0]["user"]["id"]
+    fake.faults({"target": "batch_item", "status": 429, "count": None, "retry_after": 30})
+    with pytest.raises(GraphUnavailable) as error:
+        GraphBatcher(client).run(TENANT, [BatchRequest("a", f"/users/{user}")])
+    assert error.value.retry_after == 30 and waits == []
+
+
+def test_collection_links_outside_the_expected_endpoint_are_refused(graph, stack):
+    fake, client, _, _ = graph
+    group = fake.create_group(TENANT, users={"range": [0, 5]})
+    pages = list(client.collection_pages(TENANT, client.url(f"groups/{group}/transitiveMembers?$top=2"),
+                                         f"groups/{group}/transitiveMembers"))
+    assert len(pages) == 3 and sum(len(p.users) for p in pages) == 5
+    with pytest.raises(GraphRefused):  # Graph's next links point under groups/{id}/, not under users/
+        list(client.collection_pages(TENANT, client.url(f"groups/{group}/transitiveMembers?$top=2"), "users/"))

@@ -1,0 +1,229 @@
+"""Directory scope in relay_contacts, through its real entry point against the fake Graph and the emulators:
+groups (nested, overlapping, up to 20), disabled and guest accounts, requirePhone; full and incremental."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from shared.phones import to_e164
+from tests import tokens
+from tests.conftest import make_client
+from tests.fake_ms import FakeMicrosoftControl
+from tests.functions.test_relay_contacts import sync
+
+TENANT = "7d8e9fa0-b1c2-4d3e-8f4a-5b6c7d8e9fa0"
+SIZE = 160
+
+
+@pytest.fixture
+def fake(stack):
+    control = FakeMicrosoftControl(stack)
+    control.reset()
+    control.directory(TENANT, SIZE)
+    yield control
+    control.faults()
+
+
+@pytest.fixture
+def admin(emulators):
+    client = make_client("manage_tenants")
+    assert client.post("/tenants", json={"tenantId": TENANT, "name": "Scoped AG",
+                                         "settings": {"defaultRegion": "DE"}}).status_code == 201
+    return client
+
+
+@pytest.fixture
+def relay(admin, fake):
+    return make_client("relay_contacts")
+
+
+@pytest.fixture
+def device(stack, relay):
+    device_id = str(uuid.uuid4())
+    access = tokens.token(stack, TENANT)
+    assert make_client("register_device").post("/", json={"deviceId": device_id},
+                                               headers={"Authorization": f"Bearer {access}"}).status_code == 201
+    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+
+
+def set_scope(admin, **scope):
+    response = admin.patch(f"/tenants/{TENANT}", json={"settings": {"scope": scope}})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def users(fake) -> dict[str, dict]:
+    return {u["user"]["id"]: u["user"] for u in fake.users(TENANT) if u["user"] is not None}
+
+
+def ids_by_index(fake) -> list[str]:
+    return [u["user"]["id"] if u["user"] else None for u in fake.users(TENANT)]
+
+
+def enabled_members(fake, indexes) -> list[str]:
+    """IDs of enabled, non-guest users among `indexes` (so scope tests act on users the flags keep)."""
+    entries = fake.users(TENANT)
+    return [entries[i]["user"]["id"] for i in indexes
+            if entries[i]["user"] and entries[i]["user"]["accountEnabled"] and entries[i]["user"]["userType"] == "Member"]
+
+
+def expected(fake, groups: list[str], require_phone: bool = False) -> set[str]:
+    everyone = users(fake)
+    members: set[str] = set()
+    for group in groups:
+        members |= set(fake.transitive_user_ids(TENANT, group))
+    out = set()
+    for user_id in members:
+        user = everyone.get(user_id)
+        if user is None or not user["accountEnabled"] or user["userType"] != "Member":
+            continue
+        if require_phone and not any(to_e164(n, "DE") for n in [user["mobilePhone"], *user["businessPhones"]] if n):
+            continue
+        out.add(user_id)
+    return out
+
+
+def upserts(lines) -> list[str]:
+    return [line["id"] for line in lines if line["op"] == "upsert"]
+
+
+def body(lines) -> list[dict]:
+    return [line for line in lines if line["op"] in ("upsert", "remove")]
+
+
+def test_full_sync_is_exactly_the_transitive_members_each_once(relay, device, fake, admin):
+    ids = ids_by_index(fake)
+    inner = fake.create_group(TENANT, users=ids[40:60], devices=3)
+    middle = fake.create_group(TENANT, users=ids[30:45], groups=[inner], servicePrincipals=2)
+    top = fake.create_group(TENANT, users=ids[0:20] + ids[55:58], groups=[middle], orgContacts=1)
+    fake.create_group(TENANT, users=ids[100:120])  # not in scope
+    set_scope(admin, groups=[top])
+    lines = sync(relay, device)
+    assert lines[0] == {"op": "reset"} and lines[-1]["op"] == "end"
+    sent = upserts(lines)
+    assert len(sent) == len(set(sent))  # each user once
+    assert set(sent) == expected(fake, [top])
+    assert set(sent) <= set(ids[0:20] + ids[30:60])
+    assert len(lines[-1]["cursor"]) < 4096
+
+
+def test_twenty_overlapping_groups_send_each_user_once(relay, device, fake, admin):
+    ids = ids_by_index(fake)
+    groups = [fake.create_group(TENANT, users=ids[i * 5: i * 5 + 15]) for i in range(20)]  # each overlaps the next
+    set_scope(admin, groups=groups)
+    fake.reset_stats()
+    lines = sync(relay, device)
+    sent = upserts(lines)
+    assert len(sent) == len(set(sent)) and set(sent) == expected(fake, groups)
+    stats = fake.stats()["per_tenant"][TENANT]
+    # Overlaps were checked exactly (checkMemberGroups), not by keeping who was sent.
+    assert stats.get("graph_member_checks", 0) > 0
+
+
+def test_incremental_sync_follows_membership_and_flags(relay, device, fake, admin):
+    ids = ids_by_index(fake)
+    kept = enabled_members(fake, range(0, 80))
+    nested = fake.create_group(TENANT, users=kept[10:20])
+    scoped = fake.create_group(TENANT, users=kept[0:12], groups=[nested])
+    other = fake.create_group(TENANT, users=kept[40:50])
+    set_scope(admin, groups=[scoped])
+    first = sync(relay, device)
+    in_scope = set(upserts(first))
+    assert in_scope == expected(fake, [scoped]) and kept[15] in in_scope
+    cursor = first[-1]["cursor"]
+
+    # Nothing changed: two Graph requests (groups/delta and users/delta), no lines.
+    fake.reset_stats()
+    quiet = sync(relay, device, cursor)
+    assert [line["op"] for line in quiet] == ["end"]
+    assert fake.stats()["graph_requests"] == 2
+
+    newcomer = kept[30]
+    fake.group_members(TENANT, nested, add={"users": [newcomer]})  # enters through the nested group
+    fake.group_members(TENANT, scoped, remove={"users": [kept[1]]})  # leaves its last scoped group
+    fake.group_members(TENANT, scoped, remove={"users": [kept[11]]})  # still in scope through `nested`
+    fake.changes(TENANT, update=[{"id": kept[2], "fields": {"accountEnabled": False}},
+                                 {"id": kept[3], "fields": {"userType": "Guest"}},
+                                 {"id": kept[4], "fields": {"jobTitle": "Head of Calls"}},
+                                 {"id": kept[45], "fields": {"jobTitle": "Out of scope"}}],
+                 remove=[{"id": kept[5], "reason": "deleted"}])
+    lines = sync(relay, device, quiet[-1]["cursor"])
+    assert lines[0]["op"] != "reset" and lines[-1]["op"] == "end"
+    ops = {(line["op"], line["id"]) for line in body(lines)}
+    assert ("upsert", newcomer) in ops
+    newcomer_line = next(line for line in lines if line.get("id") == newcomer)
+    assert set(newcomer_line) == {"op", "id", "displayName", "givenName", "surname", "jobTitle", "department",
+                                  "companyName", "mail", "mobilePhone", "businessPhones", "officeLocation"}
+    for gone in (kept[1], kept[2], kept[3], kept[5]):
+        assert ("remove", gone) in ops, gone
+    assert ("upsert", kept[4]) in ops
+    assert not any(line_id in (kept[45], kept[11]) for _, line_id in ops)  # nothing for out-of-scope changes
+    assert {line_id for _, line_id in ops} <= {newcomer, kept[1], kept[2], kept[3], kept[4], kept[5]}
+
+    # A group nested afterwards cannot be followed as changes: the next sync is a full one.
+    fake.group_members(TENANT, scoped, add={"groups": [other]})
+    again = sync(relay, device, lines[-1]["cursor"])
+    assert again[0] == {"op": "reset"} and set(upserts(again)) == expected(fake, [scoped])
+
+
+def test_scope_change_resets_and_flags_apply(relay, device, fake, admin):
+    first = sync(relay, device)  # default scope: the whole directory without disabled and guest accounts
+    everyone = users(fake)
+    assert set(upserts(first)) == {i for i, u in everyone.items() if u["accountEnabled"] and u["userType"] == "Member"}
+    set_scope(admin, excludeDisabled=False, excludeGuests=False)
+    second = sync(relay, device, first[-1]["cursor"])
+    assert second[0] == {"op": "reset"} and set(upserts(second)) == set(everyone)
+    set_scope(admin, excludeDisabled=True, excludeGuests=True, requirePhone=True)
+    third = sync(relay, device, second[-1]["cursor"])
+    with_phone = {i for i, u in everyone.items() if u["accountEnabled"] and u["userType"] == "Member"
+                  and any(to_e164(n, "DE") for n in [u["mobilePhone"], *u["businessPhones"]] if n)}
+    assert third[0] == {"op": "reset"} and set(upserts(third)) == with_phone
+    assert 0 < len(with_phone) < len(everyone)
+
+
+def test_require_phone_removes_a_user_who_lost_the_last_number(relay, device, fake, admin):
+    ids = ids_by_index(fake)
+    kept = enabled_members(fake, range(0, 60))
+    group = fake.create_group(TENANT, users=kept[:30])
+    set_scope(admin, groups=[group], requirePhone=True)
+    first = sync(relay, device)
+    assert set(upserts(first)) == expected(fake, [group], require_phone=True)
+    holder = next(i for i in upserts(first))
+    fake.changes(TENANT, update=[{"id": holder, "fields": {"mobilePhone": None, "businessPhones": ["12"]}}])
+    lines = sync(relay, device, first[-1]["cursor"])
+    assert {"op": "remove", "id": holder} in lines
+    newcomer = next(u for u in kept[:30] if u not in upserts(first))  # in the group, without a valid number
+    fake.changes(TENANT, update=[{"id": newcomer, "fields": {"mobilePhone": "+49 151 23456789"}}])
+    lines = sync(relay, device, lines[-1]["cursor"])
+    entered = next(line for line in lines if line.get("id") == newcomer)
+    assert entered["op"] == "upsert" and entered["mobilePhone"] == "+4915123456789" and "displayName" in entered
+
+
+def test_whole_directory_incremental_removes_disabled_and_guests(relay, device, fake, admin):
+    kept = enabled_members(fake, range(0, 40))
+    first = sync(relay, device)
+    fake.changes(TENANT, update=[{"id": kept[0], "fields": {"accountEnabled": False}},
+                                 {"id": kept[1], "fields": {"userType": "Guest"}},
+                                 {"id": kept[2], "fields": {"jobTitle": "Still here"}}])
+    lines = sync(relay, device, first[-1]["cursor"])
+    assert {"op": "remove", "id": kept[0]} in lines and {"op": "remove", "id": kept[1]} in lines
+    assert next(line for line in lines if line.get("id") == kept[2])["jobTitle"] == "Still here"
+    fake.changes(TENANT, update=[{"id": kept[0], "fields": {"accountEnabled": True}},
+                                 {"id": kept[1], "fields": {"displayName": "Invisible Guest"}}])
+    lines = sync(relay, device, lines[-1]["cursor"])
+    back = next(line for line in lines if line.get("id") == kept[0])
+    assert back["op"] == "upsert" and "displayName" in back and "mobilePhone" in back  # every field again
+    assert not any(line.get("id") == kept[1] for line in lines)  # a guest's change sends nothing
+
+
+def test_batched_scope_checks_ride_out_inner_throttling(relay, device, fake, admin):
+    kept = enabled_members(fake, range(0, 60))
+    group = fake.create_group(TENANT, users=kept[:20])
+    set_scope(admin, groups=[group])
+    first = sync(relay, device)
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Batch"}} for u in kept[:15]])
+    fake.faults({"target": "batch_item", "status": 429, "retry_after": 0.2, "count": 5})
+    lines = sync(relay, device, first[-1]["cursor"])
+    assert lines[-1]["op"] == "end"
+    assert {line["id"] for line in lines if line["op"] == "upsert"} == set(kept[:15])
+    assert fake.stats()["batch_statuses"].get("429") == 5
