@@ -14,6 +14,9 @@ import requests
 from local.fake_microsoft import start_servers
 from local.fake_microsoft.client import FakeMicrosoftClient, FakeMicrosoftError
 
+# The application permissions the fake app registration holds (relay: users, group scope, photos).
+APP_ROLES = ("User.Read.All", "GroupMember.Read.All", "ProfilePhoto.Read.All")
+
 CLIENT_ID = "6f1c0d2e-3b4a-4c5d-9e8f-0a1b2c3d4e5f"
 SECRET = "fake-secret-for-consent-tests"
 TENANT = "5b0d3c1e-8a7f-4e6d-9c2b-1a0f9e8d7c6b"
@@ -84,7 +87,7 @@ def test_every_tenant_starts_consented_so_existing_tenants_keep_working(fakes, f
     response = client_credentials(http, fakes)
     assert response.status_code == 200, response.text
     claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
-    assert claims["roles"] == ["User.Read.All"]
+    assert claims["roles"] == list(APP_ROLES)
     assert fake.call("GET", f"tenants/{TENANT}")["consent"] == "granted"
 
 
@@ -127,7 +130,7 @@ def test_consent_page_shows_the_request_and_accept_redirects_with_the_success_sh
                                              instance_discovery=False)
     result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
     assert "access_token" in result, result
-    assert jwt.decode(result["access_token"], options={"verify_signature": False})["roles"] == ["User.Read.All"]
+    assert jwt.decode(result["access_token"], options={"verify_signature": False})["roles"] == list(APP_ROLES)
     assert graph_users(http, fakes, result["access_token"]).status_code == 200
     assert fake.stats()["per_tenant"][TENANT]["admin_consents"] == 1
 
@@ -169,7 +172,7 @@ def test_granted_roles_come_from_the_tenants_consent(fakes, fake, http):
     assert graph_users(http, fakes, token).status_code == 403
     fake.consent(TENANT, roles=None)  # back to the app's own roles
     token = client_credentials(http, fakes).json()["access_token"]
-    assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["User.Read.All"]
+    assert jwt.decode(token, options={"verify_signature": False})["roles"] == list(APP_ROLES)
 
 
 def test_consent_replication_delay(fakes, fake, http):
