@@ -40,6 +40,8 @@ class Settings:
     stuck_deletion_minutes: int = 60
     deletion_initial_ops_per_second: int = 500
     deletion_max_ops_per_second: int = 10000
+    deletion_attempt_seconds: float = 420.0
+    relay_full_syncs_per_tenant: int = 20
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -67,6 +69,8 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "STUCK_DELETION_MINUTES": ("stuck_deletion_minutes", "positive_int"),
     "DELETION_INITIAL_OPS_PER_SECOND": ("deletion_initial_ops_per_second", "positive_int"),
     "DELETION_MAX_OPS_PER_SECOND": ("deletion_max_ops_per_second", "positive_int"),
+    "DELETION_ATTEMPT_SECONDS": ("deletion_attempt_seconds", "positive_float"),
+    "RELAY_FULL_SYNCS_PER_TENANT": ("relay_full_syncs_per_tenant", "positive_int"),
 }
 
 # What each entry point needs before it can serve (checked at cold start).

@@ -19,6 +19,8 @@ SAFE_KEYS = frozenset({
     "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
     "devices", "tenants", "orphans", "scanned", "skipped",
+    # capacity (issue 13): deletion continuations, sync admission, Graph throttling
+    "continuation", "progressing", "sync", "leases", "limit", "throttleLimitPercentage", "pausedMs",
 })
 
 # Cloud Logging's LogSeverity names by the lowest Python level that maps to them; a level between two

@@ -76,10 +76,11 @@ locals {
       }
       ingress = "ALLOW_INTERNAL_ONLY"
       secrets = ["RECEIPT_KEY"]
-      # The deletion cascade: list and delete, never read. Consumes through the push subscription, publishes nothing.
-      grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser" }
+      # The deletion cascade: list and delete, never read. Consumes through the push subscription; publishes
+      # only the continuation of a deletion that reached DELETION_ATTEMPT_SECONDS (same requestId).
+      grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser", deletion_requests = "roles/pubsub.publisher" }
       scaling = { max_instance_count = 20, available_memory = "512Mi", timeout_seconds = 540 }
-      env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second) }
+      env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second), DELETION_ATTEMPT_SECONDS = tostring(var.deletion_attempt_seconds) }
     }
 
     # Ticked by Cloud Scheduler through retention-sweep.

@@ -218,6 +218,17 @@ variable "deletion_max_ops_per_second" {
   }
 }
 
+variable "deletion_attempt_seconds" {
+  type        = number
+  default     = 420
+  description = "Seconds one handle_deletion attempt runs before it publishes a continuation (DELETION_ATTEMPT_SECONDS); below the function's 540 s timeout, leaving room for the last step and the verification."
+
+  validation {
+    condition     = var.deletion_attempt_seconds >= 30 && var.deletion_attempt_seconds <= 480
+    error_message = "deletion_attempt_seconds must be between 30 and 480 (the function times out at 540 s)."
+  }
+}
+
 variable "technical_files_lifecycle_grace_days" {
   type        = number
   default     = 1

@@ -58,6 +58,7 @@ class Receipt:
     documents: int = 0
     files: int = 0
     verified: bool = False
+    progress_at: datetime | None = None  # when an attempt last started or recorded counts
 
     @property
     def completed(self) -> bool:

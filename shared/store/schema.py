@@ -63,7 +63,8 @@ TENANT_FIELDS = frozenset({"name", "status", "createdAt", "settings", "deletionR
 TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion"})
 DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
-RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
+RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified",
+                            "progressAt"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
 
 _NESTED = {

@@ -89,7 +89,10 @@ def check_file(ids: dict, document: dict) -> list[str]:
 
 
 def check_receipt(ids: dict, document: dict) -> list[str]:
-    problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"})
+    problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"},
+                       {"progressAt"})
+    if "progressAt" in document and not isinstance(document["progressAt"], datetime):
+        problems.append("progressAt")
     if document.get("kind") not in KINDS or document.get("status") not in RECEIPT_STATUSES:
         problems.append("kind/status")
     if not re.fullmatch(r"[0-9a-f]{64}", str(document.get("subject"))):

@@ -27,6 +27,7 @@ CONTRACT_ENV = {
     "STUCK_DELETION_MINUTES",
     "DELETION_INITIAL_OPS_PER_SECOND",
     "DELETION_MAX_OPS_PER_SECOND",
+    "DELETION_ATTEMPT_SECONDS",
 }
 SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY"}
 COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"}
@@ -39,6 +40,7 @@ EXTRA_ENV = {
     "handle_deletion": {
         "DELETION_INITIAL_OPS_PER_SECOND": "deletion_initial_ops_per_second",
         "DELETION_MAX_OPS_PER_SECOND": "deletion_max_ops_per_second",
+        "DELETION_ATTEMPT_SECONDS": "deletion_attempt_seconds",
     },
     "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days", "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
 }

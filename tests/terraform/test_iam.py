@@ -159,7 +159,7 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
 
     # Deletion requests: only the publishers publish.
     publishers = {name for name in functions if grant(name, "deletion_requests") is not None}
-    assert publishers == {"register_device", "manage_tenants", "sweep_retention"}
+    assert publishers == {"register_device", "manage_tenants", "sweep_retention", "handle_deletion"}
     assert {grant(name, "deletion_requests") for name in publishers} == {"roles/pubsub.publisher"}
 
     # Firestore: the relay reads and updates only; the sweeper reads and creates only.
