@@ -46,11 +46,11 @@ locals {
       invokers            = ["allUsers"]
       entra               = true
       secrets             = ["ENTRA_CLIENT_SECRET", "CURSOR_KEY"]
-      # Read and update only: a deleted device is never re-created by a sync. Stores nothing, so no
-      # Storage or Pub/Sub access.
+      # Read and update (a deleted device is never re-created by a sync), plus its sync leases. Stores
+      # nothing else, so no Storage or Pub/Sub access.
       grants  = { firestore = "relay_firestore" }
       scaling = { max_instance_count = 50, available_memory = "512Mi", timeout_seconds = 540 }
-      env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds) }
+      env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds), RELAY_FULL_SYNCS_PER_TENANT = tostring(var.relay_full_syncs_per_tenant) }
     }
 
     manage_tenants = {

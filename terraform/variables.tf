@@ -185,6 +185,17 @@ variable "graph_retry_deadline_seconds" {
   }
 }
 
+variable "relay_full_syncs_per_tenant" {
+  type        = number
+  default     = 20
+  description = "Full syncs of one tenant that relay_contacts runs at once across all instances (RELAY_FULL_SYNCS_PER_TENANT); more get 503 sync-busy. See docs/capacity.md."
+
+  validation {
+    condition     = var.relay_full_syncs_per_tenant >= 1 && var.relay_full_syncs_per_tenant <= 1000 && floor(var.relay_full_syncs_per_tenant) == var.relay_full_syncs_per_tenant
+    error_message = "relay_full_syncs_per_tenant must be a whole number between 1 and 1000."
+  }
+}
+
 variable "stuck_deletion_minutes" {
   type        = number
   default     = 60

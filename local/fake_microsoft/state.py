@@ -70,6 +70,7 @@ class Stats:
             tenants = copy.deepcopy(self._tenants)
         statuses = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("status.")}
         grants = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("grant.")}
+        priorities = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("priority.")}
         return {
             "token_requests": counts.get("token_requests", 0),
             "token_requests_by_grant": grants,
@@ -85,6 +86,7 @@ class Stats:
             "faults_injected": counts.get("faults_injected", 0),
             "throttled": counts.get("throttled", 0),
             "responses_by_status": statuses,
+            "graph_requests_by_priority": priorities,
             "per_tenant": tenants,
             "since": self.started,
         }

@@ -20,6 +20,14 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 RESYNC_CODES = ("syncStateNotFound", "resyncRequired", "syncStateInvalid")
 MAX_PAGE_SIZE = 999
+# Throttling courtesy (Graph docs, "throttling-limits", identity and access): a phone's sync is background
+# work (throttling it causes no user-visible failure), so it says `x-ms-throttle-priority: low`; and when
+# Graph reports `x-ms-throttle-limit-percentage` (sent from 0.8 of the tenant's resource-unit budget) near
+# 1, the relay waits before its next page instead of running into 429s.
+THROTTLE_PRIORITY = ("x-ms-throttle-priority", "low")
+PACE_FROM = 0.9  # share of the budget from which the relay slows down
+PACE_WINDOW_SECONDS = 10.0  # Graph's budget window: the pause grows with how far past PACE_FROM it is
+PACE_MAX_SECONDS = 5.0
 _MAX_TENANT_APPS = 1024
 
 
@@ -143,10 +151,13 @@ class GraphClient:
             try:
                 response = self._session.get(url, timeout=30, headers={
                     "Authorization": f"Bearer {token}", "Accept": "application/json",
-                    "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"})
+                    "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}", THROTTLE_PRIORITY[0]: THROTTLE_PRIORITY[1]})
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 200:
+                pause = pacing_pause(response.headers.get("x-ms-throttle-limit-percentage"))
+                if pause:
+                    self._sleep(pause)  # before the caller asks for the next page
                 return response.json()
             if response is not None and response.status_code == 401 and not refreshed:
                 refreshed = force_refresh = True  # the cached app token may have been revoked early
@@ -183,6 +194,18 @@ def _error_code(response: requests.Response | None) -> str | None:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     return safe_code(error.get("code")) if isinstance(error, dict) and "code" in error else None
+
+
+def pacing_pause(limit_percentage: str | None) -> float:
+    """Seconds to wait before the next request, given Graph's `x-ms-throttle-limit-percentage` (the share
+    of the budget used, 0.8–1.8): nothing below PACE_FROM, then up to PACE_MAX_SECONDS."""
+    try:
+        used = float(limit_percentage) if limit_percentage else 0.0
+    except ValueError:
+        return 0.0
+    if used != used or used < PACE_FROM:  # NaN or not near the limit
+        return 0.0
+    return min(PACE_MAX_SECONDS, PACE_WINDOW_SECONDS * (used - PACE_FROM) + 0.5)
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:

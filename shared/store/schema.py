@@ -14,6 +14,7 @@ TENANTS = "tenants"
 DEVICES = "devices"
 FILES = "files"
 RECEIPTS = "deletionReceipts"
+SYNC_LEASES = "syncLeases"  # tenants/{tenantId}/syncLeases/{leaseId}: full syncs running (relay admission)
 
 
 class TenantStatus(StrEnum):
@@ -66,12 +67,14 @@ FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt
 RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified",
                             "progressAt"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
+SYNC_LEASE_FIELDS = frozenset({"expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
-_TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS}
+_TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
+        SYNC_LEASES: SYNC_LEASE_FIELDS}
 
 
 class SchemaViolation(ValueError):

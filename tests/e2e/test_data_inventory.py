@@ -109,11 +109,20 @@ def check_receipt(ids: dict, document: dict) -> list[str]:
     return problems
 
 
+def check_sync_lease(ids: dict, document: dict) -> list[str]:
+    """A full sync's admission lease: when it lapses, nothing else (docs/capacity.md)."""
+    problems = _fields(document, {"expiresAt"})
+    if not isinstance(document.get("expiresAt"), datetime):
+        problems.append("expiresAt")
+    return problems
+
+
 MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"tenants/(?P<tenant>{UUID})"), check_tenant),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/devices/(?P<device>{UUID})"), check_device),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/files/(?P<file>{UUID})"), check_file),
     (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/syncLeases/(?P<slot>[0-9]{{1,4}})"), check_sync_lease),
 ]
 
 

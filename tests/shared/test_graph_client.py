@@ -76,3 +76,31 @@ def test_only_identifier_shaped_graph_codes_are_kept(graph, code, logged):
     with pytest.raises(GraphRefused) as error:
         next(client.delta_pages(TENANT, ["id"]))
     assert error.value.code == logged
+
+
+def test_every_graph_request_is_marked_low_priority_background_work(graph):
+    fake, client, _, _ = graph
+    fake.call("DELETE", "stats")
+    list(client.delta_pages(TENANT, ["id"]))
+    assert fake.stats()["graph_requests_by_priority"] == {"low": 3}
+
+
+def test_paging_slows_down_when_graph_reports_the_budget_nearly_used(graph):
+    """The fake enforces a per-tenant resource-unit budget and sends x-ms-throttle-limit-percentage from
+    0.8 of it; from 0.9 the client waits before the next page, and no request is refused."""
+    fake, client, _, waits = graph
+    fake.directory(TENANT, 999 * 9 + 1)  # 10 pages of 1 RU each (delta with $select)
+    fake.configure(tenant=TENANT, ru_limit_per_10s=10)
+    fake.call("DELETE", "stats")
+    pages = list(client.delta_pages(TENANT, ["id"]))
+    assert len(pages) == 10 and fake.stats()["throttled"] == 0
+    # Pages 9 and 10 used 0.9 and 1.0 of the budget: a wait after each, longer the nearer to 1.
+    assert len(waits) == 2 and 0 < waits[0] < waits[1] <= 5
+
+
+@pytest.mark.parametrize("header, pause", [(None, 0.0), ("", 0.0), ("0.8", 0.0), ("0.89", 0.0), ("0.9", 0.5),
+                                           ("1.0", 1.5), ("1.8", 5.0), ("junk", 0.0), ("nan", 0.0)])
+def test_the_pacing_pause_grows_with_the_share_of_the_budget_used(header, pause):
+    from shared.graph.client import pacing_pause
+
+    assert pacing_pause(header) == pytest.approx(pause)

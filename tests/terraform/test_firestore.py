@@ -12,7 +12,7 @@ def test_firestore_native_in_eur3_without_point_in_time_recovery(tf):
 
 def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
     fields = tf.resources_of("google_firestore_field")
-    assert list(fields) == ["collection_group_index"]
+    assert sorted(fields) == ["collection_group_index", "sync_lease_ttl"]
     body = fields["collection_group_index"]
     assert body["collection"] == "${each.key}" and body["field"] == "${each.value}"
     assert body["for_each"] == {"files": "deleteAfter", "devices": "lastSeenAt"}
@@ -24,3 +24,11 @@ def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
     (index,) = tf.resources_of("google_firestore_index").values()
     assert index["collection"] == "tenants"
     assert [field["field_path"] for field in index["fields"]] == ["status", "deletionRequestedAt"]
+
+
+def test_lapsed_sync_leases_are_removed_by_a_ttl_policy(tf, hcl):
+    """relay_contacts' leases (`tenants/{tenantId}/syncLeases/{leaseId}`, `expiresAt` only) are removed by a
+    TTL policy on expiresAt, without an index (they are read by ID)."""
+    ttl = tf.resources_of("google_firestore_field")["sync_lease_ttl"]
+    assert (ttl["collection"], ttl["field"]) == ("syncLeases", "expiresAt")
+    assert hcl.block(ttl, "ttl_config") == {} and hcl.block(ttl, "index_config") == {}

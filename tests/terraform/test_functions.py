@@ -28,6 +28,7 @@ CONTRACT_ENV = {
     "DELETION_INITIAL_OPS_PER_SECOND",
     "DELETION_MAX_OPS_PER_SECOND",
     "DELETION_ATTEMPT_SECONDS",
+    "RELAY_FULL_SYNCS_PER_TENANT",
 }
 SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY"}
 COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"}
@@ -35,7 +36,8 @@ ENTRA_ENV = {"ENTRA_AUTHORITY_HOST", "ENTRA_CLIENT_ID", "ENTRA_REQUIRED_SCOPE"}
 # Settings each function reads beyond the common ones (shared/config.py), and the variable behind each.
 EXTRA_ENV = {
     "register_device": {"DIAGNOSTICS_RETENTION_DAYS": "diagnostics_retention_days", "MAX_DEVICES_PER_TENANT": "max_devices_per_tenant"},
-    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds"},
+    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds",
+                       "RELAY_FULL_SYNCS_PER_TENANT": "relay_full_syncs_per_tenant"},
     "manage_tenants": {},
     "handle_deletion": {
         "DELETION_INITIAL_OPS_PER_SECOND": "deletion_initial_ops_per_second",
