@@ -5,7 +5,7 @@ VENV := .venv
 CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 
-.PHONY: dev test bench venv clean
+.PHONY: dev test bench load venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
+
+# The capacity load test (a few minutes; not part of `make test`): docs/capacity.md.
+load: $(VENV)/.installed
+	$(PY) -m loadtest
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack
