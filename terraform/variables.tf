@@ -275,10 +275,12 @@ variable "deletion_max_delivery_attempts" {
 
 variable "function_overrides" {
   type = map(object({
-    max_instance_count = optional(number)
-    min_instance_count = optional(number)
-    available_memory   = optional(string)
-    timeout_seconds    = optional(number)
+    max_instance_count               = optional(number)
+    min_instance_count               = optional(number)
+    available_memory                 = optional(string)
+    available_cpu                    = optional(string)
+    max_instance_request_concurrency = optional(number)
+    timeout_seconds                  = optional(number)
   }))
   default     = {}
   description = "Per-function scaling overrides keyed by entry point (a key of local.functions in functions.tf); unset fields keep the function's scaling there."
