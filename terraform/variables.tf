@@ -291,6 +291,12 @@ variable "function_overrides" {
   }
 }
 
+variable "alert_notification_channels" {
+  type        = list(string)
+  default     = []
+  description = "Cloud Monitoring notification channel IDs (projects/<p>/notificationChannels/<id>) the alert policies notify (monitoring.tf; what each alert means: docs/operations.md). Empty: incidents open in the console only."
+}
+
 variable "deletion_protection" {
   type        = bool
   default     = true

@@ -109,6 +109,10 @@ class RetentionSweeper:
         quiet_since = now - self._stuck_after
         stuck = [r for r in requests if not _recent(progress.get(r.request_id), quiet_since)]
         report.progressing += len(requests) - len(stuck)
+        for request in stuck:
+            # The log-based metric behind the "deletion stuck" alert (terraform/monitoring.tf).
+            log.warning("stuck tenant deletion published again", tenantId=request.tenant_id,
+                        requestId=request.request_id)
         report.tenants += self._request(stuck, report)
 
     def _request(self, requests: list[DeletionRequest], report: SweepReport) -> int:

@@ -3,6 +3,7 @@ requested (deterministic requestIds, pending receipts first), orphan objects old
 nothing else is touched."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -147,7 +148,7 @@ def test_completed_requests_are_not_published_again(topic):
     assert report.skipped == 1 and report.published == 0 and report.files == 0
 
 
-def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic):
+def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic, log_lines):
     """Only a tenant deletion whose receipt shows no progress for STUCK_DELETION_MINUTES is re-published:
     a deletion going through continuations keeps setting `progressAt`."""
     topic_name, tap = topic
@@ -171,6 +172,10 @@ def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic):
     assert pulled(tap, 3) == {tenants["quiet"], tenants["never"], tenants["no receipt"]}
     assert tap.pull(1, timeout=1) == []
     assert (report.tenants, report.progressing) == (3, 1)
+    # One line per re-driven deletion (the "deletion stuck" alert counts them): IDs only.
+    stuck_lines = [json.loads(line) for line in log_lines if '"stuck tenant deletion published again"' in line]
+    assert {(line["tenantId"], line["requestId"]) for line in stuck_lines} == {
+        (r.tenant_id, r.request_id) for r in (tenants["quiet"], tenants["never"], tenants["no receipt"])}
 
 
 def test_the_sweep_pages_through_every_tenant(topic):

@@ -1,6 +1,7 @@
 """Graph client against the fake Graph: paging, retries within the deadline, and links it refuses."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -38,12 +39,17 @@ def test_pages_follow_next_links_to_the_delta_link_with_one_app_token(graph):
     assert tokens.requests == 1  # MSAL's in-memory cache served the rest
 
 
-def test_retry_after_is_honoured_as_a_fractional_number(graph):
+def test_retry_after_is_honoured_as_a_fractional_number(graph, log_lines):
     fake, client, _, waits = graph
     fake.faults({"target": "delta", "status": 429, "count": 2, "retry_after": "2.128"})
     pages = list(client.delta_pages(TENANT, ["id"]))
     assert sum(len(p.users) for p in pages) == 2100
     assert waits[:2] == [pytest.approx(2.128, abs=0.05)] * 2
+    # One line per 429 (the Graph throttling alert counts them), with nothing but the tenant and the wait.
+    throttled = [json.loads(line) for line in log_lines if '"graph throttled"' in line]
+    assert len(throttled) == 2
+    assert all(set(line) <= {"severity", "message", "time", "logger", "tenantId", "httpStatus", "retryAfter"}
+               and line["tenantId"] == TENANT and line["retryAfter"] == 2.128 for line in throttled)
     assert all(wait < 0.25 for wait in waits[2:])  # then short pacing slots while the tenant calms down
 
 
