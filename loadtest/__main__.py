@@ -72,39 +72,45 @@ class Phone:
                 self.outcome = "gave up (run timeout)"
                 return
             try:
-                response = http.get(url + "/", headers=self.headers, stream=True, timeout=120)
-            except requests.ConnectionError:  # the app retries a refused connection after a pause
+                done = self._attempt(http, url, started, expected)
+            except requests.RequestException:  # refused, reset or timed out: the app retries after a pause
                 self.connection_errors += 1
                 time.sleep(1.0)
                 continue
-            with response:
-                if response.status_code == 503:
-                    problem = response.json()
-                    if problem.get("type") == "/problems/sync-busy":
-                        self.busy += 1
-                    else:
-                        self.other_503 += 1
-                    time.sleep(float(response.headers.get("Retry-After", "5")) * RETRY_AFTER_SCALE)
-                    continue
-                if response.status_code != 200:
-                    self.outcome = f"HTTP {response.status_code}"
-                    return
-                upserts, last = 0, None
-                for raw in response.iter_lines():
-                    line = json.loads(raw)
-                    upserts += line["op"] == "upsert"
-                    last = line
-            if last is not None and last["op"] == "end" and upserts == expected:
-                self.outcome = "synced"
-                self.synced_at = time.monotonic() - started
+            if done:
                 return
-            if last is not None and last["op"] == "error":
-                self.errors.append(last["code"])
-                time.sleep(1.0)  # the app retries a failed stream after a pause
-                continue
-            self.outcome = f"incomplete stream ({upserts} upserts)"
-            return
         self.outcome = "gave up (attempts)"
+
+    def _attempt(self, http, url: str, started: float, expected: int) -> bool:
+        """One sync attempt; True when the phone is done (synced, or failed for good)."""
+        response = http.get(url + "/", headers=self.headers, stream=True, timeout=120)
+        with response:
+            if response.status_code == 503:
+                problem = response.json()
+                if problem.get("type") == "/problems/sync-busy":
+                    self.busy += 1
+                else:
+                    self.other_503 += 1
+                time.sleep(float(response.headers.get("Retry-After", "5")) * RETRY_AFTER_SCALE)
+                return False
+            if response.status_code != 200:
+                self.outcome = f"HTTP {response.status_code}"
+                return True
+            upserts, last = 0, None
+            for raw in response.iter_lines():
+                line = json.loads(raw)
+                upserts += line["op"] == "upsert"
+                last = line
+        if last is not None and last["op"] == "end" and upserts == expected:
+            self.outcome = "synced"
+            self.synced_at = time.monotonic() - started
+            return True
+        if last is not None and last["op"] == "error":
+            self.errors.append(last["code"])
+            time.sleep(1.0)  # the app retries a failed stream after a pause
+            return False
+        self.outcome = f"incomplete stream ({upserts} upserts)"
+        return True
 
 
 def rollout(stack, phones_count: int, log_dir: Path, tenant: str, limit: int, title: str) -> dict:
@@ -325,7 +331,8 @@ def main(argv: list[str]) -> int:
                 rollout(stack, args.phones, Path(log_dir), UNADMITTED, args.phones,
                         "For comparison: the same morning without admission (limit = phones)")
         if not args.skip_deletion:
-            figures = deletion(stack, Path(log_dir))
+            with stack.client_environment():  # this process seeds and checks through the emulators
+                figures = deletion(stack, Path(log_dir))
             ok &= (figures["status"] == "completed" and figures["documents"] == DELETION_DOCUMENTS
                    and figures["files"] == DELETION_OBJECTS and figures["dead_letters"] == 0 and figures["left"] == 0)
     print("load test:", "every aim met" if ok else "AIM MISSED (see the tables)", flush=True)
