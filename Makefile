@@ -6,7 +6,7 @@ CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 BROWSER_TOOLS := tests/browser/node_modules/.installed
 
-.PHONY: dev test bench venv clean
+.PHONY: dev test bench load venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS)
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
+
+# The capacity load test (a few minutes; not part of `make test`): docs/capacity.md.
+load: $(VENV)/.installed
+	$(PY) -m loadtest
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack tests/browser/node_modules test-artifacts

@@ -45,6 +45,8 @@ class Settings:
     deletion_max_ops_per_second: int = 10000
     portal_base_url: str = ""
     portal_session_key: bytes = field(default=b"", repr=False)
+    deletion_attempt_seconds: float = 420.0
+    relay_full_syncs_per_tenant: int = 20
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -78,6 +80,8 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "DELETION_MAX_OPS_PER_SECOND": ("deletion_max_ops_per_second", "positive_int"),
     "PORTAL_BASE_URL": ("portal_base_url", "portal_url"),
     "PORTAL_SESSION_KEY": ("portal_session_key", _SECRET),
+    "DELETION_ATTEMPT_SECONDS": ("deletion_attempt_seconds", "positive_float"),
+    "RELAY_FULL_SYNCS_PER_TENANT": ("relay_full_syncs_per_tenant", "positive_int"),
 }
 
 # What each entry point needs before it can serve (checked at cold start).

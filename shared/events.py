@@ -14,6 +14,7 @@ from shared.store.schema import DeletionKind
 
 _TARGET_KEY = {DeletionKind.TENANT: None, DeletionKind.DEVICE: "deviceId", DeletionKind.FILE: "fileId"}
 MAX_MESSAGE_BYTES = 4096
+MAX_CONTINUATION = 2**31 - 1  # far beyond any deletion (one continuation per DELETION_ATTEMPT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,15 @@ class DeletionRequest:
     tenant_id: str
     request_id: str
     target_id: str | None = None  # deviceId or fileId
+    continuation: int = 0  # 0: the request itself; n > 0: the n-th continuation of a long deletion
 
     @property
     def type(self) -> str:
         return f"{self.kind}.delete"
+
+    def next_continuation(self) -> DeletionRequest:
+        """The same request (same requestId, so the same receipt), continued by the next attempt."""
+        return dataclasses.replace(self, continuation=self.continuation + 1)
 
     def with_request_id(self, request_id: str) -> DeletionRequest:
         return dataclasses.replace(self, request_id=request_id)
@@ -37,6 +43,8 @@ class DeletionRequest:
         body = {"type": self.type, "tenantId": self.tenant_id, "requestId": self.request_id}
         if self.target_id:
             body[_TARGET_KEY[self.kind]] = self.target_id
+        if self.continuation:
+            body["continuation"] = self.continuation
         return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -74,7 +82,10 @@ def parse_deletion_message(data: bytes) -> DeletionRequest:
         target = body.get(target_key)
         if not is_canonical_id(target):
             raise PoisonMessage(f"{target_key} missing or not a canonical UUID")
-    return DeletionRequest(kind, body["tenantId"], body["requestId"], target)
+    continuation = body.get("continuation", 0)
+    if "continuation" in body and not (type(continuation) is int and 0 < continuation <= MAX_CONTINUATION):
+        raise PoisonMessage("continuation is not a positive integer")
+    return DeletionRequest(kind, body["tenantId"], body["requestId"], target, continuation)
 
 
 class DeletionPublisher:

@@ -25,6 +25,8 @@ SAFE_KEYS = frozenset({
     "durationMs", "documents", "files", "verified", "published", "batches", "objects", "count",
     "httpStatus", "graphCode", "messageId", "deliveryAttempt", "setting", "upstream", "phase",
     "devices", "tenants", "orphans", "scanned", "skipped", "full", "scopeRequests",
+    # capacity (issue 13): deletion continuations, sync admission, Graph throttling
+    "continuation", "progressing", "sync", "leases", "limit", "throttleLimitPercentage", "pausedMs",
 })
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

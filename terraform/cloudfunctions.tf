@@ -85,11 +85,16 @@ resource "google_cloudfunctions2_function" "function" {
     max_instance_count             = local.function_config[each.key].scaling.max_instance_count
     min_instance_count             = local.function_config[each.key].scaling.min_instance_count
     available_memory               = local.function_config[each.key].scaling.available_memory
-    timeout_seconds                = local.function_config[each.key].scaling.timeout_seconds
+    available_cpu                  = local.function_config[each.key].scaling.available_cpu
+    # Requests one instance serves at once; functions-framework runs gunicorn with THREADS threads
+    # (default 4 per vCPU), so THREADS below matches it.
+    max_instance_request_concurrency = local.function_config[each.key].scaling.max_instance_request_concurrency
+    timeout_seconds                  = local.function_config[each.key].scaling.timeout_seconds
     environment_variables = merge(
       local.common_env,
       { for key, value in local.entra_env : key => value if local.function_config[each.key].entra },
       local.function_config[each.key].env,
+      { THREADS = tostring(local.function_config[each.key].scaling.max_instance_request_concurrency) },
     )
 
     dynamic "secret_environment_variables" {

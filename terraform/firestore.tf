@@ -94,3 +94,17 @@ resource "google_firestore_index" "tenants_stuck_deletions" {
     order      = "ASCENDING"
   }
 }
+
+# relay_contacts' sync leases (tenants/{tenantId}/syncLeases/{leaseId}, `expiresAt` only): a lease of an
+# instance that died has lapsed at expiresAt already (the relay ignores it); this TTL policy removes the
+# document some time later (Firestore deletes expired documents typically within 24 hours). No index: the
+# relay reads leases by ID only.
+resource "google_firestore_field" "sync_lease_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "syncLeases"
+  field      = "expiresAt"
+
+  ttl_config {}
+  index_config {}
+}

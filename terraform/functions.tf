@@ -20,7 +20,8 @@
 #   grants               roles of the runtime identity on Firestore (conditioned on the database), the technical
 #                        files bucket and the deletion-requests topic (default: none); a role is a predefined
 #                        role or the key of a custom role in local.custom_roles (iam.tf)
-#   scaling              max/min instances, memory, timeout (var.function_overrides changes them)
+#   scaling              max/min instances, memory, CPU, request concurrency per instance (functions-framework's
+#                        gunicorn gets as many THREADS), timeout (var.function_overrides changes them)
 #   env                  settings beyond the common ones (GOOGLE_CLOUD_PROJECT, TECHNICAL_FILES_BUCKET, DELETION_TOPIC)
 locals {
   functions = {
@@ -34,8 +35,9 @@ locals {
       entra    = true
       secrets  = ["RECEIPT_KEY"]
       # Uploaders create objects only: they cannot read, list, overwrite or delete them.
-      grants  = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
-      scaling = { max_instance_count = 20, available_memory = "256Mi", timeout_seconds = 60 }
+      grants = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
+      # docs/capacity.md: I/O-bound (a token check, one transaction); 40 requests per instance share 1 vCPU.
+      scaling = { max_instance_count = 20, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 40, timeout_seconds = 60 }
       env = {
         DIAGNOSTICS_RETENTION_DAYS                   = tostring(var.diagnostics_retention_days)
         MAX_DEVICES_PER_TENANT                       = tostring(var.max_devices_per_tenant)
@@ -52,11 +54,13 @@ locals {
       invokers            = ["allUsers"]
       entra               = true
       secrets             = ["ENTRA_CLIENT_SECRET", "CURSOR_KEY"]
-      # Read and update only: a deleted device is never re-created by a sync. Stores nothing, so no
-      # Storage or Pub/Sub access.
-      grants  = { firestore = "relay_firestore" }
-      scaling = { max_instance_count = 50, available_memory = "512Mi", timeout_seconds = 540 }
-      env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds) }
+      # Read and update (a deleted device is never re-created by a sync), plus its sync leases. Stores
+      # nothing else, so no Storage or Pub/Sub access.
+      grants = { firestore = "relay_firestore" }
+      # docs/capacity.md: a stream waits on Graph most of the time; 20 full syncs (≈ 53 ms of CPU per
+      # 999-contact page each, ≈ 6 MiB each) fill 1 vCPU; 100 instances carry a rollout at Graph's budget.
+      scaling = { max_instance_count = 100, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 20, timeout_seconds = 540 }
+      env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds), RELAY_FULL_SYNCS_PER_TENANT = tostring(var.relay_full_syncs_per_tenant) }
     }
 
     manage_tenants = {
@@ -67,7 +71,8 @@ locals {
       invokers = var.tenant_admin_invokers
       secrets  = ["RECEIPT_KEY"]
       grants   = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
-      scaling  = { max_instance_count = 5, available_memory = "256Mi", timeout_seconds = 120 }
+      # Operators' calls, technical files up to 10 MiB: 10 at once per instance.
+      scaling = { max_instance_count = 5, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 10, timeout_seconds = 120 }
     }
 
     # Delivered by the handle-deletion push subscription in pubsub.tf (with dead-letter policy), not by an
@@ -82,10 +87,13 @@ locals {
       }
       ingress = "ALLOW_INTERNAL_ONLY"
       secrets = ["RECEIPT_KEY"]
-      # The deletion cascade: list and delete, never read. Consumes through the push subscription, publishes nothing.
-      grants  = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser" }
-      scaling = { max_instance_count = 20, available_memory = "512Mi", timeout_seconds = 540 }
-      env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second) }
+      # The deletion cascade: list and delete, never read. Consumes through the push subscription; publishes
+      # only the continuation of a deletion that reached DELETION_ATTEMPT_SECONDS (same requestId).
+      grants = { firestore = "roles/datastore.user", technical_files = "technical_files_eraser", deletion_requests = "roles/pubsub.publisher" }
+      # docs/capacity.md: an attempt is time-boxed (DELETION_ATTEMPT_SECONDS) under the 540 s timeout; 4 attempts
+      # per instance (each runs its own BulkWriter and 10 Storage delete threads).
+      scaling = { max_instance_count = 20, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 4, timeout_seconds = 540 }
+      env     = { DELETION_INITIAL_OPS_PER_SECOND = tostring(var.deletion_initial_ops_per_second), DELETION_MAX_OPS_PER_SECOND = tostring(var.deletion_max_ops_per_second), DELETION_ATTEMPT_SECONDS = tostring(var.deletion_attempt_seconds) }
     }
 
     # The tenant administrators' portal: public pages; sign-in with Microsoft, sessions and CSRF are checked
@@ -118,8 +126,9 @@ locals {
       secrets = ["RECEIPT_KEY"]
       # Reads and creates only. Removes objects that have no manifest (orphans older than a day): no
       # file.delete can name them.
-      grants  = { firestore = "sweeper_firestore", technical_files = "technical_files_eraser", deletion_requests = "roles/pubsub.publisher" }
-      scaling = { max_instance_count = 1, available_memory = "512Mi", timeout_seconds = 540 }
+      grants = { firestore = "sweeper_firestore", technical_files = "technical_files_eraser", deletion_requests = "roles/pubsub.publisher" }
+      # One sweep at a time.
+      scaling = { max_instance_count = 1, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 1, timeout_seconds = 540 }
       env     = { DEVICE_INACTIVITY_DAYS = tostring(var.device_inactivity_days), STUCK_DELETION_MINUTES = tostring(var.stuck_deletion_minutes) }
     }
   }

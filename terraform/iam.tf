@@ -13,11 +13,16 @@
 resource "google_project_iam_custom_role" "relay_firestore" {
   project     = var.project_id
   role_id     = "contactSyncRelayFirestore"
-  title       = "Contact sync relay: read and update documents"
-  description = "Read documents and update existing ones in Firestore; no create, no delete."
+  title       = "Contact sync relay: read and update documents, hold sync leases"
+  description = "Read documents and update existing ones in Firestore; create and delete only its sync leases (enforced in code: shared/store/leases.py)."
+  # create/delete: the sync leases of the admission control (tenants/{tenantId}/syncLeases/{slot}). IAM cannot
+  # narrow a Firestore permission to a collection; the code writes nothing but leases with them, and a
+  # device is only ever updated (never re-created) by a sync.
   permissions = [
     "datastore.databases.get",
     "datastore.databases.getMetadata",
+    "datastore.entities.create",
+    "datastore.entities.delete",
     "datastore.entities.get",
     "datastore.entities.list",
     "datastore.entities.update",

@@ -231,6 +231,17 @@ variable "graph_retry_deadline_seconds" {
   }
 }
 
+variable "relay_full_syncs_per_tenant" {
+  type        = number
+  default     = 20
+  description = "Full syncs of one tenant that relay_contacts runs at once across all instances (RELAY_FULL_SYNCS_PER_TENANT); more get 503 sync-busy. See docs/capacity.md."
+
+  validation {
+    condition     = var.relay_full_syncs_per_tenant >= 1 && var.relay_full_syncs_per_tenant <= 1000 && floor(var.relay_full_syncs_per_tenant) == var.relay_full_syncs_per_tenant
+    error_message = "relay_full_syncs_per_tenant must be a whole number between 1 and 1000."
+  }
+}
+
 variable "stuck_deletion_minutes" {
   type        = number
   default     = 60
@@ -261,6 +272,17 @@ variable "deletion_max_ops_per_second" {
   validation {
     condition     = var.deletion_max_ops_per_second >= var.deletion_initial_ops_per_second
     error_message = "deletion_max_ops_per_second must be at least deletion_initial_ops_per_second."
+  }
+}
+
+variable "deletion_attempt_seconds" {
+  type        = number
+  default     = 420
+  description = "Seconds one handle_deletion attempt runs before it publishes a continuation (DELETION_ATTEMPT_SECONDS); below the function's 540 s timeout, leaving room for the last step and the verification."
+
+  validation {
+    condition     = var.deletion_attempt_seconds >= 30 && var.deletion_attempt_seconds <= 480
+    error_message = "deletion_attempt_seconds must be between 30 and 480 (the function times out at 540 s)."
   }
 }
 
@@ -299,10 +321,12 @@ variable "deletion_max_delivery_attempts" {
 
 variable "function_overrides" {
   type = map(object({
-    max_instance_count = optional(number)
-    min_instance_count = optional(number)
-    available_memory   = optional(string)
-    timeout_seconds    = optional(number)
+    max_instance_count               = optional(number)
+    min_instance_count               = optional(number)
+    available_memory                 = optional(string)
+    available_cpu                    = optional(string)
+    max_instance_request_concurrency = optional(number)
+    timeout_seconds                  = optional(number)
   }))
   default     = {}
   description = "Per-function scaling overrides keyed by entry point (a key of local.functions in functions.tf); unset fields keep the function's scaling there."
@@ -311,6 +335,12 @@ variable "function_overrides" {
     condition     = alltrue([for name in keys(var.function_overrides) : contains(keys(local.functions), name)])
     error_message = "function_overrides keys must be entry points: ${join(", ", keys(local.functions))}."
   }
+}
+
+variable "alert_notification_channels" {
+  type        = list(string)
+  default     = []
+  description = "Cloud Monitoring notification channel IDs (projects/<p>/notificationChannels/<id>) the alert policies notify (monitoring.tf; what each alert means: docs/operations.md). Empty: incidents open in the console only."
 }
 
 variable "deletion_protection" {

@@ -94,12 +94,22 @@ class FaultyClients:
                 pass
         self.open_transactions.clear()
 
-    def service(self):
-        """The deletion service as `handle_deletion` wires it, over these counted clients."""
+    def service(self, continuations=None, attempt_seconds: float = 420.0, chunk_size: int | None = None):
+        """The deletion service as `handle_deletion` wires it, over these counted clients (continuations
+        go to `continuations`, by default the publisher of the real topic)."""
+        from dataclasses import replace
+
+        from shared import wiring
         from shared.clock import utc_now
+        from shared.store.erasure import DocumentEraser
         from tests import support
 
         from functions.handle_deletion.service import DeletionService
 
+        config = support.settings()
         store = support.store(db=self.db, bucket=self.bucket)
-        return DeletionService(store, support.settings().receipt_key, utc_now)
+        if chunk_size is not None:
+            store = replace(store, eraser=DocumentEraser(self.db, config.deletion_initial_ops_per_second,
+                                                         config.deletion_max_ops_per_second, chunk_size))
+        return DeletionService(store, config.receipt_key, utc_now,
+                               continuations or wiring.deletion_publisher(config), attempt_seconds)

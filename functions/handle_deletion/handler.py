@@ -27,8 +27,10 @@ log = logs.get_logger(__name__)
 @components(FUNCTION)
 def deletion_service(config, store):
     from functions.handle_deletion.service import DeletionService
+    from shared import wiring
 
-    return DeletionService(store, config.receipt_key, utc_now)
+    return DeletionService(store, config.receipt_key, utc_now, wiring.deletion_publisher(config),
+                           config.deletion_attempt_seconds)
 
 
 PUBSUB_MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
@@ -73,9 +75,11 @@ def handle_deletion(cloud_event: CloudEvent) -> None:
         log.exception("deletion failed; Pub/Sub will redeliver", function=FUNCTION, messageId=message_id,
                       reason=reason_slug(error) if isinstance(error, TransientError) else None, **_ids(request))
         raise
-    log.info("deletion already completed" if outcome.already_completed else "deletion completed",
-             function=FUNCTION, documents=outcome.documents, files=outcome.files, verified=outcome.verified,
-             messageId=message_id, durationMs=round((time.perf_counter() - started) * 1000, 1), **_ids(request))
+    message = ("deletion continues in a new attempt" if outcome.continued
+               else "deletion already completed" if outcome.already_completed else "deletion completed")
+    log.info(message, function=FUNCTION, documents=outcome.documents, files=outcome.files,
+             verified=outcome.verified, continuation=request.continuation, messageId=message_id,
+             durationMs=round((time.perf_counter() - started) * 1000, 1), **_ids(request))
 
 
 def _ids(request: DeletionRequest | None) -> dict[str, str | None]:

@@ -16,12 +16,15 @@ FUNCTION = "relay_contacts"
 def validator_and_service(config, store):
     from shared import wiring
 
+    from functions.relay_contacts.admission import SyncAdmission
     from functions.relay_contacts.cursor import CursorCodec
     from functions.relay_contacts.service import ContactRelayService
 
     session = wiring.egress_session(config, pool_size=32)
+    # Every full sync holds one of the tenant's RELAY_FULL_SYNCS_PER_TENANT leases (admission.py).
+    admission = SyncAdmission(store.sync_leases, config.relay_full_syncs_per_tenant, utc_now)
     service = ContactRelayService(store.devices, wiring.graph_client(config, session),
-                                  CursorCodec(config.cursor_key), utc_now)
+                                  CursorCodec(config.cursor_key), utc_now, admission=admission)
     return wiring.token_validator(config, store.tenants, session), service
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from functions.relay_contacts.admission import SyncAdmission
 from functions.relay_contacts.cursor import Cursor, CursorCodec, settings_fingerprint
 from shared import logs
 from shared.auth import Caller
@@ -23,6 +24,7 @@ from shared.ids import require_id
 from functions.relay_contacts.lines import ContactMapper, ndjson as _line
 from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
 from functions.relay_contacts.syncs import NeedsFullSync, Sync, SyncContext, plan_sync
+from shared.store.leases import Lease
 from shared.store.repositories import DeviceRepository
 from shared.store.schema import RELAY_FIELDS
 
@@ -38,12 +40,13 @@ class RelayStream:
 
 class ContactRelayService:
     def __init__(self, devices: DeviceRepository, graph: GraphClient, cursors: CursorCodec, clock: Clock,
-                 batcher: GraphBatcher | None = None):
+                 batcher: GraphBatcher | None = None, admission: SyncAdmission | None = None):
         self._devices = devices
         self._graph = graph
         self._cursors = cursors
         self._clock = clock
         self._batcher = batcher or GraphBatcher(graph)
+        self._admission = admission
 
     @property
     def graph(self) -> GraphClient:
@@ -64,22 +67,19 @@ class ContactRelayService:
         resume = cursor if cursor is not None and cursor.settings == fingerprint else None
         context = SyncContext(caller.tenant_id, self._graph, ScopeResolver(self._batcher, caller.tenant_id, select),
                               mapper, scope, select)
-        sync = self._begin(context, resume)
-        return RelayStream(self._stream(context, fingerprint, sync))
+        sync, lease = self._begin(context, resume)
+        return RelayStream(self._stream(context, fingerprint, sync, lease))
 
-    def _begin(self, context: SyncContext, resume: Cursor | None) -> Sync:
-        """The sync to run, its first Graph page fetched; Graph failures here are HTTP errors."""
+    def _begin(self, context: SyncContext, resume: Cursor | None) -> tuple[Sync, Lease | None]:
+        """The sync to run, admitted and its first Graph page fetched; failures here are HTTP errors (a
+        full sync the tenant has no lease for is `503 sync-busy`)."""
         try:
             try:
-                sync = plan_sync(context, resume)
-                sync.begin()
-                return sync
+                return self._started(context, plan_sync(context, resume))
             except (DeltaExpired, NeedsFullSync) as reason:
                 log.info("full sync instead of incremental", tenantId=context.tenant_id,
                          reason="expired" if isinstance(reason, DeltaExpired) else str(reason))
-                sync = plan_sync(context, None)
-                sync.begin()
-                return sync
+                return self._started(context, plan_sync(context, None))
         except GraphUnavailable as error:
             raise ServiceUnavailable("the directory is temporarily unavailable", retry_after=error.retry_after,
                                      slug="graph-unavailable") from None
@@ -88,7 +88,23 @@ class ContactRelayService:
                         graphCode=getattr(error, "code", None), status=getattr(error, "status", None))
             raise BadGateway("the directory refused access for this tenant", slug="graph-refused") from None
 
-    def _stream(self, context: SyncContext, fingerprint: str, sync: Sync) -> Iterator[str]:
+    def _started(self, context: SyncContext, sync: Sync) -> tuple[Sync, Lease | None]:
+        """Every full sync (a first one, one after an expired token, changed settings or a membership
+        change the incremental sync cannot follow) first takes one of the tenant's leases
+        (functions/relay_contacts/admission.py); incremental syncs are never limited."""
+        lease = self._admission.admit(context.tenant_id) if sync.full and self._admission is not None else None
+        try:
+            sync.begin()
+        except BaseException:
+            self._release(lease)
+            raise
+        return sync, lease
+
+    def _release(self, lease: Lease | None) -> None:
+        if lease is not None and self._admission is not None:
+            self._admission.release(lease)
+
+    def _stream(self, context: SyncContext, fingerprint: str, sync: Sync, lease: Lease | None) -> Iterator[str]:
         tenant_id = context.tenant_id
         try:
             if sync.full:
@@ -123,6 +139,7 @@ class ContactRelayService:
             yield _line({"op": "error", "code": "internal", "retryable": True})
         finally:
             sync.close()
+            self._release(lease)
 
 
 __all__ = ["ContactMapper", "ContactRelayService", "RelayStream"]

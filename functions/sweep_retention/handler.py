@@ -39,5 +39,5 @@ def sweep_retention(cloud_event: CloudEvent) -> None:
         raise
     log.info("retention sweep finished", function=FUNCTION, files=report.files, devices=report.devices,
              tenants=report.tenants, orphans=report.orphans, scanned=report.scanned, skipped=report.skipped,
-             published=report.published, batches=report.batches,
+             published=report.published, batches=report.batches, progressing=report.progressing,
              durationMs=round((time.perf_counter() - started) * 1000, 1))

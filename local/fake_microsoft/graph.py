@@ -76,6 +76,8 @@ class GraphApp(GroupsAndPhotos):
     def __call__(self, request: Request) -> Response:
         stats = self.state.stats
         stats.inc("graph_requests")
+        priority = (request.header("x-ms-throttle-priority") or "").lower()
+        stats.inc(f"priority.{priority if priority in ('low', 'high') else 'normal'}")  # Graph's rule: else normal
         call = _Call(str(uuid.uuid4()), request.header("client-request-id") or "")
         call.client_request_id = call.client_request_id or call.request_id
         photo_bound = "/photo" in request.path or request.path.endswith("/$batch")

@@ -85,6 +85,7 @@ class Stats:
         statuses = {k.split(".", 1)[1]: v for k, v in counts.items()
                     if k.startswith("status.") and not k.startswith("status.batch.")}
         grants = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("grant.")}
+        priorities = {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("priority.")}
         return {
             "token_requests": counts.get("token_requests", 0),
             "token_requests_by_grant": grants,
@@ -103,6 +104,7 @@ class Stats:
             "photo_requests_max_in_flight": counts.get("photo_requests_max", 0),
             "batch_statuses": {k.split(".", 2)[2]: v for k, v in counts.items() if k.startswith("status.batch.")},
             "responses_by_status": statuses,
+            "graph_requests_by_priority": priorities,
             "per_tenant": tenants,
             "since": self.started,
         }

@@ -16,10 +16,24 @@ from urllib.parse import quote
 
 import requests
 
+from shared import logs
+
+log = logs.get_logger(__name__)
+
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 RESYNC_CODES = ("syncStateNotFound", "resyncRequired", "syncStateInvalid")
 MAX_PAGE_SIZE = 999
+# Throttling courtesy (Graph docs, "throttling-limits", identity and access): a phone's sync is background
+# work (throttling it causes no user-visible failure), so it says `x-ms-throttle-priority: low`; and when
+# Graph reports `x-ms-throttle-limit-percentage` (sent from 0.8 of the tenant's resource-unit budget) near
+# 1, the relay waits before its next page instead of running into 429s.
+THROTTLE_PRIORITY = ("x-ms-throttle-priority", "low")
+PACE_FROM = 0.8  # share of the budget from which the relay spaces the tenant's requests out (Graph's first figure)
+PACE_MIN_SPACING = 0.05  # seconds between two requests of a tenant when pacing starts (per instance)
+PACE_DOUBLING = 0.05  # the spacing doubles with every further 5 % of the budget used
+PACE_HALF_LIFE = 2.0  # seconds: without the header the spacing halves this fast (Graph's window is 10 s)
+PACE_MAX_SPACING = 5.0
 _MAX_TENANT_APPS = 1024
 
 
@@ -115,6 +129,7 @@ class GraphClient:
         self._deadline = deadline_seconds
         self._sleep = sleep
         self._clock = clock
+        self._pacing = TenantPacing(clock)
 
     def is_own_link(self, url: str) -> bool:
         return url.startswith(self._base + "/users/delta?")
@@ -172,25 +187,32 @@ class GraphClient:
 
     def _request(self, tenant_id: str, method: str, url: str, body: Any, headers: dict[str, str] | None,
                  stream: bool) -> requests.Response:
+        """One Graph request: paced per tenant, marked low priority, the app token refreshed once on a 401,
+        throttling and outages retried within the deadline, refusals raised as GraphError."""
         started = self._clock()
         attempt = 0
         refreshed = force_refresh = False
         while True:
             attempt += 1
+            wait = self._pacing.reserve(tenant_id)
+            if wait > 0:
+                self._sleep(wait)
             token = self._tokens.token(tenant_id, refresh=force_refresh)
             force_refresh = False
             try:
                 response = self._session.request(method, url, json=body, timeout=30, stream=stream, headers={
                     "Accept": "application/json", "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}",
-                    **(headers or {}), "Authorization": f"Bearer {token}"})
+                    THROTTLE_PRIORITY[0]: THROTTLE_PRIORITY[1], **(headers or {}),
+                    "Authorization": f"Bearer {token}"})
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 200:
+                self._pacing.observe(tenant_id, limit_percentage(response.headers.get("x-ms-throttle-limit-percentage")))
                 return response
             if response is not None and stream:
                 response.close()
             if response is not None and response.status_code == 401 and not refreshed:
-                refreshed = force_refresh = True
+                refreshed = force_refresh = True  # the cached app token may have been revoked early
                 continue
             code = _error_code(response)
             if response is not None and response.status_code == 404:
@@ -201,7 +223,13 @@ class GraphClient:
                 wait = _retry_after(response, attempt)
                 if self._clock() - started + wait > self._deadline:
                     raise GraphUnavailable("Graph stayed unavailable", retry_after=wait)
-                self._sleep(wait)
+                if response is not None and response.status_code == 429:
+                    # One line per 429: the log-based metric behind the Graph throttling alert (terraform/monitoring.tf).
+                    log.info("graph throttled", tenantId=tenant_id, httpStatus=429, retryAfter=round(wait, 3))
+                    # Through the tenant's pacing: its other streams wait too, instead of each hitting the 429.
+                    self._pacing.throttled(tenant_id, wait)
+                else:
+                    self._sleep(wait)
                 continue
             raise GraphRefused(f"Graph refused the request ({response.status_code})",
                                code=f"graph-{code or response.status_code}")
@@ -217,35 +245,67 @@ class GraphClient:
         return self._clock()
 
     def _get(self, tenant_id: str, url: str) -> dict[str, Any]:
-        started = self._clock()
-        attempt = 0
-        refreshed = force_refresh = False
-        while True:
-            attempt += 1
-            token = self._tokens.token(tenant_id, refresh=force_refresh)
-            force_refresh = False
-            try:
-                response = self._session.get(url, timeout=30, headers={
-                    "Authorization": f"Bearer {token}", "Accept": "application/json",
-                    "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}"})
-            except requests.RequestException:
-                response = None
-            if response is not None and response.status_code == 200:
-                return response.json()
-            if response is not None and response.status_code == 401 and not refreshed:
-                refreshed = force_refresh = True  # the cached app token may have been revoked early
-                continue
-            code = _error_code(response)
-            if response is not None and (response.status_code == 410 or code in RESYNC_CODES):
-                raise DeltaExpired("the delta token has expired")
-            if response is None or response.status_code in RETRYABLE_STATUSES:
-                wait = _retry_after(response, attempt)
-                if self._clock() - started + wait > self._deadline:
-                    raise GraphUnavailable("Graph stayed unavailable", retry_after=wait)
-                self._sleep(wait)
-                continue
-            raise GraphRefused(f"Graph refused the request ({response.status_code})",
-                               code=f"graph-{code or response.status_code}")
+        return self._request(tenant_id, "GET", url, None, None, stream=False).json()
+
+
+class TenantPacing:
+    """How this instance spaces out its Graph requests per tenant, so the tenant's streams together stay
+    under Graph's resource-unit budget instead of running into 429s.
+
+    Graph sends `x-ms-throttle-limit-percentage` (the share of the budget used) from 0.8. From PACE_FROM
+    the spacing between two requests of the tenant follows the latest figure: PACE_MIN_SPACING at 0.8,
+    doubling with every further 5 % (0.8 s at 1.0), at most PACE_MAX_SPACING; without the header (below
+    0.8) it halves every PACE_HALF_LIFE seconds, and pacing ends once it is negligible. A 429 holds every
+    stream of the tenant until its Retry-After and doubles the spacing.
+    Each request reserves the next free slot, so streams released together do not burst.
+    """
+
+    def __init__(self, clock: Callable[[], float]):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tenants: dict[str, list[float]] = {}  # tenant -> [spacing, next free slot, last change]
+
+    def reserve(self, tenant_id: str) -> float:
+        """Seconds to wait before sending the tenant's next request (0 when not paced)."""
+        with self._lock:
+            pace = self._tenants.get(tenant_id)
+            if pace is None:
+                return 0.0
+            now = self._clock()
+            slot = max(now, pace[1])
+            pace[1] = slot + pace[0]
+            return slot - now
+
+    def observe(self, tenant_id: str, used: float | None) -> None:
+        with self._lock:
+            pace = self._tenants.get(tenant_id)
+            if used is not None and used >= PACE_FROM:
+                spacing = min(PACE_MAX_SPACING, PACE_MIN_SPACING * 2 ** ((used - PACE_FROM) / PACE_DOUBLING))
+                now = self._clock()
+                if pace is None:  # the request that reported it took the first slot
+                    self._forget_idle()
+                    pace = self._tenants[tenant_id] = [spacing, now + spacing, now]
+                pace[0], pace[2] = spacing, now
+            elif pace is not None:
+                now = self._clock()
+                pace[0] *= 0.5 ** ((now - pace[2]) / PACE_HALF_LIFE)
+                pace[2] = now
+                if pace[0] < PACE_MIN_SPACING / 4 and pace[1] <= now:
+                    del self._tenants[tenant_id]
+
+    def throttled(self, tenant_id: str, retry_after: float) -> None:
+        with self._lock:
+            pace = self._tenants.get(tenant_id)
+            if pace is None:
+                self._forget_idle()
+                pace = self._tenants[tenant_id] = [0.0, 0.0, self._clock()]
+            pace[0] = min(PACE_MAX_SPACING, max(PACE_MIN_SPACING, pace[0] * 2))
+            pace[1] = max(pace[1], self._clock() + retry_after)
+
+    def _forget_idle(self) -> None:
+        if len(self._tenants) >= _MAX_TENANT_APPS:
+            now = self._clock()
+            self._tenants = {t: pace for t, pace in self._tenants.items() if pace[1] > now}
 
 
 # Graph's and Entra ID's error codes are identifiers (`Authorization_RequestDenied`, `invalid_client`);
@@ -267,6 +327,15 @@ def _error_code(response: requests.Response | None) -> str | None:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     return safe_code(error.get("code")) if isinstance(error, dict) and "code" in error else None
+
+
+def limit_percentage(header: str | None) -> float | None:
+    """Graph's `x-ms-throttle-limit-percentage` as a number (None when absent or not a number)."""
+    try:
+        used = float(header) if header else None
+    except ValueError:
+        return None
+    return used if used is not None and used == used else None  # NaN is no figure
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from shared.store.erasure import DocumentEraser
+    from shared.store.leases import SyncLeaseRepository
     from shared.store.objects import ObjectStore
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
@@ -20,6 +21,7 @@ class Store:
     receipts: ReceiptRepository
     eraser: DocumentEraser
     objects: ObjectStore | None
+    sync_leases: SyncLeaseRepository | None = None
 
     @property
     def file_store(self) -> TechnicalFileStore:

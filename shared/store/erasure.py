@@ -7,18 +7,21 @@ BulkWriter starts at `initial_ops_per_second` and grows by 50 % every 5 minutes 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.bulk_writer import BulkWriter, BulkWriterOptions
 
+from shared.errors import TransientError
 from shared.store import schema
 
 Counter = Callable[[int], None]  # told how many documents went; called from BulkWriter threads too
 
 _NOT_FOUND = 5  # google.rpc.Code.NOT_FOUND: the document was already gone (precondition `exists`)
 _WRITE_ATTEMPTS = 5  # per document, then verification notices and Pub/Sub redelivers
+CHUNK_SIZE = 1000  # documents per chunk: about 2 s at the initial 500 writes/s, so an attempt stops on time
 
 
 class _ExistingOnlyWriter(BulkWriter):
@@ -27,17 +30,27 @@ class _ExistingOnlyWriter(BulkWriter):
     def __init__(self, client, options: BulkWriterOptions, counted: Counter):
         super().__init__(client, options)
         self._exists = client.write_option(exists=True)
+        self.failed = 0  # deletes given up after _WRITE_ATTEMPTS (not found is not a failure)
         self.on_write_result(lambda reference, result, writer: counted(1))
-        self.on_write_error(lambda failure, writer: failure.code != _NOT_FOUND
-                            and failure.attempts < _WRITE_ATTEMPTS)
+        self.on_write_error(self._retry)
+
+    def _retry(self, failure, writer) -> bool:
+        if failure.code == _NOT_FOUND:
+            return False
+        if failure.attempts < _WRITE_ATTEMPTS:
+            return True
+        self.failed += 1
+        return False
 
     def delete(self, reference, option=None):
         return super().delete(reference, option=option or self._exists)
 
 
 class DocumentEraser:
-    def __init__(self, db, initial_ops_per_second: int = 500, max_ops_per_second: int = 10000):
+    def __init__(self, db, initial_ops_per_second: int = 500, max_ops_per_second: int = 10000,
+                 chunk_size: int = CHUNK_SIZE):
         self._db = db
+        self._chunk_size = chunk_size
         self._options = BulkWriterOptions(initial_ops_per_second=initial_ops_per_second,
                                           max_ops_per_second=max_ops_per_second)
 
@@ -73,11 +86,35 @@ class DocumentEraser:
 
     # -- deleting ----------------------------------------------------------------------------------
     def erase_tenant(self, tenant_id: str, counted: Counter) -> None:
-        """Every document under the tenant, then the tenant document itself, last: while it says
+        """Every document under the tenant, then the tenant document itself (all chunks in one go)."""
+        for _ in self.erase_tenant_chunks(tenant_id, counted):
+            pass
+
+    def erase_tenant_chunks(self, tenant_id: str, counted: Counter) -> Iterator[None]:
+        """Deletes the tenant's documents chunk by chunk, yielding after each chunk has been written, so
+        the caller can stop between chunks (a time-boxed attempt) and a later attempt goes on where this
+        one stopped (what is deleted is no longer found). The tenant document goes last: while it says
         `deleting`, the sweeper can re-drive an unfinished deletion."""
         tenant = self._tenant(tenant_id)
         for collection in tenant.collections():
-            self._db.recursive_delete(collection, bulk_writer=_ExistingOnlyWriter(self._db, self._options, counted))
+            # recursive() orders by document name and bounds the range to this collection's subtree.
+            query = collection.recursive().select([FieldPath.document_id()]).limit(self._chunk_size)
+            after = None
+            while True:
+                snapshots = list((query if after is None else query.start_after(after)).stream())
+                if snapshots:
+                    # A writer per chunk: a BulkWriter sends nothing more once flushed (its executor is shut down).
+                    writer = _ExistingOnlyWriter(self._db, self._options, counted)
+                    for snapshot in snapshots:
+                        writer.delete(snapshot.reference)
+                    writer.close()
+                    if writer.failed:
+                        # Never yield over a chunk that could not go: continuations would circle around it.
+                        raise TransientError(f"{writer.failed} documents could not be deleted")
+                    yield
+                if len(snapshots) < self._chunk_size:
+                    break
+                after = snapshots[-1]
         if not _documents_under(tenant):
             self._delete(tenant, counted)
 

@@ -59,6 +59,7 @@ class Receipt:
     files: int = 0
     verified: bool = False
     tenant_subject: str | None = None
+    progress_at: datetime | None = None  # when an attempt last started or recorded counts
 
     @property
     def completed(self) -> bool:

@@ -48,7 +48,7 @@ def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
     return Receipt(request_id, _enum(DeletionKind, document.get("kind")), document.get("subject", ""),
                    _enum(ReceiptStatus, document.get("status")), document.get("requestedAt"),
                    document.get("completedAt"), int(deleted.get("documents", 0)), int(deleted.get("files", 0)),
-                   bool(document.get("verified")), document.get("tenantSubject"))
+                   bool(document.get("verified")), document.get("tenantSubject"), document.get("progressAt"))
 
 
 def _diagnostics_used(document: dict[str, Any], day: str) -> int:
@@ -470,13 +470,47 @@ class ReceiptRepository:
                  .order_by("requestedAt", direction=firestore.Query.DESCENDING).limit(limit))
         return [_receipt(s.id, s.to_dict()) for s in query.stream()]
 
-    def add_counts(self, request_id: str, documents: int = 0, files: int = 0) -> None:
+    def add_counts(self, request_id: str, documents: int = 0, files: int = 0, now: datetime | None = None) -> None:
+        """Adds an attempt's counts (increments: concurrent attempts never lose each other's) and, with
+        `now`, records it as the receipt's `progressAt`."""
+        changes: dict[str, Any] = {"progressAt": now} if now is not None else {}
         if documents or files:
-            self._paths.receipt(request_id).update(checked(schema.RECEIPTS, {
-                "deleted.documents": firestore.Increment(documents),
-                "deleted.files": firestore.Increment(files)}))
+            changes.update({"deleted.documents": firestore.Increment(documents),
+                            "deleted.files": firestore.Increment(files)})
+        if changes:
+            self._paths.receipt(request_id).update(checked(schema.RECEIPTS, changes))
 
-    def complete(self, request_id: str, verified: bool, now: datetime) -> None:
-        self._paths.receipt(request_id).update(checked(schema.RECEIPTS, {
-            "status": ReceiptStatus.COMPLETED, "completedAt": now, "verified": verified}))
+    def progressed(self, request_id: str, now: datetime) -> None:
+        """An attempt started: `progressAt` tells the sweeper this deletion is not stuck."""
+        self.add_counts(request_id, now=now)
+
+    def progress(self, request_ids: list[str]) -> dict[str, datetime | None]:
+        """{requestId: progressAt} of the receipts that exist (None where no attempt recorded progress)."""
+        refs = [self._paths.receipt(request_id) for request_id in request_ids]
+        return {s.id: (s.to_dict() or {}).get("progressAt")
+                for s in self._db.get_all(refs, field_paths=["progressAt"]) if s.exists}
+
+    def complete(self, request_id: str, verified: bool, now: datetime) -> bool:
+        """Completes a pending receipt, once: returns False when another attempt completed it first."""
+        ref = self._paths.receipt(request_id)
+
+        @firestore.transactional
+        def apply(transaction) -> bool:
+            snapshot = ref.get(transaction=transaction)
+            if snapshot.exists and snapshot.get("status") == ReceiptStatus.COMPLETED:
+                return False
+            transaction.update(ref, checked(schema.RECEIPTS, {
+                "status": ReceiptStatus.COMPLETED, "completedAt": now, "verified": verified, "progressAt": now}))
+            return True
+
+        try:
+            return apply(self._db.transaction())
+        except ValueError as error:
+            if not isinstance(error.__cause__, gexc.Aborted):
+                raise
+            # Contention with duplicate attempts completing at once: if one got through, this one did not.
+            receipt = self.get(request_id)
+            if receipt is not None and receipt.completed:
+                return False
+            raise TransientError("the receipt could not be completed") from None
 

@@ -15,6 +15,7 @@ DEVICES = "devices"
 FILES = "files"
 RECEIPTS = "deletionReceipts"
 RATE_WINDOWS = "rateWindows"  # tenants/{tenantId}/rateWindows/{UTC minute YYYYMMDDHHMM}
+SYNC_LEASES = "syncLeases"  # tenants/{tenantId}/syncLeases/{leaseId}: full syncs running (relay admission)
 
 
 class TenantStatus(StrEnum):
@@ -83,16 +84,17 @@ def photos_enabled(settings: Mapping[str, Any]) -> bool:
 DEVICE_FIELDS = frozenset({"registeredAt", "lastSeenAt", "diagnosticsDay", "diagnosticsCount"})
 FILE_FIELDS = frozenset({"objectName", "format", "owner", "deviceId", "createdAt", "deleteAfter"})
 RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified",
-                            "tenantSubject"})
+                            "tenantSubject", "progressAt"})
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
 RATE_WINDOW_FIELDS = frozenset({"count", "expiresAt"})
+SYNC_LEASE_FIELDS = frozenset({"expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
 _TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
-        RATE_WINDOWS: RATE_WINDOW_FIELDS}
+        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS}
 
 
 def stored_fields() -> dict[str, tuple[str, ...]]:

@@ -113,9 +113,11 @@ def check_file(ids: dict, document: dict) -> list[str]:
 
 def check_receipt(ids: dict, document: dict) -> list[str]:
     problems = _fields(document, {"kind", "subject", "status", "requestedAt", "completedAt", "deleted", "verified"},
-                       {"tenantSubject"})
+                       {"tenantSubject", "progressAt"})
     if "tenantSubject" in document and not re.fullmatch(r"[0-9a-f]{64}", str(document["tenantSubject"])):
         problems.append("tenantSubject is not a hex HMAC-SHA256")
+    if "progressAt" in document and not isinstance(document["progressAt"], datetime):
+        problems.append("progressAt")
     if document.get("kind") not in KINDS or document.get("status") not in RECEIPT_STATUSES:
         problems.append("kind/status")
     if not re.fullmatch(r"[0-9a-f]{64}", str(document.get("subject"))):
@@ -132,12 +134,21 @@ def check_receipt(ids: dict, document: dict) -> list[str]:
     return problems
 
 
+def check_sync_lease(ids: dict, document: dict) -> list[str]:
+    """A full sync's admission lease: when it lapses, nothing else (docs/capacity.md)."""
+    problems = _fields(document, {"expiresAt"})
+    if not isinstance(document.get("expiresAt"), datetime):
+        problems.append("expiresAt")
+    return problems
+
+
 MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"tenants/(?P<tenant>{UUID})"), check_tenant),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/devices/(?P<device>{UUID})"), check_device),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/files/(?P<file>{UUID})"), check_file),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/rateWindows/(?P<window>20\d{{10}})"), check_rate_window),
     (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/syncLeases/(?P<slot>[0-9]{{1,4}})"), check_sync_lease),
 ]
 
 

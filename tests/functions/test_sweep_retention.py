@@ -3,6 +3,7 @@ requested (deterministic requestIds, pending receipts first), orphan objects old
 nothing else is touched."""
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -145,6 +146,36 @@ def test_completed_requests_are_not_published_again(topic):
     report = sweeper(topic_name, clock).sweep()
 
     assert report.skipped == 1 and report.published == 0 and report.files == 0
+
+
+def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic, log_lines):
+    """Only a tenant deletion whose receipt shows no progress for STUCK_DELETION_MINUTES is re-published:
+    a deletion going through continuations keeps setting `progressAt`."""
+    topic_name, tap = topic
+    now = datetime(2031, 3, 1, tzinfo=timezone.utc)
+    requested = now - timedelta(hours=5)
+    key = os.environ["RECEIPT_KEY"].encode()
+    tenants = {}
+    for label, progress in (("busy", now - timedelta(minutes=2)), ("quiet", now - timedelta(minutes=61)),
+                            ("never", None), ("no receipt", "missing")):
+        request_id = seed.new_id()
+        tenant_id = seed.tenant(status="deleting", requested_at=requested, request_id=request_id)
+        tenants[label] = DeletionRequest("tenant", tenant_id, request_id)
+        if progress != "missing":
+            support.store().receipts.create_pending(request_id, "tenant", receipt_subject(
+                key, tenants[label]), requested)
+        if isinstance(progress, datetime):
+            support.store().receipts.progressed(request_id, progress)
+
+    report = sweeper(topic_name, Clock(now)).sweep()
+
+    assert pulled(tap, 3) == {tenants["quiet"], tenants["never"], tenants["no receipt"]}
+    assert tap.pull(1, timeout=1) == []
+    assert (report.tenants, report.progressing) == (3, 1)
+    # One line per re-driven deletion (the "deletion stuck" alert counts them): IDs only.
+    stuck_lines = [json.loads(line) for line in log_lines if '"stuck tenant deletion published again"' in line]
+    assert {(line["tenantId"], line["requestId"]) for line in stuck_lines} == {
+        (r.tenant_id, r.request_id) for r in (tenants["quiet"], tenants["never"], tenants["no receipt"])}
 
 
 def test_the_sweep_pages_through_every_tenant(topic):

@@ -15,6 +15,24 @@ def test_round_trip_of_every_kind():
         assert parse_deletion_message(request.to_message()) == request
 
 
+def test_a_continuation_keeps_the_request_and_counts_up():
+    request = DeletionRequest("tenant", T, R)
+    first = request.next_continuation()
+    assert (first.request_id, first.continuation, first.next_continuation().continuation) == (R, 1, 2)
+    assert json.loads(first.to_message()) == {"type": "tenant.delete", "tenantId": T, "requestId": R,
+                                              "continuation": 1}
+    assert "continuation" not in json.loads(request.to_message())
+    for message in (first, DeletionRequest("device", T, R, D, 7)):
+        assert parse_deletion_message(message.to_message()) == message
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", 1.0, 1.5, True, None, [], 2**31, 10**30])
+def test_a_continuation_that_is_not_a_positive_integer_is_poison(value):
+    body = {"type": "tenant.delete", "tenantId": T, "requestId": R, "continuation": value}
+    with pytest.raises(PoisonMessage, match="continuation"):
+        parse_deletion_message(json.dumps(body).encode())
+
+
 def test_unknown_extra_keys_are_ignored():
     body = {"type": "tenant.delete", "tenantId": T, "requestId": R, "origin": "sweeper"}
     assert parse_deletion_message(json.dumps(body).encode()) == DeletionRequest("tenant", T, R)

@@ -41,3 +41,11 @@ def test_every_collection_with_expiresAt_has_a_ttl_policy(tf, hcl):
            if "ttl_config" in body}
     expiring = {collection for collection, fields in schema._TOP.items() if "expiresAt" in fields}
     assert expiring and {(collection, "expiresAt") for collection in expiring} <= ttl
+
+
+def test_lapsed_sync_leases_are_removed_by_a_ttl_policy(tf, hcl):
+    """relay_contacts' leases (`tenants/{tenantId}/syncLeases/{leaseId}`, `expiresAt` only) are removed by a
+    TTL policy on expiresAt, without an index (they are read by ID)."""
+    ttl = tf.resources_of("google_firestore_field")["sync_lease_ttl"]
+    assert (ttl["collection"], ttl["field"]) == ("syncLeases", "expiresAt")
+    assert hcl.block(ttl, "ttl_config") == {} and hcl.block(ttl, "index_config") == {}

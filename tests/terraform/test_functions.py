@@ -32,6 +32,8 @@ CONTRACT_ENV = {
     "DELETION_MAX_OPS_PER_SECOND",
     "PORTAL_BASE_URL",
     "PORTAL_SESSION_KEY",
+    "DELETION_ATTEMPT_SECONDS",
+    "RELAY_FULL_SYNCS_PER_TENANT",
 }
 SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY", "PORTAL_SESSION_KEY"}
 COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"}
@@ -42,17 +44,20 @@ EXTRA_ENV = {
                         "DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE": "device_registrations_per_tenant_per_minute",
                         "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": "device_registrations_per_user_per_10_minutes",
                         "DIAGNOSTICS_PER_DEVICE_PER_DAY": "diagnostics_per_device_per_day"},
-    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds"},
+    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds",
+                       "RELAY_FULL_SYNCS_PER_TENANT": "relay_full_syncs_per_tenant"},
     "manage_tenants": {},
     "handle_deletion": {
         "DELETION_INITIAL_OPS_PER_SECOND": "deletion_initial_ops_per_second",
         "DELETION_MAX_OPS_PER_SECOND": "deletion_max_ops_per_second",
+        "DELETION_ATTEMPT_SECONDS": "deletion_attempt_seconds",
     },
     "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days", "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
     "tenant_portal": {"PORTAL_BASE_URL": "portal_base_url"},
 }
 ENTRY_ATTRIBUTES = {"description", "account_description", "ingress", "grants", "scaling"}  # required in every entry
-SCALING = {"max_instance_count", "min_instance_count", "available_memory", "timeout_seconds"}
+SCALING = {"max_instance_count", "min_instance_count", "available_memory", "available_cpu",
+           "max_instance_request_concurrency", "timeout_seconds"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -203,7 +208,8 @@ def test_function_environment_follows_the_configuration_contract(tf, hcl, functi
     service = hcl.block(tf.resource(f"{hcl.FUNCTION}.function"), "service_config")
     assert service["environment_variables"] == (
         "${merge(local.common_env, {for key, value in local.entra_env : key => value "
-        "if local.function_config[each.key].entra}, local.function_config[each.key].env)}"
+        "if local.function_config[each.key].entra}, local.function_config[each.key].env, "
+        "{THREADS = tostring(local.function_config[each.key].scaling.max_instance_request_concurrency)})}"
     )
     assert set(functions) == set(EXTRA_ENV)
     for name, fn in functions.items():
@@ -218,15 +224,37 @@ def test_function_environment_follows_the_configuration_contract(tf, hcl, functi
 
 
 def test_scaling_defaults_per_function(functions):
-    # README, "Function defaults": the figures operators plan with.
+    # docs/capacity.md and README "Function defaults": the figures operators plan with.
     assert {name: fn["scaling"] for name, fn in functions.items()} == {
-        "register_device": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 60},
-        "relay_contacts": {"max_instance_count": 50, "min_instance_count": 0, "available_memory": "512Mi", "timeout_seconds": 540},
-        "manage_tenants": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 120},
-        "handle_deletion": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi", "timeout_seconds": 540},
-        "sweep_retention": {"max_instance_count": 1, "min_instance_count": 0, "available_memory": "512Mi", "timeout_seconds": 540},
+        "register_device": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi",
+                            "available_cpu": "1", "max_instance_request_concurrency": 40, "timeout_seconds": 60},
+        "relay_contacts": {"max_instance_count": 100, "min_instance_count": 0, "available_memory": "512Mi",
+                           "available_cpu": "1", "max_instance_request_concurrency": 20, "timeout_seconds": 540},
+        "manage_tenants": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "512Mi",
+                           "available_cpu": "1", "max_instance_request_concurrency": 10, "timeout_seconds": 120},
+        "handle_deletion": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi",
+                            "available_cpu": "1", "max_instance_request_concurrency": 4, "timeout_seconds": 540},
+        "sweep_retention": {"max_instance_count": 1, "min_instance_count": 0, "available_memory": "512Mi",
+                            "available_cpu": "1", "max_instance_request_concurrency": 1, "timeout_seconds": 540},
         "tenant_portal": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 60},
     }
+
+
+def test_request_concurrency_is_served_by_as_many_threads_and_fits_the_instance(functions):
+    """Cloud Run allows more than one request per instance only with at least 1 vCPU; functions-framework's
+    gunicorn serves THREADS requests at once (the service sets THREADS = concurrency); the deletion attempt
+    budget leaves room under the timeout; the relay's sync leases outlive its timeout."""
+    from functions.relay_contacts.admission import LEASE_SECONDS
+    from shared.config import Settings
+
+    for name, fn in functions.items():
+        scaling = fn["scaling"]
+        if scaling["max_instance_request_concurrency"] > 1:
+            assert float(scaling["available_cpu"]) >= 1, name
+        assert 1 <= scaling["max_instance_request_concurrency"] <= 1000, name
+    assert functions["sweep_retention"]["scaling"]["max_instance_request_concurrency"] == 1
+    assert Settings().deletion_attempt_seconds + 60 <= functions["handle_deletion"]["scaling"]["timeout_seconds"]
+    assert LEASE_SECONDS > functions["relay_contacts"]["scaling"]["timeout_seconds"]
 
 
 def test_only_event_functions_are_internal(functions, contract):
@@ -266,7 +294,7 @@ def test_terraform_evaluates_the_map_as_these_tests_read_it(terraform, tmp_path,
             "entra_client_id=00000000-0000-4000-8000-000000000000",
             "portal_base_url=https://admin.example.com",
             f"tenant_admin_invokers={invokers}",
-            'function_overrides={relay_contacts={max_instance_count=100}}',
+            'function_overrides={relay_contacts={max_instance_count=150}}',
         ],
     )["config"]
     assert set(evaluated) == set(functions)
@@ -274,7 +302,7 @@ def test_terraform_evaluates_the_map_as_these_tests_read_it(terraform, tmp_path,
         got = evaluated[name]
         for key in ("description", "account_description", "ingress", "entra", "secrets", "grants", "delivery", "trigger_topic"):
             assert got[key] == fn[key], f"{name}.{key}: Terraform {got[key]!r}, parsed {fn[key]!r}"
-        expected_scaling = dict(fn["scaling"], **({"max_instance_count": 100} if name == "relay_contacts" else {}))
+        expected_scaling = dict(fn["scaling"], **({"max_instance_count": 150} if name == "relay_contacts" else {}))
         assert got["scaling"] == expected_scaling, name
         if isinstance(fn["invokers"], str):
             assert fn["invokers"] == "${var.tenant_admin_invokers}", name

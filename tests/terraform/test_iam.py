@@ -159,13 +159,17 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
 
     # Deletion requests: only the publishers publish.
     publishers = {name for name in functions if grant(name, "deletion_requests") is not None}
-    assert publishers == {"register_device", "manage_tenants", "sweep_retention", "tenant_portal"}
+    assert publishers == {"register_device", "manage_tenants", "sweep_retention", "tenant_portal", "handle_deletion"}
     assert {grant(name, "deletion_requests") for name in publishers} == {"roles/pubsub.publisher"}
 
-    # Firestore: the relay reads and updates only; the sweeper reads and creates only.
+    # Firestore: the relay reads and updates, and creates/deletes nothing but its sync leases (code:
+    # shared/store/leases.py, the only create/delete in its wiring); the sweeper reads and creates only.
     relay = role_permissions(tf, hcl, grant("relay_contacts", "firestore"))
     assert "datastore.entities.update" in relay and "datastore.entities.get" in relay
-    assert not {p for p in relay if p.endswith((".create", ".delete"))}, relay
+    assert {p for p in relay if p.endswith((".create", ".delete"))} == {"datastore.entities.create",
+                                                                          "datastore.entities.delete"}, relay
+    assert not {p for p in relay if p.startswith("datastore.") and not p.startswith(
+        ("datastore.entities.", "datastore.databases.get"))}, relay
     sweeper = role_permissions(tf, hcl, grant("sweep_retention", "firestore"))
     assert "datastore.entities.create" in sweeper and "datastore.entities.list" in sweeper
     assert not {p for p in sweeper if p.endswith((".update", ".delete"))}, sweeper

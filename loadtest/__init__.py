@@ -1,0 +1,1 @@
+"""The capacity load test (`make load`), see __main__.py."""

@@ -1,0 +1,343 @@
+"""`make load` (= `python -m loadtest [--phones N]`): the capacity load test on the local stack (loopback only).
+
+Not part of `make test`: it takes a few minutes and prints figures (docs/capacity.md uses them).
+
+1. Rollout morning: a few hundred simulated phones of one tenant start their first full sync within a
+   few seconds, against the fake Graph enforcing a per-tenant resource-unit budget scaled down for one
+   machine, through one relay process sized like one production instance (request concurrency = worker
+   threads). Each phone syncs until it has its `end` line, honouring `503 sync-busy` / `Retry-After`
+   (the wait is scaled down by RETRY_AFTER_SCALE so the run stays short; the jitter is kept). Printed:
+   phones synced completely, streams ended in `error`, Graph requests and 429s, `sync-busy` answers,
+   time until the last phone is synced, the relay's peak memory.
+2. Deletion of a tenant with 50,000 documents and 5,000 objects under a 2 s attempt budget
+   (DELETION_ATTEMPT_SECONDS=2): through the real push subscription, continuations and all; printed:
+   the receipt's counts against what was seeded, continuations, duration, messages in the dead-letter
+   topic.
+
+Bounded: every phone gives up after MAX_ATTEMPTS, the run after RUN_TIMEOUT_SECONDS.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+
+from benchmarks._common import FunctionProcess, local_stack, log, onboard, proc_status_kib, session, table
+
+TENANT = "c0000000-0000-4000-8000-000000000013"
+DOOMED = "c0000000-0000-4000-8000-000000000031"
+UNADMITTED = "c0000000-0000-4000-8000-000000000014"
+DIRECTORY = 3_000            # users: 4 Graph pages of up to 999 (1 RU each with $select)
+PAGE_DELAY_SECONDS = 0.25    # the fake Graph's latency per page
+# The tenant's budget, scaled down (Graph: 8,000 RU per 10 s for > 500 users): below what the phones would
+# ask for unadmitted (300 streams × 4 pages/s), above what 20 admitted streams ask for (≈ 80 RU/s), so
+# Graph reports the budget 80 % used and the relay's pacing has to work.
+RU_PER_10S = 150
+FULL_SYNCS_PER_TENANT = 20   # RELAY_FULL_SYNCS_PER_TENANT (the default)
+RELAY_THREADS = 80           # request concurrency of one relay instance (Terraform)
+RETRY_AFTER_SCALE = 0.1      # a phone waits Retry-After × this (5–120 s become 0.5–12 s)
+START_SPREAD_SECONDS = 3.0   # the phones start within this
+MAX_ATTEMPTS = 200
+RUN_TIMEOUT_SECONDS = 600
+DELETION_DOCUMENTS = 50_000  # the tenant's own document included
+DELETION_OBJECTS = 5_000
+DELETION_ATTEMPT_SECONDS = 2
+
+
+class Phone:
+    def __init__(self, token: str, device_id: str):
+        # Connection: close: each attempt on its own connection, as a phone waking up after a pause would.
+        self.headers = {"Authorization": f"Bearer {token}", "X-Device-Id": device_id, "Connection": "close"}
+        self.connection_errors = 0
+        self.outcome = "not synced"
+        self.busy = 0
+        self.other_503 = 0
+        self.errors: list[str] = []
+        self.synced_at: float | None = None
+
+    def run(self, http, url: str, delay: float, started: float, deadline: float, expected: int) -> None:
+        time.sleep(delay)
+        for _ in range(MAX_ATTEMPTS):
+            if time.monotonic() > deadline:
+                self.outcome = "gave up (run timeout)"
+                return
+            try:
+                done = self._attempt(http, url, started, expected)
+            except requests.RequestException:  # refused, reset or timed out: the app retries after a pause
+                self.connection_errors += 1
+                time.sleep(1.0)
+                continue
+            if done:
+                return
+        self.outcome = "gave up (attempts)"
+
+    def _attempt(self, http, url: str, started: float, expected: int) -> bool:
+        """One sync attempt; True when the phone is done (synced, or failed for good)."""
+        response = http.get(url + "/", headers=self.headers, stream=True, timeout=120)
+        with response:
+            if response.status_code == 503:
+                problem = response.json()
+                if problem.get("type") == "/problems/sync-busy":
+                    self.busy += 1
+                else:
+                    self.other_503 += 1
+                time.sleep(float(response.headers.get("Retry-After", "5")) * RETRY_AFTER_SCALE)
+                return False
+            if response.status_code != 200:
+                self.outcome = f"HTTP {response.status_code}"
+                return True
+            upserts, last = 0, None
+            for raw in response.iter_lines():
+                line = json.loads(raw)
+                upserts += line["op"] == "upsert"
+                last = line
+        if last is not None and last["op"] == "end" and upserts == expected:
+            self.outcome = "synced"
+            self.synced_at = time.monotonic() - started
+            return True
+        if last is not None and last["op"] == "error":
+            self.errors.append(last["code"])
+            time.sleep(1.0)  # the app retries a failed stream after a pause
+            return False
+        self.outcome = f"incomplete stream ({upserts} upserts)"
+        return True
+
+
+def rollout(stack, phones_count: int, log_dir: Path, tenant: str, limit: int, title: str) -> dict:
+    fake = stack.fake_microsoft()
+    fake.directory(tenant, DIRECTORY)
+    onboard(stack, tenant, "Rollout AG")
+    http = session(stack, pool=phones_count + 8)
+    log(f"registering {phones_count} devices")
+    tokens = [fake.mint("user", tenant) for _ in range(8)]
+    phones = []
+
+    def register(index: int) -> Phone:
+        device_id = str(uuid.uuid4())
+        token = tokens[index % len(tokens)]
+        response = http.post(stack.urls["register_device"] + "/", json={"deviceId": device_id},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        if response.status_code != 201:
+            raise RuntimeError(f"registration failed: {response.status_code} {response.text[:200]}")
+        return Phone(token, device_id)
+
+    with ThreadPoolExecutor(16) as pool:
+        phones = list(pool.map(register, range(phones_count)))
+
+    stack.env["RELAY_FULL_SYNCS_PER_TENANT"] = str(limit)
+    with FunctionProcess(stack, "relay_contacts", log_dir, threads=RELAY_THREADS) as relay:
+        fake.configure(tenant=tenant, ru_limit_per_10s=RU_PER_10S, page_delay_seconds=PAGE_DELAY_SECONDS)
+        fake.reset_stats()
+        log(f"{phones_count} phones start full syncs within {START_SPREAD_SECONDS:.0f} s "
+            f"(budget {RU_PER_10S} RU per 10 s, {limit} full syncs at once)")
+        started = time.monotonic()
+        deadline = started + RUN_TIMEOUT_SECONDS
+        threads = [threading.Thread(target=phone.run, args=(
+            http, relay.url, START_SPREAD_SECONDS * index / phones_count, started, deadline, DIRECTORY), daemon=True)
+            for index, phone in enumerate(phones)]
+        peak = [0]
+        done = threading.Event()
+
+        def watch_memory() -> None:
+            while not done.is_set():
+                worker = relay.worker_pid()
+                if worker:
+                    try:
+                        peak[0] = max(peak[0], proc_status_kib(worker, "VmHWM"))
+                    except (OSError, KeyError):
+                        pass
+                time.sleep(0.5)
+
+        watcher = threading.Thread(target=watch_memory, daemon=True)
+        watcher.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(1.0, deadline - time.monotonic() + 130))
+        done.set()
+        watcher.join()
+        stats = fake.stats()
+
+    tenant_stats = stats["per_tenant"].get(tenant, {})
+    outcomes = Counter(phone.outcome for phone in phones)
+    synced = [p.synced_at for p in phones if p.synced_at is not None]
+    graph_requests = tenant_stats.get("graph_requests", stats["graph_requests"])
+    figures = {
+        "phones": phones_count,
+        "synced": outcomes.get("synced", 0),
+        "other_outcomes": {k: v for k, v in outcomes.items() if k != "synced"},
+        "error_lines": sum(len(p.errors) for p in phones),
+        "error_codes": dict(Counter(code for p in phones for code in p.errors)),
+        "graph_requests": stats["graph_requests"],
+        "graph_429": stats["throttled"],
+        "graph_low_priority": stats.get("graph_requests_by_priority", {}).get("low", 0),
+        "sync_busy": sum(p.busy for p in phones),
+        "connection_errors": sum(p.connection_errors for p in phones),
+        "other_503": sum(p.other_503 for p in phones),
+        "last_synced_s": max(synced) if synced else float("nan"),
+        "median_synced_s": sorted(synced)[len(synced) // 2] if synced else float("nan"),
+        "relay_peak_mib": peak[0] / 1024,
+        "tenant_graph_requests": graph_requests,
+    }
+    share = figures["graph_429"] / figures["graph_requests"] if figures["graph_requests"] else 0.0
+    table(title, ["figure", "value"], [
+        ("phones", phones_count),
+        ("phones synced completely", figures["synced"]),
+        ("streams ended in `error`", figures["error_lines"]),
+        ("Graph requests", figures["graph_requests"]),
+        ("Graph 429s", figures["graph_429"]),
+        ("Graph 429s / requests", f"{share:.2%}"),
+        ("Graph requests marked low priority", figures["graph_low_priority"]),
+        ("`sync-busy` answers", figures["sync_busy"]),
+        ("other 503 answers", figures["other_503"]),
+        ("connections refused or reset (retried)", figures["connection_errors"]),
+        ("time until the last phone is synced (s)", figures["last_synced_s"]),
+        ("median time until a phone is synced (s)", figures["median_synced_s"]),
+        ("relay peak memory (VmHWM, MiB)", figures["relay_peak_mib"]),
+    ], note=(f"Directory {DIRECTORY:,} users (4 pages), Graph latency {PAGE_DELAY_SECONDS} s per page, budget "
+             f"{RU_PER_10S} RU per 10 s for the tenant, RELAY_FULL_SYNCS_PER_TENANT={limit}, one relay "
+             f"process with {RELAY_THREADS} threads, Retry-After honoured × {RETRY_AFTER_SCALE}. "
+             f"Other outcomes: {figures['other_outcomes'] or 'none'}; error codes: {figures['error_codes'] or 'none'}."))
+    figures["graph_429_share"] = share
+    return figures
+
+
+def seed_deletion(stack) -> None:
+    """The doomed tenant: its document, devices and file manifests (DELETION_DOCUMENTS in all) and one
+    object per manifest (DELETION_OBJECTS), written straight into the emulators."""
+    from google.cloud import firestore
+    from google.cloud.firestore_v1.bulk_writer import BulkWriterOptions
+
+    from shared.wiring import storage_bucket
+
+    onboard(stack, DOOMED, "Doomed GmbH")
+    db = firestore.Client(project=stack.env["GOOGLE_CLOUD_PROJECT"])
+    tenant = db.collection("tenants").document(DOOMED)
+    now = datetime.now(timezone.utc)
+    writer = db.bulk_writer(options=BulkWriterOptions(initial_ops_per_second=20000, max_ops_per_second=20000))
+    devices = DELETION_DOCUMENTS - 1 - DELETION_OBJECTS
+    for _ in range(devices):
+        writer.create(tenant.collection("devices").document(str(uuid.uuid4())),
+                      {"registeredAt": now, "lastSeenAt": now})
+    names = []
+    for _ in range(DELETION_OBJECTS):
+        file_id = str(uuid.uuid4())
+        name = f"tenants/{DOOMED}/tenant/{file_id}.json"
+        names.append(name)
+        writer.create(tenant.collection("files").document(file_id), {
+            "objectName": name, "format": "json", "owner": "tenant", "createdAt": now,
+            "deleteAfter": now + timedelta(days=30)})
+    writer.close()
+    bucket = storage_bucket(stack.env["GOOGLE_CLOUD_PROJECT"], stack.env["TECHNICAL_FILES_BUCKET"])
+
+    def upload(name: str) -> None:
+        bucket.blob(name).upload_from_string(b"{}", content_type="application/json")
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(upload, names))
+
+
+def deletion(stack, log_dir: Path) -> dict:
+    from local.stack import DEAD_LETTER_SUBSCRIPTION
+
+    log(f"seeding a tenant with {DELETION_DOCUMENTS:,} documents and {DELETION_OBJECTS:,} objects")
+    seeded = time.monotonic()
+    seed_deletion(stack)
+    log(f"seeded in {time.monotonic() - seeded:.0f} s; deleting it (DELETION_ATTEMPT_SECONDS={DELETION_ATTEMPT_SECONDS})")
+    http = session(stack)
+    started = time.monotonic()
+    response = http.delete(f"{stack.urls['manage_tenants']}/tenants/{DOOMED}", timeout=60)
+    if response.status_code != 202:
+        raise RuntimeError(f"tenant deletion refused: {response.status_code} {response.text[:200]}")
+    request_id = response.json()["requestId"]
+    receipt = {}
+    while time.monotonic() - started < RUN_TIMEOUT_SECONDS:
+        receipt = http.get(f"{stack.urls['manage_tenants']}/receipts/{request_id}", timeout=30).json()
+        if receipt.get("status") == "completed":
+            break
+        time.sleep(1.0)
+    seconds = time.monotonic() - started
+    pulled = stack.pubsub("POST", f"subscriptions/{DEAD_LETTER_SUBSCRIPTION}:pull",
+                          {"maxMessages": 100, "returnImmediately": True})
+    dead_letters = len(pulled.get("receivedMessages", []))
+    lines = [json.loads(line) for line in (Path(stack.state_dir) / "handle_deletion.log").read_text().splitlines()
+             if line.startswith("{") and request_id in line]
+    continuations = sum(1 for line in lines if line.get("message") == "deletion continues in a new attempt")
+    failures = sum(1 for line in lines if line.get("message") == "deletion failed; Pub/Sub will redeliver")
+    deleted = receipt.get("deleted", {})
+    left = _left(stack)
+    figures = {"status": receipt.get("status"), "documents": deleted.get("documents"), "files": deleted.get("files"),
+               "verified": receipt.get("verified"), "continuations": continuations, "failed_attempts": failures,
+               "seconds": seconds, "dead_letters": dead_letters, "left": left}
+    table(f"Deletion of a tenant with {DELETION_DOCUMENTS:,} documents and {DELETION_OBJECTS:,} objects", [
+        "figure", "value"], [
+        ("receipt status", figures["status"]),
+        ("deleted.documents (expected)", f"{figures['documents']} ({DELETION_DOCUMENTS})"),
+        ("deleted.files (expected)", f"{figures['files']} ({DELETION_OBJECTS})"),
+        ("verified", figures["verified"]),
+        ("continuations", continuations),
+        ("failed attempts (redelivered)", failures),
+        ("seconds until completed", seconds),
+        ("messages in the dead-letter topic", dead_letters),
+        ("documents and objects left", left),
+    ], note=f"DELETION_ATTEMPT_SECONDS={DELETION_ATTEMPT_SECONDS}; Firestore emulator and fake-gcs-server; "
+            "the real push subscription (deletion-requests → handle_deletion) carries the continuations.")
+    return figures
+
+
+def _left(stack) -> int:
+    from google.cloud import firestore
+
+    from shared.wiring import storage_bucket
+
+    db = firestore.Client(project=stack.env["GOOGLE_CLOUD_PROJECT"])
+    tenant = db.collection("tenants").document(DOOMED)
+    documents = sum(len(list(c.recursive().limit(1000).stream())) for c in tenant.collections())
+    documents += 1 if tenant.get().exists else 0
+    bucket = storage_bucket(stack.env["GOOGLE_CLOUD_PROJECT"], stack.env["TECHNICAL_FILES_BUCKET"])
+    return documents + sum(1 for _ in bucket.list_blobs(prefix=f"tenants/{DOOMED}/", max_results=1000))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phones", type=int, default=300, help="simulated phones (default 300)")
+    parser.add_argument("--skip-deletion", action="store_true")
+    parser.add_argument("--skip-rollout", action="store_true")
+    parser.add_argument("--compare", action="store_true", help="also run the morning without admission")
+    args = parser.parse_args(argv)
+    env = {"RELAY_FULL_SYNCS_PER_TENANT": str(FULL_SYNCS_PER_TENANT),
+           "DELETION_ATTEMPT_SECONDS": str(DELETION_ATTEMPT_SECONDS),
+           # The emulator, not Firestore's ramp, is the limit here; production keeps 500 → 10,000.
+           "DELETION_INITIAL_OPS_PER_SECOND": "5000", "DELETION_MAX_OPS_PER_SECOND": "10000",
+           "MAX_DEVICES_PER_TENANT": "100000"}
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="load-relay-") as log_dir, local_stack("load", extra_env=env) as stack:
+        if not args.skip_rollout:
+            figures = rollout(stack, args.phones, Path(log_dir), TENANT, FULL_SYNCS_PER_TENANT,
+                              "Rollout morning: one tenant, phones starting full syncs at once")
+            ok &= figures["synced"] == args.phones and figures["error_lines"] == 0 and figures["graph_429_share"] < 0.01
+            if args.compare:
+                # The same morning without admission (a limit as high as the phones), for comparison only.
+                rollout(stack, args.phones, Path(log_dir), UNADMITTED, args.phones,
+                        "For comparison: the same morning without admission (limit = phones)")
+        if not args.skip_deletion:
+            with stack.client_environment():  # this process seeds and checks through the emulators
+                figures = deletion(stack, Path(log_dir))
+            ok &= (figures["status"] == "completed" and figures["documents"] == DELETION_DOCUMENTS
+                   and figures["files"] == DELETION_OBJECTS and figures["dead_letters"] == 0 and figures["left"] == 0)
+    print("load test:", "every aim met" if ok else "AIM MISSED (see the tables)", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
