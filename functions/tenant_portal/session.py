@@ -24,6 +24,7 @@ from shared.ids import is_canonical_id
 
 SESSION_COOKIE = "__Host-portal"
 FLOW_COOKIE = "__Host-portal-signin"
+ONBOARDING_COOKIE = "__Host-portal-onboard"  # the pending onboarding (state, tid, name, time) until its callback
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
 FLOW_SECONDS = 10 * 60
