@@ -455,8 +455,11 @@ def _wants_html(request: Request) -> bool:
 
 def _error_response(visit: Visit, error: AppError) -> Response:
     if isinstance(error, OnboardingRefused) and _wants_html(visit.request):
-        return visit.html("onboard_result.html", error.status, outcome=error.outcome, request_id=error.request_id,
-                          entra_error=error.entra_error if error.outcome == "consent-failed" else None)
+        response = visit.html("onboard_result.html", error.status, outcome=error.outcome,
+                              request_id=error.request_id,
+                              entra_error=error.entra_error if error.outcome == "consent-failed" else None)
+        response.headers.update(error.headers)
+        return response
     if _wants_html(visit.request):
         request = visit.request
         back = request.path if request.method == "GET" and request.path in _NEXT_PATHS[1:] else None

@@ -277,6 +277,17 @@ def test_invalid_name_and_missing_csrf_change_nothing(client, emulators, newcome
     assert stored(newcomer) is None
 
 
+def test_the_longest_name_fits_the_sealed_cookie(client, emulators, newcomer):
+    name = "\U0001F3E2" * 256  # 256 characters outside the BMP: the longest name there is, in bytes
+    sign_in(client, emulators, newcomer)
+    started = begin(client, name=name)
+    assert started.status_code == 302
+    value = client.get_cookie(cookies.ONBOARDING_COOKIE).value
+    assert len(value) < cookies.MAX_COOKIE_CHARS
+    sealed = cookies.Sealer(support.settings().portal_session_key).unseal(cookies.ONBOARDING_COOKIE, value)
+    assert sealed["pending"]["name"] == name and sealed["pending"]["tid"] == newcomer
+
+
 def test_form_action_allows_the_consent_redirect(client, emulators):
     csp = client.get("/onboard").headers["Content-Security-Policy"]
     assert re.search(r"form-action 'self' " + re.escape(emulators.urls["entra"]) + r";", csp)
