@@ -220,6 +220,16 @@ def test_missing_user_read_all(client, emulators, newcomer, fake):
     assert stored(newcomer) is None
 
 
+def test_entra_unavailable_says_try_again(client, emulators, newcomer, fake):
+    sign_in(client, emulators, newcomer)
+    path, query = consent(fake, begin(client).headers["Location"])
+    fake.faults({"target": "token", "status": 503, "count": None, "tenant": newcomer})
+    refused, body = callback(client, path, query)
+    assert refused.status_code == 503 and outcome_of(body) == "entra-unavailable"
+    assert refused.headers["Retry-After"] == "5" and "start again in a moment" in body
+    assert stored(newcomer) is None
+
+
 def test_callback_without_a_session(client, emulators, newcomer, fake):
     sign_in(client, emulators, newcomer)
     started = begin(client)

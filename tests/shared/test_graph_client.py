@@ -76,3 +76,13 @@ def test_only_identifier_shaped_graph_codes_are_kept(graph, code, logged):
     with pytest.raises(GraphRefused) as error:
         next(client.delta_pages(TENANT, ["id"]))
     assert error.value.code == logged
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_of_the_token_endpoint_is_unavailable_not_a_crash(graph, status):
+    # MSAL raises MsalServiceError for a 5xx of the token endpoint instead of returning an error answer.
+    fake, _, tokens, _ = graph
+    fake.faults({"target": "token", "status": status, "count": 1, "tenant": TENANT})
+    with pytest.raises(GraphUnavailable):
+        tokens.token(TENANT, refresh=True)
+    assert tokens.token(TENANT, refresh=True)  # the next attempt gets its token
