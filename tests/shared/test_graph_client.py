@@ -113,3 +113,13 @@ def test_collection_links_outside_the_expected_endpoint_are_refused(graph, stack
     assert len(pages) == 3 and sum(len(p.users) for p in pages) == 5
     with pytest.raises(GraphRefused):  # Graph's next links point under groups/{id}/, not under users/
         list(client.collection_pages(TENANT, client.url(f"groups/{group}/transitiveMembers?$top=2"), "users/"))
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_of_the_token_endpoint_is_unavailable_not_a_crash(graph, status):
+    # MSAL raises MsalServiceError for a 5xx of the token endpoint instead of returning an error answer.
+    fake, _, tokens, _ = graph
+    fake.faults({"target": "token", "status": status, "count": 1, "tenant": TENANT})
+    with pytest.raises(GraphUnavailable):
+        tokens.token(TENANT, refresh=True)
+    assert tokens.token(TENANT, refresh=True)  # the next attempt gets its token
