@@ -56,7 +56,10 @@ def banner(stack: LocalStack) -> str:
                   "sign-in page lists these accounts)",
                   f"  admin of the demo tenant        {demo.get('admin', '?')}",
                   f"  plain user of the demo tenant   {demo.get('user', '?')}",
-                  f"  admin of a tenant not onboarded {other.get('admin', '?')}", ""]
+                  f"  admin of a tenant not onboarded {other.get('admin', '?')}",
+                  "try onboarding as a new customer: open the portal, choose \"Add your organisation\", sign in as",
+                  f"  {other.get('admin', '?')}, give a name, accept on the fake consent page: the overview shows",
+                  f"  the organisation, and {u.get('manage_tenants', '')}/tenants lists it.", ""]
     lines += ["try it:",
               f"  curl -s -X POST {u['manage_tenants']}/tenants -H 'Content-Type: application/json' \\",
               "       -d '{\"tenantId\":\"3f2504e0-4f89-41d3-9a0c-0305e82c3301\",\"name\":\"Fabrikam AG\"}'",

@@ -149,6 +149,8 @@ class LocalStack:
             if self.demo_tenant and self.with_functions:
                 self.onboard(DEMO_TENANT_ID, "Contoso Demo GmbH", {"defaultRegion": "DE"}, exist_ok=True)
                 self.demo_accounts = self.portal_accounts(DEMO_TENANT_ID, OTHER_TENANT_ID)
+                # A new customer: no consent yet, so its admin onboards through the fake consent page.
+                self.fake_microsoft().consent(OTHER_TENANT_ID, "not_consented")
             self._write_stack_file()
         except BaseException:
             self.stop()
@@ -185,7 +187,8 @@ class LocalStack:
         self.client_secret = self.extra_env.get("ENTRA_CLIENT_SECRET") or secrets.token_urlsafe(24)
         process = self._started(start_fake_microsoft(
             self.state_dir / "fake-microsoft", self.port("entra"), self.port("graph"), ENTRA_CLIENT_ID,
-            self.client_secret, self.state_dir, redirect_uris=[f"{self.portal_url}/auth/callback"]))
+            self.client_secret, self.state_dir,
+            redirect_uris=[f"{self.portal_url}/auth/callback", f"{self.portal_url}/onboard/callback"]))
         process.wait_ready()
         self.urls.update(process.announced)
 

@@ -97,15 +97,16 @@ locals {
     }
 
     # The tenant administrators' portal: public pages; sign-in with Microsoft, sessions and CSRF are checked
-    # in code. Register {portal_base_url}/auth/callback as a Web redirect URI of the app (README).
+    # in code. Register {portal_base_url}/auth/callback and /onboard/callback as Web redirect URIs of the app (README).
     tenant_portal = {
-      description         = "Administration portal of tenant administrators (sign-in with Microsoft, devices, settings, deletion, receipts). Public, authenticated in code."
-      account_description = "Runtime identity of tenant_portal: reads its tenant, devices and receipts, updates settings, requests deletions."
+      description         = "Administration portal of tenant administrators (sign-in with Microsoft, onboarding, devices, settings, deletion, receipts, /privacy). Public, authenticated in code."
+      account_description = "Runtime identity of tenant_portal: creates a self-onboarded tenant, reads its tenant, devices and receipts, updates settings, requests deletions."
       ingress             = "ALLOW_ALL"
       invokers            = ["allUsers"]
       entra               = true
       secrets             = ["ENTRA_CLIENT_SECRET", "RECEIPT_KEY", "PORTAL_SESSION_KEY"]
-      # Reads, creates (receipts) and updates (settings, the deletion mark); deletes nothing: handle_deletion does.
+      # Reads, creates (receipts, a tenant onboarded through admin consent) and updates (settings, the deletion
+      # mark); deletes nothing: handle_deletion does.
       grants  = { firestore = "portal_firestore", deletion_requests = "roles/pubsub.publisher" }
       scaling = { max_instance_count = 5, available_memory = "256Mi", timeout_seconds = 60 }
       env     = { PORTAL_BASE_URL = var.portal_base_url }

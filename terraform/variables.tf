@@ -105,7 +105,7 @@ variable "portal_base_url" {
   # Required in effect: "" fails the validation below with its message. A string default (not null, not
   # absent) keeps the function map evaluable offline, so checkov still sees each function instance.
   default     = ""
-  description = "Origin the tenant portal is served at (PORTAL_BASE_URL), e.g. its custom domain; {portal_base_url}/auth/callback is the redirect URI registered for the app."
+  description = "Origin the tenant portal is served at (PORTAL_BASE_URL), e.g. its custom domain; {portal_base_url}/auth/callback and {portal_base_url}/onboard/callback are the redirect URIs registered for the app."
 
   validation {
     condition     = can(regex("^https://[^/]+$", var.portal_base_url))

@@ -89,3 +89,29 @@ class PortalVisitor:
         back = urlsplit(fake_signin(self.stack, started.headers["Location"], login))
         code = dict(parse_qsl(back.query))["code"]
         return self.request("GET", f"{back.path}?{back.query}"), code
+
+
+def onboard_through_portal(stack, name: str = "Northwind Traders AG") -> tuple[str, dict[str, str]]:
+    """A new customer onboards itself over HTTP, as a browser would: a directory without the app's consent,
+    its admin signs in to the portal process, names the organisation, accepts the fake Entra ID's consent
+    page, and the callback leads to the overview. Returns (tenant ID, what passed by: the admin's sign-in
+    name, the consent `state`, the authorization code) for scans that nothing of it was kept."""
+    from tests.fake_ms import FakeMicrosoftControl
+
+    tenant_id = str(uuid.uuid4())
+    fake = FakeMicrosoftControl(stack)
+    fake.consent(tenant_id, "not_consented")
+    login = accounts(stack, tenant_id)["admin"]
+    visitor = PortalVisitor(stack)
+    signed_in, code = visitor.sign_in(login)
+    assert signed_in.status_code == 303, signed_in.text[:300]
+    form = visitor.request("GET", "/onboard")
+    assert form.status_code == 200, form.text[:300]
+    started = visitor.request("POST", "/onboard", data={"csrf": csrf_of(form.text), "name": name})
+    assert started.status_code == 302, started.text[:300]
+    state = dict(parse_qsl(urlsplit(started.headers["Location"]).query))["state"]
+    back = urlsplit(fake.answer_consent_page(started.headers["Location"], "accept"))
+    done = visitor.request("GET", f"{back.path}?{back.query}")
+    assert done.status_code == 303 and done.headers["Location"] == "/?onboarded=1", done.text[:300]
+    assert name in visitor.request("GET", "/").text
+    return tenant_id, {"login": login, "state": state, "code": code}

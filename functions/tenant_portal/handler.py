@@ -47,6 +47,8 @@ class Portal:
     service: Any
     signin: Any
     sealer: cookies.Sealer
+    onboarding: Any  # functions.tenant_portal.onboarding.OnboardingService
+    settings: Any  # shared.config.Settings: the retention periods /privacy names
 
 
 @components(FUNCTION)
@@ -54,6 +56,7 @@ def portal(config, store) -> Portal:
     from shared import wiring
     from shared.auth import JwksCache, jwks_url
 
+    from functions.tenant_portal.onboarding import OnboardingService
     from functions.tenant_portal.service import TenantPortalService
     from functions.tenant_portal.signin import MicrosoftSignin
 
@@ -62,8 +65,11 @@ def portal(config, store) -> Portal:
                              f"{config.portal_base_url}/auth/callback", session,
                              JwksCache(session, jwks_url(config.entra_authority_host)))
     service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now)
+    onboarding = OnboardingService(store.tenants, wiring.app_tokens(config, session), utc_now,
+                                   authority_host=config.entra_authority_host, client_id=config.entra_client_id,
+                                   portal_base_url=config.portal_base_url)
     return Portal(PortalConfig(config.portal_base_url, config.entra_authority_host), service, signin,
-                  cookies.Sealer(config.portal_session_key))
+                  cookies.Sealer(config.portal_session_key), onboarding, config)
 
 
 @dataclass
@@ -133,7 +139,7 @@ def _home(visit: Visit) -> Response:
         return visit.html("not_onboarded.html")
     overview = visit.portal.service.overview(tenant)
     return visit.html("overview.html", nav="overview", tenant=tenant, device_count=overview.device_count,
-                      created=_when(tenant.created_at))
+                      created=_when(tenant.created_at), onboarded=visit.request.args.get("onboarded") == "1")
 
 
 def _signin(visit: Visit) -> Response:
@@ -169,6 +175,99 @@ def _callback(visit: Visit) -> Response:
 def _signout(visit: Visit) -> Response:
     visit.end_session = True
     return visit.redirect("/")
+
+
+# -- onboarding (functions/tenant_portal/onboarding.py decides; these pages say what it decided) ---------
+# Each outcome that does not reach the overview: (HTTP status, what problem+json says). Browsers get the page
+# templates/onboard_result.html with the outcome's texts (messages: onboard.<outcome>.title / .text).
+ONBOARDING_REFUSALS = {
+    "tenant-deleting": (409, "the organisation's data is being deleted; add it again once that has finished"),
+    "no-session": (401, "no onboarding of a signed-in administrator is under way in this browser; sign in and "
+                        "start again"),
+    "not-admin": (403, "only an administrator of the organisation can add it"),
+    "declined": (400, "the administrator declined the consent at Microsoft; nothing was created"),
+    "consent-failed": (400, "Microsoft reported an error instead of the consent; nothing was created"),
+    "state-mismatch": (400, "the consent answer does not belong to the onboarding started in this browser"),
+    "state-expired": (400, "the onboarding was started more than 10 minutes ago; start again"),
+    "malformed-callback": (400, "this is not an admin-consent answer of Microsoft"),
+    "wrong-tenant": (403, "the consent was given in another organisation than the signed-in one"),
+    "consent-not-found": (403, "Microsoft does not confirm the consent for the organisation"),
+    "missing-permission": (403, "the consent lacks the Microsoft Graph permission User.Read.All"),
+    "entra-unavailable": (503, "Microsoft Entra ID could not be reached; start again in a moment"),
+}
+
+
+class OnboardingRefused(AppError):
+    """An onboarding that ends on a page of its own: problem+json for clients, onboard_result.html for
+    browsers (`_error_response`)."""
+
+    def __init__(self, step):
+        self.outcome = step.outcome.value
+        self.status, detail = ONBOARDING_REFUSALS.get(self.outcome, (400, "the onboarding did not succeed"))
+        self.title = "Onboarding refused"
+        self.entra_error = step.entra_error
+        self.request_id = step.tenant.deletion_request_id if step.tenant is not None else None
+        super().__init__(detail, slug=self.outcome, retry_after=5 if self.status == 503 else None)
+
+
+def _onboarding_page(visit: Visit, step) -> Response:
+    """The overview for an organisation that is (now) onboarded; else the page that says why not."""
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    if step.outcome == OnboardingOutcome.ONBOARDED:
+        return visit.redirect("/", onboarded="1")
+    if step.outcome == OnboardingOutcome.ALREADY_ONBOARDED:
+        return visit.redirect("/")
+    raise OnboardingRefused(step)
+
+
+def _onboard(visit: Visit, error: str | None = None, name: str = "", status: int = 200) -> Response:
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    if visit.session is None:
+        raise _Redirect("/signin", next="/onboard")  # sign in first, then come back here
+    step = visit.portal.onboarding.status(visit.session.tenant_id, admin=visit.session.admin)
+    if step.outcome != OnboardingOutcome.NOT_ONBOARDED:
+        return _onboarding_page(visit, step)
+    return visit.html("onboard.html", status, name=name, error=error)
+
+
+def _begin_onboarding(visit: Visit) -> Response:
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    session = _signed_in(visit)
+    step = visit.portal.onboarding.begin(session.tenant_id, visit.value("name"), admin=session.admin)
+    if step.outcome == OnboardingOutcome.NAME_INVALID:
+        return _onboard(visit, error="invalid-name", name=visit.value("name")[:256], status=400)
+    if step.outcome != OnboardingOutcome.REDIRECT_TO_CONSENT:
+        return _onboarding_page(visit, step)
+    pending = {"pending": step.pending.to_cookie(), "lang": visit.page.lang if visit.page.explicit else None}
+    visit.set_cookies.append(cookies.cookie_header(cookies.ONBOARDING_COOKIE, visit.portal.sealer.seal(
+        cookies.ONBOARDING_COOKIE, pending), cookies.FLOW_SECONDS))
+    log.info("onboarding started", function=FUNCTION, tenantId=session.tenant_id)
+    return Response(status=302, headers={"Location": step.consent_url})
+
+
+def _onboarding_callback(visit: Visit) -> Response:
+    from functions.tenant_portal.onboarding import PendingOnboarding
+
+    sealed = visit.portal.sealer.unseal(cookies.ONBOARDING_COOKIE,
+                                        visit.request.cookies.get(cookies.ONBOARDING_COOKIE))
+    visit.set_cookies.append(cookies.cleared_cookie_header(cookies.ONBOARDING_COOKIE))  # single-use state
+    if sealed is not None and sealed.get("lang") in ("de", "en") and not visit.page.explicit:
+        visit.page = Page(visit.request, sealed["lang"], True)  # the language the admin chose before leaving
+    pending = PendingOnboarding.from_cookie(sealed.get("pending")) if sealed is not None else None
+    query = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
+    session = visit.session
+    step = visit.portal.onboarding.complete(query, pending, session.tenant_id if session else None,
+                                            admin=bool(session and session.admin))
+    return _onboarding_page(visit, step)
+
+
+def _privacy(visit: Visit) -> Response:
+    from functions.tenant_portal.privacy import privacy_page
+
+    return visit.html("privacy.html", privacy=privacy_page(visit.page.lang, visit.portal.settings))
 
 
 def _devices(visit: Visit) -> Response:
@@ -295,7 +394,7 @@ def _receipt_view(receipt) -> dict[str, Any]:
 LANG = ("lang",)
 ANY_QUERY = None  # the sign-in callback takes whatever Entra ID sends back
 ROUTER = http.Router([
-    http.Route("GET", "/", _home, LANG),
+    http.Route("GET", "/", _home, ("onboarded", "lang")),
     http.Route("GET", "/signin", _signin, ("next", "lang")),
     http.Route("GET", "/auth/callback", _callback, ANY_QUERY),
     http.Route("POST", "/signout", _signout, LANG),
@@ -307,6 +406,10 @@ ROUTER = http.Router([
     http.Route("POST", "/deletion", _delete_all, LANG),
     http.Route("GET", "/receipts", _receipts, LANG),
     http.Route("GET", "/receipts/<requestId>.json", _receipt_json, LANG),
+    http.Route("GET", "/onboard", _onboard, LANG),
+    http.Route("POST", "/onboard", _begin_onboarding, LANG),
+    http.Route("GET", "/onboard/callback", _onboarding_callback, ANY_QUERY),
+    http.Route("GET", "/privacy", _privacy, LANG),
     http.Route("GET", "/assets/<name>", _static),
 ])
 # POSTs a visitor without a (valid) session may send: signing out of an ended session only redirects.
@@ -351,6 +454,12 @@ def _wants_html(request: Request) -> bool:
 
 
 def _error_response(visit: Visit, error: AppError) -> Response:
+    if isinstance(error, OnboardingRefused) and _wants_html(visit.request):
+        response = visit.html("onboard_result.html", error.status, outcome=error.outcome,
+                              request_id=error.request_id,
+                              entra_error=error.entra_error if error.outcome == "consent-failed" else None)
+        response.headers.update(error.headers)
+        return response
     if _wants_html(visit.request):
         request = visit.request
         back = request.path if request.method == "GET" and request.path in _NEXT_PATHS[1:] else None

@@ -24,6 +24,7 @@ from shared.ids import is_canonical_id
 
 SESSION_COOKIE = "__Host-portal"
 FLOW_COOKIE = "__Host-portal-signin"
+ONBOARDING_COOKIE = "__Host-portal-onboard"  # the pending onboarding (state, tid, name, time) until its callback
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
 FLOW_SECONDS = 10 * 60
@@ -47,7 +48,8 @@ class Sealer:
 
     def seal(self, name: str, payload: dict[str, Any]) -> str:
         nonce = secrets.token_bytes(12)
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        # UTF-8, not \u escapes: a name of 256 characters outside the BMP stays well below the size limit.
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         return _b64(nonce + self._aead.encrypt(nonce, body, name.encode()))
 
     def unseal(self, name: str, value: str | None) -> dict[str, Any] | None:

@@ -13,8 +13,10 @@
   consent to access the app.…&error_uri=…&admin_consent=True&state={state}`, the shape Entra ID sends (as
   observed and reported against its documentation: no `tenant` on this error, `admin_consent=True` all
   the same — so a callback must check `error` first).
-- Requests that Entra ID cannot send back to the app (no or unknown `client_id`, no `redirect_uri`, an
-  unknown tenant, `common`) get an error page (HTML, 400) instead of a redirect, as the real one does.
+- Requests that Entra ID cannot send back to the app (no or unknown `client_id`, no `redirect_uri` or one
+  the app has not registered, an unknown tenant, `common`) get an error page (HTML, 400) instead of a
+  redirect, as the real one does. (An app registered without any redirect URI — the fake started on its
+  own, as the fake's tests do — accepts any http(s) redirect URI.)
 
 What consent changes (`client_credentials_refusal`, `granted_roles`, `graph_refusal`):
 - Without consent (state `not_consented`) the app has no service principal in the tenant: a
@@ -169,6 +171,10 @@ def _check(state: FakeMicrosoft, segment: str, query: dict[str, str]):
         return _error_page(state, 400, 700016,
                            f"Application with identifier '{client_id}' was not found in the directory "
                            f"'{tenant.directory.company}'.")
+    if app.redirect_uris and redirect not in app.redirect_uris:  # registered URIs only, exactly
+        return _error_page(state, 400, 50011,
+                           f"The redirect URI '{redirect}' specified in the request does not match the redirect URIs "
+                           f"configured for the application '{client_id}'.")
     return tenant, app
 
 

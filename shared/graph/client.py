@@ -93,6 +93,8 @@ class AppTokens:
         return app
 
     def token(self, tenant_id: str, refresh: bool = False) -> str:
+        from msal.exceptions import MsalServiceError  # MSAL raises it for a 5xx of the token endpoint
+
         try:
             if refresh:
                 # After a 401 (revoked token, rotated keys): a fresh client with an empty cache asks Entra ID
@@ -101,7 +103,7 @@ class AppTokens:
                     self._apps.pop(tenant_id, None)
             app = self._app(tenant_id)
             result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
-        except (requests.RequestException, ValueError) as error:
+        except (requests.RequestException, ValueError, MsalServiceError) as error:
             raise GraphUnavailable("Entra ID is unreachable", retry_after=5) from error
         if "access_token" in result:
             if result.get("token_source") != "cache":

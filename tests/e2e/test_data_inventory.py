@@ -1,4 +1,5 @@
-"""After an end-to-end run through the processes (onboarding, settings, files, devices, diagnostics,
+"""After an end-to-end run through the processes (onboarding by operators and self-service through the
+portal's admin consent, settings, files, devices, diagnostics,
 revocation, unregistration, a retention sweep, a tenant deletion), walk every Firestore document and
 every Storage object and fail on anything the data model does not list.
 
@@ -16,7 +17,7 @@ from typing import Any, Callable
 import pytest
 
 from local.stack import SWEEP_TOPIC
-from tests import seed, support
+from tests import portal, seed, support
 from tests.e2e.processes import Processes
 
 pytestmark = pytest.mark.e2e
@@ -192,8 +193,9 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
     processes = Processes(deletion_push)
     leaving = processes.onboard("Fabrikam AG", defaultRegion="DE", fields=["displayName", "mobilePhone"])
     staying = processes.onboard("Contoso GmbH")
+    newcomer, _ = portal.onboard_through_portal(deletion_push, "Northwind Traders AG")
     devices = {}
-    for tenant_id in (leaving, staying):
+    for tenant_id in (leaving, staying, newcomer):
         devices[tenant_id] = [processes.register(tenant_id) for _ in range(3)]
         for device_id, (body, content_type) in zip(devices[tenant_id], [
                 (b'{"app":"1.0"}', "application/json"), (b"<d><e/></d>", "application/xml"),
@@ -222,6 +224,8 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
     documents, objects = support.world()
     assert not [p for p in list(documents) + list(objects) if seed.belongs_to(p, leaving)]
     assert len([p for p in documents if p.startswith(f"tenants/{staying}/devices/")]) == 1
+    assert documents[f"tenants/{newcomer}"]["name"] == "Northwind Traders AG"  # the self-onboarded tenant, checked
+    assert len([p for p in documents if p.startswith(f"tenants/{newcomer}/devices/")]) == 3
     assert [p for p in documents if p.startswith(f"tenants/{staying}/rateWindows/")]  # the limits' counters
     assert any("diagnosticsCount" in documents[p] for p in documents if p.startswith(f"tenants/{staying}/devices/"))
     assert len([p for p in documents if p.startswith("deletionReceipts/")]) == 3

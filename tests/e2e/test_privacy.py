@@ -88,10 +88,13 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
                                                               "defaultRegion": "DE"}).status_code == 303
         assert visitor.request("POST", "/signout", data={"csrf": portal.csrf_of(
             visitor.request("GET", "/").text)}).status_code == 303
+    # A new customer onboards itself through the portal and the fake consent page.
+    _, onboarding = portal.onboard_through_portal(stack, "Privacy Newcomer AG")
+    codes |= {onboarding["code"], onboarding["state"]}
     user_ids = {entry["user"]["id"] for entry in users if entry["user"]}
 
     secrets = _directory_values(fake) | {"+491701234567", "491701234567"} | set(tokens.USER_CLAIMS.values())
-    secrets |= codes | user_ids
+    secrets |= codes | user_ids | {onboarding["login"]}
     secrets |= {access, expired, stack.env["ENTRA_CLIENT_SECRET"], stack.env["CURSOR_KEY"], stack.env["RECEIPT_KEY"],
                 stack.env["PORTAL_SESSION_KEY"]}
     assert len(secrets) > 400
@@ -106,6 +109,7 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
             logs += handle.read().decode(errors="replace")
     assert "sync streamed" in logs  # the relay process did log, so the scan is not vacuous
     assert '"function": "tenant_portal"' in logs and "settings saved" in logs  # so did the portal
+    assert '"reason": "onboarded"' in logs  # and onboarding
     for secret in secrets:
         assert secret not in stored, "a directory value or token reached Firestore"
         assert secret not in object_text, "a directory value or token reached Storage"

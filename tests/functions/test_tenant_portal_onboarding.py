@@ -15,7 +15,6 @@ from tests import support
 from tests.conftest import make_client
 from tests.fake_ms import FakeMicrosoftControl
 
-PORTAL = "https://portal.example.test"
 NAME = "Contoso Onboarding AG"
 
 
@@ -54,19 +53,24 @@ def service(emulators, clock):
     return make_service(clock)
 
 
+def portal_url() -> str:
+    """PORTAL_BASE_URL of the stack: its /onboard/callback is a redirect URI registered for the fake's app."""
+    return support.settings().portal_base_url
+
+
 def make_service(clock, retry_delays=(0.2, 0.2)) -> OnboardingService:
     from shared import wiring
 
     config = support.settings()
     return OnboardingService(support.store().tenants, wiring.app_tokens(config), clock, authority_host=config.entra_authority_host,
-                             client_id=config.entra_client_id, portal_base_url=PORTAL, retry_delays=retry_delays)
+                             client_id=config.entra_client_id, portal_base_url=portal_url(), retry_delays=retry_delays)
 
 
 def consent(fake, url: str, decision: str = "accept") -> dict[str, str]:
     """The admin answers the consent page; the callback's query as the portal receives it."""
     location = fake.answer_consent_page(url, decision)
     parts = urlsplit(location)
-    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{PORTAL}/onboard/callback"
+    assert f"{parts.scheme}://{parts.netloc}{parts.path}" == f"{portal_url()}/onboard/callback"
     return dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
@@ -88,7 +92,7 @@ def test_consent_url_has_the_contracts_parameters(service, tenant, stack):
     assert url.path == f"/{tenant}/v2.0/adminconsent"
     assert parse_qsl(url.query) == [("client_id", support.settings().entra_client_id),
                                     ("scope", "https://graph.microsoft.com/.default"),
-                                    ("redirect_uri", f"{PORTAL}/onboard/callback"),
+                                    ("redirect_uri", f"{portal_url()}/onboard/callback"),
                                     ("state", step.pending.state)]
     assert len(step.pending.state) >= 32 and step.pending.tenant_id == tenant and step.pending.name == NAME
     assert start(service, tenant).pending.state != step.pending.state  # a fresh state each time

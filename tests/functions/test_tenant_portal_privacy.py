@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jinja2
 import pytest
 
 from functions.tenant_portal import privacy
@@ -13,7 +12,6 @@ from shared.config import Settings
 from shared.store import schema
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "functions" / "tenant_portal" / "templates"
 
 
 def model() -> dict[str, set[str]]:
@@ -21,9 +19,15 @@ def model() -> dict[str, set[str]]:
 
 
 def render(lang: str, settings: Settings | None = None) -> str:
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                     undefined=jinja2.StrictUndefined)
-    return environment.get_template("privacy.html").render(page=privacy.privacy_page(lang, settings))
+    """The page as the portal renders it (its layout, catalogues and language switch)."""
+    from flask import Flask
+
+    from functions.tenant_portal.pages import Page, render as render_page
+
+    with Flask(__name__).test_request_context("/privacy", query_string={"lang": lang}) as context:
+        answer = render_page(Page(context.request, lang, True), "privacy.html", session=None, csrf="",
+                             privacy=privacy.privacy_page(lang, settings))
+        return answer.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("lang", privacy.LANGUAGES)
@@ -109,20 +113,21 @@ def test_unknown_language_is_english():
     ("en", "What we store, and what we never store", "What is never stored"),
     ("de", "Was wir speichern – und was nie", "Was nie gespeichert wird"),
 ])
-def test_template_renders_an_accessible_standalone_page(lang, heading, never):
+def test_template_renders_an_accessible_page_in_the_portal_layout(lang, heading, never):
     html = render(lang)
     assert f'<html lang="{lang}">' in html
     assert f"<h1>{heading}</h1>" in html and f'<h2 id="never">{never}</h2>' in html
-    assert re.search(r'<a href="\?lang=en" hreflang="en" lang="en"[^>]*>English</a>', html)
-    assert re.search(r'<a href="\?lang=de" hreflang="de" lang="de"[^>]*>Deutsch</a>', html)
-    assert f'aria-current="page">{"Deutsch" if lang == "de" else "English"}</a>' in html
-    assert '<a href="#content">' in html and '<main id="content">' in html
+    assert re.search(r'<a href="/privacy\?lang=en" lang="en" hreflang="en"[^>]*>English</a>', html)
+    assert re.search(r'<a href="/privacy\?lang=de" lang="de" hreflang="de"[^>]*>Deutsch</a>', html)
+    assert f'aria-current="true">{"Deutsch" if lang == "de" else "English"}</a>' in html
+    assert '<a class="skip" href="#main">' in html and '<main id="main">' in html
     # Exactly the stored fields, each as a row header of its collection's table.
     rows = set(re.findall(r'<tr data-field="([^"]+)">\s*<th scope="row"><code>', html))
     assert rows == {f"{collection}.{field}" for collection, fields in model().items() for field in fields}
     assert html.count("<caption>") == len(model())
-    # No script, no inline style, nothing loaded from anywhere.
-    assert not re.search(r"<script|<style|style=|<link|<img|src=|https?://", html)
+    # No script, no inline style, nothing loaded from another host (only the portal's own stylesheet).
+    assert not re.search(r"<script|<style|style=|<img|src=|https?://", html)
+    assert re.findall(r"<link [^>]*>", html) == ['<link rel="stylesheet" href="/assets/portal.css">']
     # Text is escaped, not injected.
     assert "&amp;" not in heading and "<code>tenants/{tenantId}</code>" in html
 

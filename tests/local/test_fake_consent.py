@@ -255,3 +255,15 @@ def test_control_api_refuses_bad_consent_bodies(fakes, fake):
     described = fake.consent(TENANT, "granted", roles=["User.Read.All", "GroupMember.Read.All"])
     assert described["consent"] == "granted" and described["granted_roles"] == ["User.Read.All",
                                                                                 "GroupMember.Read.All"]
+
+
+def test_a_redirect_uri_the_app_has_not_registered_gets_an_error_page(fakes, fake, http):
+    fake.call("POST", "apps", {"client_id": CLIENT_ID, "client_secret": SECRET, "redirect_uris": [CALLBACK]})
+    try:
+        listed = http.get(consent_url(fakes), timeout=10, allow_redirects=False)
+        assert listed.status_code == 200 and "Permissions requested" in listed.text
+        other = http.get(consent_url(fakes, redirect_uri="https://evil.example/onboard/callback"), timeout=10,
+                         allow_redirects=False)
+        assert other.status_code == 400 and "Location" not in other.headers and "AADSTS50011" in other.text
+    finally:
+        fake.call("POST", "apps", {"client_id": CLIENT_ID, "client_secret": SECRET, "redirect_uris": []})

@@ -188,3 +188,13 @@ def test_a_429_holds_every_stream_of_the_tenant_until_its_retry_after():
     pacing.throttled(TENANT, 2.5)
     assert pacing.reserve(TENANT) == pytest.approx(2.5)
     assert pacing.reserve(TENANT) == pytest.approx(2.5 + 0.05)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_error_of_the_token_endpoint_is_unavailable_not_a_crash(graph, status):
+    # MSAL raises MsalServiceError for a 5xx of the token endpoint instead of returning an error answer.
+    fake, _, tokens, _ = graph
+    fake.faults({"target": "token", "status": status, "count": 1, "tenant": TENANT})
+    with pytest.raises(GraphUnavailable):
+        tokens.token(TENANT, refresh=True)
+    assert tokens.token(TENANT, refresh=True)  # the next attempt gets its token
