@@ -25,6 +25,7 @@ COLLECTION_PATHS = {
     schema.FILES: "tenants/{tenantId}/files/{fileId}",
     schema.RECEIPTS: "deletionReceipts/{requestId}",
     schema.RATE_WINDOWS: "tenants/{tenantId}/rateWindows/{minute}",
+    schema.SYNC_LEASES: "tenants/{tenantId}/syncLeases/{slot}",
 }
 # Terraform's default locations (terraform/variables.tf; tests/functions/test_tenant_portal_privacy.py
 # compares them), named on the page.
@@ -187,6 +188,20 @@ TEXTS: dict[str, T] = {
               "begrenzen. Er sagt nichts darüber, wer sie registriert hat."},
     "rateWindows.expiresAt": {"en": "When the counter expires and may be removed.",
                               "de": "Wann der Zähler abläuft und entfernt werden darf."},
+    "syncLeases": {"en": "Running full synchronisations", "de": "Laufende Vollsynchronisierungen"},
+    "syncLeases.id": {"en": "A slot number (0, 1, 2 …): one of the full synchronisations your organisation "
+                            "may run at once.",
+                      "de": "Eine Platznummer (0, 1, 2 …): eine der Vollsynchronisierungen, die Ihre "
+                            "Organisation gleichzeitig ausführen darf."},
+    "syncLeases.retention": {
+        "en": "While the synchronisation runs, at most 10 minutes; then removed automatically. Also deleted "
+              "with your organisation.",
+        "de": "Solange die Synchronisierung läuft, höchstens 10 Minuten; danach automatisch entfernt. Auch mit "
+              "Ihrer Organisation gelöscht."},
+    "syncLeases.expiresAt": {
+        "en": "When the slot is free again at the latest. It says nothing about which phone or person holds it.",
+        "de": "Wann der Platz spätestens wieder frei ist. Er sagt nichts darüber, welches Telefon oder welche "
+              "Person ihn belegt."},
     "files": {"en": "Technical files (index)", "de": "Technische Dateien (Verzeichnis)"},
     "files.id": {"en": "A random file ID.", "de": "Eine zufällige Datei-ID."},
     "files.retention": {
@@ -227,6 +242,10 @@ TEXTS: dict[str, T] = {
               "receipts — never your tenant ID itself.",
         "de": "Ein zweiter Hash mit geheimem Schlüssel, nur von Ihrer Organisation, damit dieses Portal die "
               "Quittungen Ihrer Organisation auflisten kann – nie Ihre Mandanten-ID selbst."},
+    "deletionReceipts.progressAt": {
+        "en": "While a large deletion runs in several steps: when the last step started or finished.",
+        "de": "Während eine große Löschung in mehreren Schritten läuft: wann der letzte Schritt begann oder "
+              "endete."},
     "deletionReceipts.status": {"en": "Pending, or completed.", "de": "Ausstehend oder abgeschlossen."},
     "deletionReceipts.requestedAt": {"en": "When the deletion was requested.",
                                      "de": "Wann die Löschung angefordert wurde."},
@@ -251,7 +270,8 @@ TEXTS: dict[str, T] = {
 }
 
 # The order the page shows collections in (every collection of the data model must be here).
-COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.RECEIPTS)
+COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.SYNC_LEASES,
+                    schema.RECEIPTS)
 _NEVER = ("never.contacts", "never.profiles", "never.credentials", "never.m365")
 _HOSTING = ("hosting.firestore", "hosting.storage", "hosting.functions", "hosting.no-third-parties")
 

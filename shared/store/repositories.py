@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterator
 
 from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -18,6 +19,12 @@ from shared.ids import is_canonical_id
 from shared.store import schema
 from shared.store.records import (Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant)
 from shared.store.schema import (DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked)
+
+
+# Writes that may meet a transaction's lock: Aborted means nothing was written, so retrying is safe (the
+# client's default retry leaves Aborted out).
+_CONTENDED = Retry(predicate=if_exception_type(gexc.Aborted), initial=0.05,
+                   maximum=1.0, multiplier=2.0, timeout=30.0)
 
 
 def _enum(kind, value):
@@ -478,7 +485,9 @@ class ReceiptRepository:
             changes.update({"deleted.documents": firestore.Increment(documents),
                             "deleted.files": firestore.Increment(files)})
         if changes:
-            self._paths.receipt(request_id).update(checked(schema.RECEIPTS, changes))
+            # A blind update, retried when the emulator or Firestore aborts it for a lock another attempt's
+            # transaction holds on the receipt (duplicate deliveries completing it at the same moment).
+            self._paths.receipt(request_id).update(checked(schema.RECEIPTS, changes), retry=_CONTENDED)
 
     def progressed(self, request_id: str, now: datetime) -> None:
         """An attempt started: `progressAt` tells the sweeper this deletion is not stuck."""

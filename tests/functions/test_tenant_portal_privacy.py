@@ -57,8 +57,8 @@ def test_a_field_added_to_the_data_model_without_text_fails(monkeypatch):
 
 
 def test_a_collection_added_to_the_data_model_without_text_fails(monkeypatch):
-    monkeypatch.setitem(schema._TOP, "syncLeases", frozenset({"expiresAt"}))
-    with pytest.raises(privacy.MissingText, match="syncLeases"):
+    monkeypatch.setitem(schema._TOP, "pushTokens", frozenset({"expiresAt"}))
+    with pytest.raises(privacy.MissingText, match="pushTokens"):
         privacy.privacy_page("de")
 
 
