@@ -107,8 +107,9 @@ locals {
       secrets             = ["ENTRA_CLIENT_SECRET", "RECEIPT_KEY", "PORTAL_SESSION_KEY"]
       # Reads, creates (receipts, a tenant onboarded through admin consent) and updates (settings, the deletion
       # mark); deletes nothing: handle_deletion does.
-      grants  = { firestore = "portal_firestore", deletion_requests = "roles/pubsub.publisher" }
-      scaling = { max_instance_count = 5, available_memory = "256Mi", timeout_seconds = 60 }
+      grants = { firestore = "portal_firestore", deletion_requests = "roles/pubsub.publisher" }
+      # docs/capacity.md: administrators' pages, I/O-bound (a token exchange, a few reads); low traffic.
+      scaling = { max_instance_count = 5, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 20, timeout_seconds = 60 }
       env     = { PORTAL_BASE_URL = var.portal_base_url }
     }
 

@@ -236,7 +236,8 @@ def test_scaling_defaults_per_function(functions):
                             "available_cpu": "1", "max_instance_request_concurrency": 4, "timeout_seconds": 540},
         "sweep_retention": {"max_instance_count": 1, "min_instance_count": 0, "available_memory": "512Mi",
                             "available_cpu": "1", "max_instance_request_concurrency": 1, "timeout_seconds": 540},
-        "tenant_portal": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "256Mi", "timeout_seconds": 60},
+        "tenant_portal": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "512Mi",
+                          "available_cpu": "1", "max_instance_request_concurrency": 20, "timeout_seconds": 60},
     }
 
 
