@@ -224,7 +224,7 @@ def test_admin_sets_directory_scope_and_photos(page, emulators):
     members = [entry["user"]["id"] for entry in fake.users(tenant_id) if entry["user"]
                and entry["user"]["accountEnabled"] and entry["user"]["userType"] == "Member"]
     sales = fake.create_group(tenant_id, users=members[3:13])
-    fake.photos(tenant_id, set=[{"user": members[4], "largest": 96}, {"user": members[30], "largest": 96}])
+    fake.photos(tenant_id, set=[{"user": user, "largest": 96} for user in members[3:13] + members[30:31]])
     device = Processes(stack).register(tenant_id)
     assert set(members) <= {line["id"] for line in relay_sync(stack, tenant_id, device) if line["op"] == "upsert"}
     assert relay_photo(stack, tenant_id, device, members[30]) == 200
@@ -252,7 +252,7 @@ def test_admin_sets_directory_scope_and_photos(page, emulators):
     accessible(page)
     shoot(page, "16-settings-scope-error")
     page.get_by_role("alert").get_by_role("link").click()
-    assert page.evaluate("document.activeElement.id") == "groups"  # the summary leads to the field
+    page.wait_for_function("document.activeElement.id === 'groups'", timeout=5000)  # the summary leads there
 
     groups.fill(sales)
     page.get_by_role("checkbox", name="Only people with a phone number").check()
@@ -267,7 +267,8 @@ def test_admin_sets_directory_scope_and_photos(page, emulators):
                                  "requirePhone": True}
     sent = {line["id"] for line in relay_sync(stack, tenant_id, device) if line["op"] == "upsert"}
     assert sent and sent <= set(members[3:13])  # the group's members that have a phone number
-    assert relay_photo(stack, tenant_id, device, members[4]) == 404
+    colleague = min(sent)  # in scope, with a photo
+    assert relay_photo(stack, tenant_id, device, colleague) == 404  # photos are off
 
     # In German: every label is there, and photos go back on.
     page.get_by_role("link", name="Deutsch").click()
@@ -275,12 +276,15 @@ def test_admin_sets_directory_scope_and_photos(page, emulators):
     for label in ("Deaktivierte Konten auslassen", "Gäste auslassen", "Nur Personen mit Telefonnummer"):
         assert page.get_by_role("checkbox", name=label).is_visible()
     page.get_by_role("checkbox", name="Profilfotos an die Telefone senden").check()
-    page.get_by_role("button", name="Speichern").click()
+    with page.expect_navigation():  # this page already shows a "saved" notice: wait for the new one
+        page.get_by_role("button", name="Speichern").click()
+    assert page.url.endswith("/settings?saved=1&lang=de")  # photos alone: no full sync
     assert "gespeichert" in page.get_by_role("status").inner_text()
     accessible(page)
     shoot(page, "18-settings-scope-de")
     assert support.store().tenants.get(tenant_id).settings["photos"] is True
-    assert relay_photo(stack, tenant_id, device, members[4]) == 200
+    assert relay_photo(stack, tenant_id, device, colleague) == 200
+    assert relay_photo(stack, tenant_id, device, members[30]) == 404  # out of scope
 
 
 def test_non_admin_sees_why_and_nothing_else(page, emulators):
