@@ -71,7 +71,8 @@ def validate_settings(settings: Any, current: dict[str, Any] | None = None) -> d
 
 
 def validate_scope(scope: Any, current: dict[str, Any] | None) -> dict[str, Any]:
-    """A complete scope: the given keys checked and merged over `current` (or the defaults)."""
+    """A complete scope: the given keys checked and merged over `current` (or the defaults). Each way the
+    groups can be wrong has its own problem type, so the portal can say which in the admin's language."""
     if not isinstance(scope, dict):
         raise BadRequest("settings.scope must be an object", slug="invalid-settings")
     unknown = sorted(set(scope) - set(schema.SCOPE_FIELDS))
@@ -82,13 +83,13 @@ def validate_scope(scope: Any, current: dict[str, Any] | None) -> dict[str, Any]
     if "groups" in scope:
         groups = scope["groups"]
         if not isinstance(groups, list) or not all(isinstance(g, str) and _GUID.fullmatch(g) for g in groups):
-            raise BadRequest("settings.scope.groups must be a list of group IDs (GUIDs)", slug="invalid-settings")
+            raise BadRequest("settings.scope.groups must be a list of group IDs (GUIDs)", slug="invalid-scope-group")
         canonical = [g.lower() for g in groups]
         if len(set(canonical)) != len(canonical):
-            raise BadRequest("settings.scope.groups must not repeat a group", slug="invalid-settings")
+            raise BadRequest("settings.scope.groups must not repeat a group", slug="duplicate-scope-group")
         if len(canonical) > schema.MAX_SCOPE_GROUPS:
             raise BadRequest(f"settings.scope.groups holds at most {schema.MAX_SCOPE_GROUPS} groups",
-                             slug="invalid-settings")
+                             slug="too-many-scope-groups")
         merged["groups"] = canonical
     for flag in schema.SCOPE_FLAGS:
         if flag in scope:

@@ -88,6 +88,11 @@ class Visit:
         values = self.form.get(name) or [""]
         return values[0]
 
+    def last(self, name: str) -> str | None:
+        """The last value of `name` (a checkbox after its hidden "false"), None when the form lacks it."""
+        values = self.form.get(name)
+        return values[-1] if values else None
+
     def redirect(self, path: str, **params: Any) -> Response:
         return Response(status=303, headers={"Location": self.page.href(path, **params)})
 
@@ -287,25 +292,51 @@ def _revoke(visit: Visit, deviceId: str) -> Response:
     return visit.redirect("/devices", revoked=request_id)
 
 
-def _settings(visit: Visit, error: str | None = None, status: int = 200) -> Response:
-    from shared.store.schema import RELAY_FIELDS
+# Which field of the settings form an error is about (the summary links to it, the field shows it).
+_SETTINGS_ERROR_FIELDS = {"invalid-name": "name", "invalid-scope-group": "groups",
+                          "duplicate-scope-group": "groups", "too-many-scope-groups": "groups"}
+
+
+def _settings(visit: Visit, error: str | None = None, status: int = 200, form=None) -> Response:
+    """The settings page: the stored settings, or after a refused save what the admin posted (with the
+    error at the top and beside its field), so nothing typed is lost."""
+    from shared.store.schema import MAX_SCOPE_GROUPS, RELAY_FIELDS, SCOPE_FLAGS, effective_scope, photos_enabled
 
     tenant = _tenant(visit)
+    scope = effective_scope(tenant.settings)
+    shown = {"name": tenant.name, "fields": set(tenant.settings.get("fields", RELAY_FIELDS)),
+             "region": tenant.settings.get("defaultRegion") or "", "groups": "\n".join(scope["groups"]),
+             "flags": {flag: scope[flag] for flag in SCOPE_FLAGS}, "photos": photos_enabled(tenant.settings)}
+    if form is not None:
+        shown.update(name=form.name, fields=set(form.fields), region=form.region)
+        if form.groups is not None:
+            shown["groups"] = form.groups
+        shown["flags"].update({flag: value == "true" for flag, value in form.flags.items()})
+        if form.photos is not None:
+            shown["photos"] = form.photos == "true"
+    saved = visit.request.args.get("saved")
     return visit.html("settings.html", status, nav="settings", tenant=tenant, relay_fields=RELAY_FIELDS,
-                      chosen=set(tenant.settings.get("fields", RELAY_FIELDS)),
-                      region=tenant.settings.get("defaultRegion") or "", regions=_regions(),
-                      saved=visit.request.args.get("saved") == "1", error=error)
+                      shown=shown, scope_flags=SCOPE_FLAGS, max_groups=MAX_SCOPE_GROUPS, regions=_regions(),
+                      saved=saved in ("1", "scope"), full_sync=saved == "scope", error=error,
+                      error_field=_SETTINGS_ERROR_FIELDS.get(error or ""))
 
 
 def _save_settings(visit: Visit) -> Response:
+    from shared.store.schema import SCOPE_FLAGS
+
+    from functions.tenant_portal.service import SettingsForm
+
     tenant = _tenant(visit)
+    flags = {flag: value for flag in SCOPE_FLAGS if (value := visit.last(flag)) is not None}
+    form = SettingsForm(name=visit.value("name"), fields=visit.form.get("fields", []),
+                        region=visit.value("defaultRegion"), groups=visit.last("groups"), flags=flags,
+                        photos=visit.last("photos"))
     try:
-        visit.portal.service.update_settings(tenant, visit.value("name"), visit.form.get("fields", []),
-                                             visit.value("defaultRegion"))
+        saved = visit.portal.service.update_settings(tenant, form)
     except BadRequest as error:
-        return _settings(visit, error=error.slug, status=400)
-    log.info("settings saved", function=FUNCTION, tenantId=tenant.tenant_id)
-    return visit.redirect("/settings", saved="1")
+        return _settings(visit, error=error.slug, status=400, form=form)
+    log.info("settings saved", function=FUNCTION, tenantId=tenant.tenant_id, full=saved.scope_changed)
+    return visit.redirect("/settings", saved="scope" if saved.scope_changed else "1")
 
 
 def _deletion(visit: Visit, error: str | None = None, status: int = 200) -> Response:

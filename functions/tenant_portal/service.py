@@ -6,7 +6,7 @@ reached whatever the request carries (docs/architecture.md, "tenant_portal").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from functions.manage_tenants.service import validate_name, validate_settings
@@ -17,7 +17,7 @@ from shared.events import tenant_subject
 from shared.ids import require_id
 from shared.store import Store
 from shared.store.records import Device, Receipt, Tenant
-from shared.store.schema import RELAY_FIELDS, DeletionKind
+from shared.store.schema import RELAY_FIELDS, SCOPE_FLAGS, DeletionKind, effective_scope
 
 DEVICES_PER_PAGE = 25
 RECEIPTS_LISTED = 100
@@ -33,6 +33,45 @@ class Overview:
 class DevicePage:
     devices: list[Device]
     next_page_token: str | None
+
+
+# A checkbox of the settings form posts a hidden "false" before its own "true", so an unticked box is
+# told apart from a form that does not carry it (which keeps the stored value).
+CHECKBOX_VALUES = {"true": True, "false": False}
+
+
+@dataclass(frozen=True)
+class SettingsForm:
+    """The settings page as posted. `groups` (the textarea, one group ID per line), the scope flags and
+    `photos` are None when the form did not carry them: those settings are then kept as they are."""
+    name: str
+    fields: list[str]
+    region: str
+    groups: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)  # scope flag -> the checkbox's value
+    photos: str | None = None
+
+
+@dataclass(frozen=True)
+class SavedSettings:
+    tenant: Tenant
+    scope_changed: bool  # the phones then fetch the directory once in full (a settings change resets syncs)
+
+
+def group_lines(text: str) -> list[str]:
+    """The group IDs of the textarea: one per line, trimmed, blank lines left out. Whether each is a GUID,
+    unique, and whether there are too many is `validate_settings`'s to say (the one validator)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _checkbox(value: str) -> bool:
+    if value not in CHECKBOX_VALUES:
+        raise BadRequest("a checkbox of the settings form carries an unknown value", slug="invalid-settings")
+    return CHECKBOX_VALUES[value]
+
+
+def _comparable(scope: dict[str, Any]) -> dict[str, Any]:
+    return {**scope, "groups": sorted(scope["groups"])}
 
 
 class TenantPortalService:
@@ -73,14 +112,29 @@ class TenantPortalService:
             raise NotFound("the device is not registered in your organisation", slug="device-not-found")
         return self._requester.request(DeletionKind.DEVICE, tenant.tenant_id, device_id)
 
-    def update_settings(self, tenant: Tenant, name: str, fields: list[str], region: str) -> Tenant:
+    def update_settings(self, tenant: Tenant, form: SettingsForm) -> SavedSettings:
+        """Name, relay fields, region and, when the form carries them, directory scope and photos; every
+        value is checked by `validate_settings` (merged over the stored settings, so nothing else is lost)
+        before anything is written."""
         self._require_active(tenant)
-        unknown = [field for field in fields if field not in RELAY_FIELDS]
+        unknown = [name for name in form.fields if name not in RELAY_FIELDS]
         if unknown:
             raise BadRequest("unknown relay field", slug="invalid-settings")
-        settings = validate_settings({"fields": list(dict.fromkeys(fields)), "defaultRegion": region or None},
-                                     tenant.settings)
-        return self._tenants.update(tenant.tenant_id, {"name": validate_name(name), "settings": settings})
+        if set(form.flags) - set(SCOPE_FLAGS):
+            raise BadRequest("unknown scope setting", slug="invalid-settings")
+        changes: dict[str, Any] = {"fields": list(dict.fromkeys(form.fields)), "defaultRegion": form.region or None}
+        scope: dict[str, Any] = {flag: _checkbox(value) for flag, value in form.flags.items()}
+        if form.groups is not None:
+            scope["groups"] = group_lines(form.groups)
+        if scope:
+            changes["scope"] = scope
+        if form.photos is not None:
+            changes["photos"] = _checkbox(form.photos)
+        settings = validate_settings(changes, tenant.settings)
+        name = validate_name(form.name)
+        updated = self._tenants.update(tenant.tenant_id, {"name": name, "settings": settings})
+        changed = _comparable(effective_scope(settings)) != _comparable(effective_scope(tenant.settings))
+        return SavedSettings(updated, changed)
 
     def delete_all(self, tenant: Tenant, typed_name: str) -> str:
         """Requests the deletion of everything of the tenant once the admin typed its name exactly."""

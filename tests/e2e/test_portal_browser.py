@@ -90,13 +90,25 @@ def session_cookie(page):
     return [c for c in page.context.cookies() if c["name"] == cookies.SESSION_COOKIE]
 
 
-def relay_fields(stack, tenant_id: str, device_id: str) -> set[str]:
+def relay_sync(stack, tenant_id: str, device_id: str) -> list[dict]:
+    """One full sync of the device through the relay process: its lines."""
     answer = requests.get(stack.urls["relay_contacts"] + "/", timeout=60, headers={
         "Authorization": f"Bearer {tokens.token(stack, tenant_id)}", "X-Device-Id": device_id})
     assert answer.status_code == 200, answer.text[:300]
     lines = [json.loads(line) for line in answer.text.splitlines()]
     assert lines[-1]["op"] == "end"
+    return lines
+
+
+def relay_fields(stack, tenant_id: str, device_id: str) -> set[str]:
+    lines = relay_sync(stack, tenant_id, device_id)
     return set().union(*(set(line) for line in lines if line["op"] == "upsert")) - {"op", "id"}
+
+
+def relay_photo(stack, tenant_id: str, device_id: str, user_id: str) -> int:
+    answer = requests.get(f"{stack.urls['relay_contacts']}/photos/{user_id}", timeout=60, headers={
+        "Authorization": f"Bearer {tokens.token(stack, tenant_id)}", "X-Device-Id": device_id})
+    return answer.status_code
 
 
 def test_landing_page(page, stack):
@@ -152,7 +164,7 @@ def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
     # Settings: only two fields reach the phones, and the relay honours it.
     assert {"jobTitle", "department", "mail"} <= relay_fields(stack, tenant_id, devices[1])
     page.get_by_role("link", name="Settings").click()
-    for box in page.get_by_role("checkbox").all():
+    for box in page.get_by_role("group", name="Directory fields sent to the phones").get_by_role("checkbox").all():
         box.uncheck()
     page.get_by_label("Display name").check()
     page.get_by_label("Mobile phone").check()
@@ -161,8 +173,9 @@ def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
     assert "saved" in page.get_by_role("status").inner_text()
     accessible(page)
     shoot(page, "06-settings")
-    assert support.store().tenants.get(tenant_id).settings == {"fields": ["displayName", "mobilePhone"],
-                                                               "defaultRegion": "AT"}
+    assert support.store().tenants.get(tenant_id).settings == {
+        "fields": ["displayName", "mobilePhone"], "defaultRegion": "AT", "photos": True,
+        "scope": {"groups": [], "excludeDisabled": True, "excludeGuests": True, "requirePhone": False}}
     assert relay_fields(stack, tenant_id, devices[1]) <= {"displayName", "mobilePhone"}
 
     # Language switch on a signed-in page, and back.
@@ -198,6 +211,80 @@ def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
     assert session_cookie(page) == []
     page.goto(url(stack, "/devices"))
     assert page.get_by_role("heading", level=1).inner_text() == "Please sign in"
+
+
+def test_admin_sets_directory_scope_and_photos(page, emulators):
+    """Groups by object ID, the three flags and photos, in English and German; a bad list is refused with
+    the error at the top and beside the field; the relay then sends only the group's members and no photos."""
+    from tests.fake_ms import FakeMicrosoftControl
+
+    stack = emulators
+    tenant_id = portal.onboard(stack, name="Contoso Pharma GmbH", defaultRegion="DE")
+    fake = FakeMicrosoftControl(stack)
+    members = [entry["user"]["id"] for entry in fake.users(tenant_id) if entry["user"]
+               and entry["user"]["accountEnabled"] and entry["user"]["userType"] == "Member"]
+    sales = fake.create_group(tenant_id, users=members[3:13])
+    fake.photos(tenant_id, set=[{"user": user, "largest": 96} for user in members[3:13] + members[30:31]])
+    device = Processes(stack).register(tenant_id)
+    assert set(members) <= {line["id"] for line in relay_sync(stack, tenant_id, device) if line["op"] == "upsert"}
+    assert relay_photo(stack, tenant_id, device, members[30]) == 200
+    sign_in(page, stack, portal.accounts(stack, tenant_id)["admin"])
+    page.get_by_role("link", name="Settings").click()
+
+    groups = page.get_by_role("textbox", name="Groups (optional)")
+    assert groups.input_value() == "" and "Entra" in page.locator("#groups-hint").inner_text()
+    assert page.get_by_role("checkbox", name="Leave out disabled accounts").is_checked()
+    assert page.get_by_role("checkbox", name="Leave out guests").is_checked()
+    assert not page.get_by_role("checkbox", name="Only people with a phone number").is_checked()
+    assert page.get_by_role("checkbox", name="Send profile photos to the phones").is_checked()
+    accessible(page)
+    shoot(page, "15-settings-scope")
+
+    # A group name instead of its ID: the form comes back with the error, and nothing changed.
+    groups.fill(f"{sales}\nSales Munich")
+    page.get_by_role("checkbox", name="Send profile photos to the phones").uncheck()
+    page.get_by_role("button", name="Save").click()
+    assert "must be one group object ID" in page.get_by_role("alert").inner_text()
+    assert page.locator("#groups-error").is_visible() and groups.get_attribute("aria-invalid") == "true"
+    assert groups.input_value() == f"{sales}\nSales Munich"  # what was typed is kept
+    assert not page.get_by_role("checkbox", name="Send profile photos to the phones").is_checked()
+    assert "scope" not in support.store().tenants.get(tenant_id).settings
+    accessible(page)
+    shoot(page, "16-settings-scope-error")
+    page.get_by_role("alert").get_by_role("link").click()
+    page.wait_for_function("document.activeElement.id === 'groups'", timeout=5000)  # the summary leads there
+
+    groups.fill(sales)
+    page.get_by_role("checkbox", name="Only people with a phone number").check()
+    page.get_by_role("button", name="Save").click()
+    assert "once in full" in page.get_by_role("status").inner_text()
+    assert groups.input_value() == sales
+    accessible(page)
+    shoot(page, "17-settings-scope-saved")
+    settings = support.store().tenants.get(tenant_id).settings
+    assert settings["photos"] is False
+    assert settings["scope"] == {"groups": [sales], "excludeDisabled": True, "excludeGuests": True,
+                                 "requirePhone": True}
+    sent = {line["id"] for line in relay_sync(stack, tenant_id, device) if line["op"] == "upsert"}
+    assert sent and sent <= set(members[3:13])  # the group's members that have a phone number
+    colleague = min(sent)  # in scope, with a photo
+    assert relay_photo(stack, tenant_id, device, colleague) == 404  # photos are off
+
+    # In German: every label is there, and photos go back on.
+    page.get_by_role("link", name="Deutsch").click()
+    assert page.get_by_role("textbox", name="Gruppen (optional)").input_value() == sales
+    for label in ("Deaktivierte Konten auslassen", "Gäste auslassen", "Nur Personen mit Telefonnummer"):
+        assert page.get_by_role("checkbox", name=label).is_visible()
+    page.get_by_role("checkbox", name="Profilfotos an die Telefone senden").check()
+    with page.expect_navigation():  # this page already shows a "saved" notice: wait for the new one
+        page.get_by_role("button", name="Speichern").click()
+    assert page.url.endswith("/settings?saved=1&lang=de")  # photos alone: no full sync
+    assert "gespeichert" in page.get_by_role("status").inner_text()
+    accessible(page)
+    shoot(page, "18-settings-scope-de")
+    assert support.store().tenants.get(tenant_id).settings["photos"] is True
+    assert relay_photo(stack, tenant_id, device, colleague) == 200
+    assert relay_photo(stack, tenant_id, device, members[30]) == 404  # out of scope
 
 
 def test_non_admin_sees_why_and_nothing_else(page, emulators):
@@ -294,9 +381,15 @@ def test_everything_works_without_javascript(browser, deletion_push):
         assert page.get_by_role("heading", level=1).inner_text() == "Ohne Skript GmbH"  # German from Accept-Language
         page.get_by_role("link", name="Einstellungen").click()
         page.get_by_label("Position").uncheck()
+        group = str(uuid.uuid4())
+        page.get_by_role("textbox", name="Gruppen (optional)").fill(group)
+        page.get_by_role("checkbox", name="Gäste auslassen").uncheck()
         page.get_by_role("button", name="Speichern").click()
         assert "gespeichert" in page.get_by_role("status").inner_text()
-        assert "jobTitle" not in support.store().tenants.get(tenant_id).settings["fields"]
+        settings = support.store().tenants.get(tenant_id).settings
+        assert "jobTitle" not in settings["fields"]
+        assert settings["scope"]["groups"] == [group] and settings["scope"]["excludeGuests"] is False
+        assert settings["scope"]["excludeDisabled"] is True and settings["photos"] is True
         page.get_by_role("link", name="Alle Daten löschen").click()
         page.get_by_role("textbox").fill("Ohne Skript GmbH")
         page.get_by_role("button", name="Alle Daten löschen").click()

@@ -267,25 +267,26 @@ def test_scope_and_photos_default_then_merge_and_store(admin):
     assert admin.get(f"/tenants/{TENANT}").get_json() == again
 
 
-@pytest.mark.parametrize("settings", [
-    {"scope": {"groups": ["not-a-guid"]}},
-    {"scope": {"groups": [GROUP_A, GROUP_A]}},
-    {"scope": {"groups": [str(uuid.UUID(int=i)) for i in range(21)]}},
-    {"scope": {"groups": GROUP_A}},
-    {"scope": {"groups": [7]}},
-    {"scope": {"excludeDisabled": "yes"}},
-    {"scope": {"requirePhone": 1}},
-    {"scope": {"excludeGuests": None}},
-    {"scope": {"departments": ["Sales"]}},
-    {"scope": ["groups"]},
-    {"photos": "true"},
-    {"photos": None},
+@pytest.mark.parametrize("settings, problem_type", [
+    ({"scope": {"groups": ["not-a-guid"]}}, "invalid-scope-group"),
+    ({"scope": {"groups": [GROUP_A, GROUP_A]}}, "duplicate-scope-group"),
+    ({"scope": {"groups": [GROUP_A, GROUP_A.upper()]}}, "duplicate-scope-group"),
+    ({"scope": {"groups": [str(uuid.UUID(int=i)) for i in range(21)]}}, "too-many-scope-groups"),
+    ({"scope": {"groups": GROUP_A}}, "invalid-scope-group"),
+    ({"scope": {"groups": [7]}}, "invalid-scope-group"),
+    ({"scope": {"excludeDisabled": "yes"}}, "invalid-settings"),
+    ({"scope": {"requirePhone": 1}}, "invalid-settings"),
+    ({"scope": {"excludeGuests": None}}, "invalid-settings"),
+    ({"scope": {"departments": ["Sales"]}}, "unknown-field"),
+    ({"scope": ["groups"]}, "invalid-settings"),
+    ({"photos": "true"}, "invalid-settings"),
+    ({"photos": None}, "invalid-settings"),
 ])
-def test_invalid_scope_or_photos_is_400_and_changes_nothing(admin, settings):
+def test_invalid_scope_or_photos_is_400_and_changes_nothing(admin, settings, problem_type):
     onboard(admin)
     before = support.world()
     problem = assert_problem(admin.patch(f"/tenants/{TENANT}", json={"settings": settings}), 400)
-    assert problem["type"].endswith(("invalid-settings", "unknown-field"))
+    assert problem["type"] == f"/problems/{problem_type}"
     assert_problem(admin.post("/tenants", json={"tenantId": str(uuid.uuid4()), "name": "X", "settings": settings}),
                    400)
     assert support.world() == before

@@ -48,6 +48,23 @@ def session_cookie(client):
     return client.get_cookie(cookies.SESSION_COOKIE)
 
 
+GROUP_A = "0a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d"
+GROUP_B = "1b2c3d4e-5f6a-4b7c-9d8e-9f0a1b2c3d4e"
+
+
+def notice(body: str) -> str:
+    return body.split('role="status">', 1)[1].split("</p>", 1)[0]
+
+
+def scope_form(csrf, groups="", photos=True, **flags):
+    """The settings form as the page posts it: every checkbox after its hidden "false"."""
+    form = {"csrf": csrf, "name": "Fabrikam AG", "fields": ["displayName", "mobilePhone"], "defaultRegion": "DE",
+            "groups": groups, "photos": ["false", "true"] if photos else "false"}
+    for flag in ("excludeDisabled", "excludeGuests", "requirePhone"):
+        form[flag] = ["false", "true"] if flags.get(flag, flag != "requirePhone") else "false"
+    return form
+
+
 # -- signed out ----------------------------------------------------------------------------------------
 def test_landing_page_has_sign_in_and_security_headers(client):
     answer, body = page(client, "/")
@@ -148,6 +165,7 @@ def test_non_admin_cannot_change_anything(client, emulators, tenant):
     csrf = cookies.open_session(cookies.Sealer(support.settings().portal_session_key),
                                 session_cookie(client).value, int(time.time())).csrf_token
     assert client.post("/settings", data={"csrf": csrf, "name": "Hijacked"}).status_code == 403
+    assert client.post("/settings", data=scope_form(csrf, groups=GROUP_A, photos=False)).status_code == 403
     assert client.post("/deletion", data={"csrf": csrf, "confirmName": "Fabrikam AG"}).status_code == 403
     assert support.firestore_snapshot() == before
 
@@ -242,9 +260,12 @@ def test_foreign_ids_reach_nothing(client, emulators, tenant):
     # A tenant ID in the form changes nothing: the session's tenant is the only one.
     assert client.post("/settings", data={"csrf": csrf, "name": "Renamed", "tenantId": other,
                                           "fields": "displayName"}).status_code == 303
+    assert client.post("/settings", data={**scope_form(csrf, groups=GROUP_A, photos=False), "name": "Renamed",
+                                          "tenantId": other}).status_code == 303
     after = support.firestore_snapshot()
     assert after[f"tenants/{other}"] == before[f"tenants/{other}"]
     assert after[f"tenants/{tenant}"]["name"] == "Renamed"
+    assert after[f"tenants/{tenant}"]["settings"]["scope"]["groups"] == [GROUP_A]
 
 
 # -- settings ------------------------------------------------------------------------------------------
@@ -264,6 +285,52 @@ def test_settings_are_saved(client, emulators, tenant):
     assert support.store().tenants.get(tenant).settings == {"fields": []}
 
 
+def test_scope_and_photos_are_shown_and_saved(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    body = page(client, "/settings")[1]
+    # The defaults, shown though not stored: the whole directory, disabled and guest accounts left out, photos on.
+    assert '<textarea id="groups" name="groups"' in body and "></textarea>" in body
+    assert 'id="scope-excludeDisabled" type="checkbox" name="excludeDisabled" value="true" checked' in body
+    assert 'id="scope-excludeGuests" type="checkbox" name="excludeGuests" value="true" checked' in body
+    assert 'id="scope-requirePhone" type="checkbox" name="requirePhone" value="true">' in body
+    assert 'id="photos" type="checkbox" name="photos" value="true" aria-describedby="photos-hint" checked' in body
+    assert "Entra" in body and "one per line" in body and "once in full" in body
+    form = scope_form(portal.csrf_of(body), groups=f"{GROUP_A}\r\n\r\n  {GROUP_B.upper()}  \r\n",
+                      photos=False, excludeGuests=False, requirePhone=True)
+    saved = client.post("/settings", data=form)
+    assert saved.status_code == 303 and saved.headers["Location"] == "/settings?saved=scope"
+    settings = support.store().tenants.get(tenant).settings
+    assert settings == {"fields": ["displayName", "mobilePhone"], "defaultRegion": "DE", "photos": False,
+                        "scope": {"groups": [GROUP_A, GROUP_B], "excludeDisabled": True, "excludeGuests": False,
+                                  "requirePhone": True}}
+    shown = page(client, saved.headers["Location"])[1]
+    assert "fetches the directory once in full" in notice(shown)  # a change of scope: one full sync
+    assert f">{GROUP_A}\n{GROUP_B}</textarea>" in shown
+    assert 'name="excludeGuests" value="true">' in shown and 'name="requirePhone" value="true" checked' in shown
+    assert 'name="photos" value="true" aria-describedby="photos-hint">' in shown
+    # Saving again without a change of scope says nothing about a full sync; emptying the groups is a change.
+    again = client.post("/settings", data={**form, "name": "Fabrikam SE"})
+    assert again.headers["Location"] == "/settings?saved=1"
+    assert "saved" in notice(page(client, again.headers["Location"])[1])
+    assert "in full" not in notice(page(client, again.headers["Location"])[1])
+    emptied = client.post("/settings", data={**form, "groups": "", "photos": ["false", "true"]})
+    assert emptied.headers["Location"] == "/settings?saved=scope"
+    stored = support.store().tenants.get(tenant)
+    assert stored.name == "Fabrikam AG" and stored.settings["scope"]["groups"] == [] and stored.settings["photos"]
+
+
+def test_a_form_without_scope_or_photos_keeps_them(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    assert client.post("/settings", data=scope_form(csrf, groups=GROUP_A, photos=False)).status_code == 303
+    kept = support.store().tenants.get(tenant).settings
+    renamed = client.post("/settings", data={"csrf": csrf, "name": "Renamed", "fields": "displayName",
+                                             "defaultRegion": "DE"})
+    assert renamed.status_code == 303 and renamed.headers["Location"] == "/settings?saved=1"
+    settings = support.store().tenants.get(tenant).settings
+    assert settings["scope"] == kept["scope"] and settings["photos"] is False and settings["fields"] == ["displayName"]
+
+
 @pytest.mark.parametrize("form", [
     {"name": "", "fields": "displayName"},
     {"name": "x" * 300},
@@ -271,6 +338,8 @@ def test_settings_are_saved(client, emulators, tenant):
     {"name": "Ok", "fields": "password"},
     {"name": "Ok", "defaultRegion": "XX"},
     {"name": "Ok", "defaultRegion": "de"},
+    {"name": "Ok", "photos": "yes"},
+    {"name": "Ok", "requirePhone": ["false", "on"]},
 ])
 def test_bad_settings_change_nothing(client, emulators, tenant, form):
     signed_in(client, emulators, tenant)
@@ -281,11 +350,95 @@ def test_bad_settings_change_nothing(client, emulators, tenant, form):
     assert support.firestore_snapshot() == before
 
 
+TWENTY_ONE = "\n".join(str(uuid.UUID(int=i + 1)) for i in range(21))
+
+
+@pytest.mark.parametrize("groups, lang, message", [
+    ("Sales team", "en", "Each line under Groups must be one group object ID"),
+    (f"{GROUP_A}\n{GROUP_B[:-1]}", "en", "Each line under Groups must be one group object ID"),
+    (f"{GROUP_A}, {GROUP_B}", "de", "Jede Zeile unter Gruppen muss genau eine Objekt-ID"),
+    (f"{GROUP_A}\n{GROUP_A.upper()}", "en", "A group ID is listed more than once"),
+    (f"{GROUP_B}\n{GROUP_B}", "de", "Eine Gruppen-ID steht mehrfach unter Gruppen"),
+    (TWENTY_ONE, "en", "Groups takes at most 20 group IDs"),
+    (TWENTY_ONE, "de", "Unter Gruppen sind höchstens 20 Gruppen-IDs möglich"),
+])
+def test_bad_scope_shows_the_form_again_with_the_error_and_changes_nothing(client, emulators, tenant, groups, lang,
+                                                                          message):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    assert client.post("/settings", data=scope_form(csrf, groups=GROUP_A)).status_code == 303
+    before = support.firestore_snapshot()
+    answer = client.post("/settings", data=scope_form(csrf, groups=groups, photos=False, requirePhone=True),
+                         query_string={"lang": lang}, headers=HTML)
+    body = answer.get_data(as_text=True)
+    assert answer.status_code == 400 and support.firestore_snapshot() == before
+    summary = body.split('role="alert"', 1)[1].split("</div>", 1)[0]
+    assert message in summary and 'href="#groups"' in summary  # the summary leads to the field
+    assert ("Nothing was changed." if lang == "en" else "Es wurde nichts geändert.") in summary
+    # The field keeps what was typed and says what is wrong; so do the boxes.
+    assert 'aria-describedby="groups-hint groups-error" aria-invalid="true">' + groups + "</textarea>" in body
+    assert message in body.split('id="groups-error">', 1)[1].split("</p>", 1)[0]
+    assert 'name="requirePhone" value="true" checked' in body
+    assert 'name="photos" value="true" aria-describedby="photos-hint">' in body
+    assert f'lang="{lang}"' in body
+
+
+def test_twenty_groups_are_accepted(client, emulators, tenant):
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    twenty = [str(uuid.UUID(int=i + 1)) for i in range(20)]
+    assert client.post("/settings", data=scope_form(csrf, groups="\n".join(twenty))).status_code == 303
+    assert support.store().tenants.get(tenant).settings["scope"]["groups"] == twenty
+
+
+# -- what the relay makes of it ------------------------------------------------------------------------
+def relay_device(stack, tenant_id) -> dict[str, str]:
+    from tests import tokens
+
+    device_id, access = str(uuid.uuid4()), tokens.token(stack, tenant_id)
+    assert make_client("register_device").post("/", json={"deviceId": device_id},
+                                               headers={"Authorization": f"Bearer {access}"}).status_code == 201
+    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+
+
+def test_the_relay_honours_the_scope_and_photos_saved_here(client, emulators, tenant):
+    from tests.fake_ms import FakeMicrosoftControl
+    from tests.functions.test_relay_contacts import sync
+
+    fake = FakeMicrosoftControl(emulators)
+    members = [entry["user"]["id"] for entry in fake.users(tenant) if entry["user"]
+               and entry["user"]["accountEnabled"] and entry["user"]["userType"] == "Member"]
+    inner = fake.create_group(tenant, users=members[20:25])
+    group = fake.create_group(tenant, users=members[5:15], groups=[inner])
+    fake.photos(tenant, set=[{"user": members[6], "largest": 96}, {"user": members[40], "largest": 96}])
+    relay, device = make_client("relay_contacts"), relay_device(emulators, tenant)
+    before = sync(relay, device)
+    assert set(members) <= {line["id"] for line in before if line["op"] == "upsert"}
+    assert relay.get(f"/photos/{members[40]}", headers=device).status_code == 200
+
+    signed_in(client, emulators, tenant)
+    csrf = portal.csrf_of(page(client, "/settings")[1])
+    assert client.post("/settings", data=scope_form(csrf, groups=group)).status_code == 303
+    scoped = sync(relay, device, cursor=before[-1]["cursor"])
+    assert scoped[0] == {"op": "reset"}  # the scope changed: one full sync, of the group's members only
+    assert {line["id"] for line in scoped if line["op"] == "upsert"} == set(members[5:15] + members[20:25])
+    assert relay.get(f"/photos/{members[6]}", headers=device).status_code == 200
+    assert relay.get(f"/photos/{members[40]}", headers=device).status_code == 404  # out of scope
+
+    assert client.post("/settings", data=scope_form(csrf, groups=group, photos=False)).status_code == 303
+    off = relay.get(f"/photos/{members[6]}", headers=device)
+    assert off.status_code == 404 and off.headers["Content-Type"] == "application/problem+json"
+    changes = relay.post("/photos/changes", json={"etags": {members[6]: '"x"'}}, headers=device)
+    assert changes.status_code == 404
+    assert sync(relay, device, cursor=scoped[-1]["cursor"])[0] != {"op": "reset"}  # photos do not reset syncs
+
+
 # -- refusals of every POST ----------------------------------------------------------------------------
 def test_csrf_and_cross_site_posts_are_refused(client, emulators, tenant):
     signed_in(client, emulators, tenant)
     csrf = portal.csrf_of(page(client, "/settings")[1])
-    form = {"name": "Changed", "fields": "displayName"}
+    form = {**scope_form(""), "name": "Changed", "groups": GROUP_A, "photos": "false"}
+    del form["csrf"]
     before = support.firestore_snapshot()
     assert client.post("/settings", data=form, headers=HTML).status_code == 403
     assert client.post("/settings", data={**form, "csrf": "0" * 64}).status_code == 403
@@ -490,9 +643,12 @@ def test_both_catalogues_hold_the_same_keys_and_every_key_the_templates_use():
     for template in (HERE / "templates").glob("*.html"):
         used |= set(re.findall(r"t\('([a-zA-Z0-9_.-]+)'[,)]", template.read_text()))
     # Keys the templates build from values: every value they can take.
-    from shared.store.schema import RELAY_FIELDS, DeletionKind, ReceiptStatus, TenantStatus
+    from shared.store.schema import RELAY_FIELDS, SCOPE_FLAGS, DeletionKind, ReceiptStatus, TenantStatus
 
     used |= {f"field.{name}" for name in RELAY_FIELDS} | {f"kind.{kind}" for kind in DeletionKind}
+    used |= {f"settings.scope.{flag}" for flag in SCOPE_FLAGS}
+    used |= {f"error.{slug}" for slug in ("invalid-name", "invalid-settings", "invalid-scope-group",
+                                          "duplicate-scope-group", "too-many-scope-groups")}
     used |= {f"status.{status}" for status in [*TenantStatus, *ReceiptStatus]}
     used |= {f"error.title.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
     used |= {f"error.status.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
@@ -517,8 +673,9 @@ def test_fuzzed_requests_get_a_clear_answer_and_change_nothing(client, emulators
     signed_in(client, emulators, tenant)
     before = support.firestore_snapshot()
     paths = st.lists(st.sampled_from(_SEGMENTS), min_size=0, max_size=4).map(lambda parts: "/" + "/".join(parts))
-    forms = st.dictionaries(st.sampled_from(["csrf", "name", "fields", "defaultRegion", "confirmName", "tenantId",
-                                             "lang", "x"]), st.text(max_size=40), max_size=5)
+    forms = st.dictionaries(st.sampled_from(["csrf", "name", "fields", "defaultRegion", "groups", "photos",
+                                             "requirePhone", "confirmName", "tenantId", "lang", "x"]),
+                            st.text(max_size=40), max_size=5)
     queries = st.dictionaries(st.sampled_from(["lang", "pageToken", "requestId", "next", "saved", "revoked", "q"]),
                               st.text(max_size=40), max_size=3)
 
