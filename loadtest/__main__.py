@@ -19,6 +19,7 @@ Bounded: every phone gives up after MAX_ATTEMPTS, the run after RUN_TIMEOUT_SECO
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -116,15 +117,18 @@ class Phone:
 def rollout(stack, phones_count: int, log_dir: Path, tenant: str, limit: int, title: str) -> dict:
     fake = stack.fake_microsoft()
     fake.directory(tenant, DIRECTORY)
-    onboard(stack, tenant, "Rollout AG")
+    # Every user of the directory reaches the phones (disabled and guest accounts included), so a phone is
+    # synced completely when it has all DIRECTORY contacts.
+    onboard(stack, tenant, "Rollout AG", scope={"excludeDisabled": False, "excludeGuests": False})
     http = session(stack, pool=phones_count + 8)
     log(f"registering {phones_count} devices")
-    tokens = [fake.mint("user", tenant) for _ in range(8)]
+    # One phone per person, as in a rollout (one user may register only a few new devices: abuse limits).
+    people = [entry["user"]["userPrincipalName"] for entry in itertools.islice(fake.iter_users(tenant), phones_count)]
     phones = []
 
     def register(index: int) -> Phone:
         device_id = str(uuid.uuid4())
-        token = tokens[index % len(tokens)]
+        token = fake.mint("user", tenant, username=people[index % len(people)])
         response = http.post(stack.urls["register_device"] + "/", json={"deviceId": device_id},
                              headers={"Authorization": f"Bearer {token}"}, timeout=60)
         if response.status_code != 201:
