@@ -75,3 +75,14 @@ def make_client(target: str):
 @pytest.fixture
 def admin(emulators):
     return make_client("manage_tenants")
+
+
+@pytest.fixture
+def fake(stack):
+    """The fake Microsoft's control API; no fault a test sets outlives it. (Modules that need a fresh
+    directory override this with one that also resets the fake.)"""
+    from tests.fake_ms import FakeMicrosoftControl
+
+    control = FakeMicrosoftControl(stack)
+    yield control
+    control.faults()

@@ -15,10 +15,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from shared.ids import is_canonical_id
 
@@ -43,8 +39,16 @@ class Sealer:
     """Authenticated encryption of small JSON objects for cookies (a fresh 96-bit nonce per seal)."""
 
     def __init__(self, secret: bytes):
+        # cryptography is imported here, when the portal builds its collaborators: main.py imports every
+        # handler, so a module-level import would be paid by every function's cold start.
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
         key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"tenant_portal cookies v1").derive(secret)
         self._aead = AESGCM(key)
+        self._refused = (ValueError, TypeError, InvalidTag)
 
     def seal(self, name: str, payload: dict[str, Any]) -> str:
         nonce = secrets.token_bytes(12)
@@ -59,7 +63,7 @@ class Sealer:
         try:
             raw = _unb64(value)
             payload = json.loads(self._aead.decrypt(raw[:12], raw[12:], name.encode()))
-        except (ValueError, TypeError, InvalidTag):
+        except self._refused:
             return None
         return payload if isinstance(payload, dict) else None
 

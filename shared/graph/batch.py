@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.graph.client import GraphClient, GraphUnavailable
+from shared.graph.client import GraphClient, GraphUnavailable, retry_after_seconds
 
 MAX_BATCH = 20
 MAX_IN_FLIGHT = 4
@@ -83,22 +83,14 @@ class GraphBatcher:
                 status = int(raw.get("status") or 0)
                 headers = {str(k).lower(): str(v) for k, v in (raw.get("headers") or {}).items()}
                 if status in _RETRYABLE:
-                    wait = max(wait, _seconds(headers.get("retry-after"), attempt))
+                    wait = max(wait, retry_after_seconds(headers.get("retry-after"), attempt))
                     continue
                 answers[raw["id"]] = BatchResponse(raw["id"], status, raw.get("body"), headers)
                 del pending[raw["id"]]
             if pending:
-                wait = wait or _seconds(None, attempt)
+                wait = wait or retry_after_seconds(None, attempt)
                 if self._graph.now() - started + wait > self._graph.deadline_seconds:
                     raise GraphUnavailable("Graph kept throttling batched requests", retry_after=wait)
                 self._graph.sleep(wait)
         return answers
 
-
-def _seconds(header: str | None, attempt: int) -> float:
-    if header:
-        try:
-            return max(0.0, min(float(header), 300.0))
-        except ValueError:
-            pass
-    return min(0.5 * 2 ** (attempt - 1), 30.0)

@@ -341,7 +341,12 @@ def limit_percentage(header: str | None) -> float | None:
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:
-    header = response.headers.get("Retry-After") if response is not None else None
+    return retry_after_seconds(response.headers.get("Retry-After") if response is not None else None, attempt)
+
+
+def retry_after_seconds(header: str | None, attempt: int) -> float:
+    """Graph's `Retry-After` (seconds, may be fractional; capped at 300), else exponential backoff from
+    0.5 s up to 30 s. Also used for the inner answers of `$batch` (shared/graph/batch.py)."""
     if header:
         try:
             return max(0.0, min(float(header), 300.0))

@@ -27,6 +27,18 @@ _CONTENDED = Retry(predicate=if_exception_type(gexc.Aborted), initial=0.05,
                    maximum=1.0, multiplier=2.0, timeout=30.0)
 
 
+def _transaction_or_contended(db: firestore.Client, apply: Callable[[Any], Any], contended: Callable[[], Any]) -> Any:
+    """Runs a `@firestore.transactional` function; when every attempt was Aborted ("Failed to commit
+    transaction in N attempts": contention, e.g. duplicate deliveries at once), asks `contended` what
+    the outcome is instead. Other errors propagate."""
+    try:
+        return apply(db.transaction())
+    except ValueError as error:
+        if not isinstance(error.__cause__, gexc.Aborted):
+            raise
+        return contended()
+
+
 def _enum(kind, value):
     try:
         return kind(value)
@@ -224,19 +236,16 @@ class TenantRepository:
                 transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             return True
 
-        try:
-            return apply(self._db.transaction())
-        except ValueError as error:
-            if not isinstance(error.__cause__, gexc.Aborted):
-                raise
-            # "Failed to commit transaction in N attempts" (Aborted each time): contention, e.g. duplicate
-            # deliveries marking the same tenant at once. If one of them got through, the tenant is marked.
+        def contended() -> bool:
+            # Duplicate deliveries marking the same tenant at once: if one got through, the tenant is marked.
             tenant = self.get(tenant_id)
             if tenant is None:
                 return False
             if tenant.status == TenantStatus.DELETING:
                 return True
             raise TransientError("the tenant could not be marked for deletion") from None
+
+        return _transaction_or_contended(self._db, apply, contended)
 
     def stuck_deletions(self, requested_before: datetime, limit: int) -> list[Tenant]:
         """Tenants in `deleting` since before `requested_before` (at most `limit`)."""
@@ -512,14 +521,12 @@ class ReceiptRepository:
                 "status": ReceiptStatus.COMPLETED, "completedAt": now, "verified": verified, "progressAt": now}))
             return True
 
-        try:
-            return apply(self._db.transaction())
-        except ValueError as error:
-            if not isinstance(error.__cause__, gexc.Aborted):
-                raise
-            # Contention with duplicate attempts completing at once: if one got through, this one did not.
+        def contended() -> bool:
+            # Duplicate attempts completing at once: if one got through, this one did not.
             receipt = self.get(request_id)
             if receipt is not None and receipt.completed:
                 return False
             raise TransientError("the receipt could not be completed") from None
+
+        return _transaction_or_contended(self._db, apply, contended)
 

@@ -19,7 +19,6 @@ from functions.tenant_portal.handler import ONBOARDING_REFUSALS
 from functions.tenant_portal.onboarding import OnboardingOutcome
 from tests import portal, support
 from tests.conftest import make_client
-from tests.fake_ms import FakeMicrosoftControl
 
 HTML = {"Accept": "text/html"}
 NAME = "Northwind Traders AG"
@@ -28,13 +27,6 @@ NAME = "Northwind Traders AG"
 @pytest.fixture
 def client(emulators):
     return make_client("tenant_portal")
-
-
-@pytest.fixture
-def fake(stack):
-    control = FakeMicrosoftControl(stack)
-    yield control
-    control.faults()
 
 
 @pytest.fixture

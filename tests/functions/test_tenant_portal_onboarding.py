@@ -13,7 +13,6 @@ import pytest
 from functions.tenant_portal.onboarding import (OnboardingOutcome, OnboardingService, PendingOnboarding)
 from tests import support
 from tests.conftest import make_client
-from tests.fake_ms import FakeMicrosoftControl
 
 NAME = "Contoso Onboarding AG"
 
@@ -26,13 +25,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(timezone.utc) + self.offset
-
-
-@pytest.fixture
-def fake(stack):
-    control = FakeMicrosoftControl(stack)
-    yield control
-    control.faults()
 
 
 @pytest.fixture
