@@ -132,10 +132,8 @@ class GraphApp(GroupsAndPhotos):
             response = self._single_user(request, call, tenant, query, resource.split("/")[2])
         else:
             call.units = 1 if ("$select" in query or continuation) else 2
-            self.state.stats.inc("resource_units", tenant.tenant_id, call.units)
             retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
             if retry_after is not None:
-                self.state.stats.inc("throttled", tenant.tenant_id)
                 return self._throttled(call, retry_after, tenant, claims)
             if target == "users":
                 response = self._list_users(request, call, tenant, query)
@@ -163,10 +161,8 @@ class GraphApp(GroupsAndPhotos):
         if target == "batch":
             return self._batch(request, call, tenant)
         call.units = {"transitive": 4 if "$select" in options or continuation else 5}.get(target, 1)
-        self.state.stats.inc("resource_units", tenant.tenant_id, call.units)
         retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
         if retry_after is not None:
-            self.state.stats.inc("throttled", tenant.tenant_id)
             return self._throttled(call, retry_after, tenant, claims)
         if target == "transitive":
             response = self._transitive(request, call, tenant, options, params)

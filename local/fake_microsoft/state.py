@@ -344,7 +344,9 @@ class FakeMicrosoft:
         return None
 
     def charge_resource_units(self, tenant: TenantState, units: int) -> tuple[float | None, float]:
-        """Account `units` against the tenant's budget. Returns (retry_after or None, usage ratio)."""
+        """Account `units` against the tenant's budget (and in the stats). Returns (retry_after or None,
+        usage ratio); a refusal counts as `throttled`."""
+        self.stats.inc("resource_units", tenant.tenant_id, units)
         limit = self.setting("ru_limit_per_10s", tenant)
         if not limit:
             return None, 0.0
@@ -355,6 +357,7 @@ class FakeMicrosoft:
                 window.popleft()
             used = sum(u for _, u in window)
             if used + units > limit:
+                self.stats.inc("throttled", tenant.tenant_id)
                 retry = max(0.001, window[0][0] + 10.0 - now) if window else 1.0
                 return round(retry, 3), used / limit
             window.append((now, units))
