@@ -6,6 +6,7 @@ deadline; after that the caller gets GraphUnavailable with the wait Graph asked 
 """
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 import time
@@ -29,11 +30,13 @@ MAX_PAGE_SIZE = 999
 # Graph reports `x-ms-throttle-limit-percentage` (sent from 0.8 of the tenant's resource-unit budget) near
 # 1, the relay waits before its next page instead of running into 429s.
 THROTTLE_PRIORITY = ("x-ms-throttle-priority", "low")
-PACE_FROM = 0.8  # share of the budget from which the relay spaces the tenant's requests out (Graph's first figure)
-PACE_MIN_SPACING = 0.05  # seconds between two requests of a tenant when pacing starts (per instance)
-PACE_DOUBLING = 0.05  # the spacing doubles with every further 5 % of the budget used
-PACE_HALF_LIFE = 2.0  # seconds: without the header the spacing halves this fast (Graph's window is 10 s)
-PACE_MAX_SPACING = 5.0
+WINDOW_SECONDS = 10.0  # Graph counts a tenant's resource units over this sliding window
+WINDOW_SLACK_SECONDS = 0.1  # a unit leaves Graph's window a little after ours (it arrived there later)
+PACE_FROM = 0.8  # Graph sends x-ms-throttle-limit-percentage from this share of the budget
+PACE_TARGET = 0.85  # the share of the learnt budget an instance's own units stay under
+# The least budget the pacing believes in (Graph's smallest is thousands of units): a 429 caused by other
+# instances' requests must not slow this one to a request per window.
+PACE_MIN_BUDGET = 20.0
 _MAX_TENANT_APPS = 1024
 
 
@@ -196,9 +199,9 @@ class GraphClient:
         refreshed = force_refresh = False
         while True:
             attempt += 1
-            wait = self._pacing.reserve(tenant_id)
-            if wait > 0:
-                self._sleep(wait)
+            reservation = self._pacing.reserve(tenant_id)
+            if reservation.wait > 0:
+                self._sleep(reservation.wait)
             token = self._tokens.token(tenant_id, refresh=force_refresh)
             force_refresh = False
             try:
@@ -209,7 +212,9 @@ class GraphClient:
             except requests.RequestException:
                 response = None
             if response is not None and response.status_code == 200:
-                self._pacing.observe(tenant_id, limit_percentage(response.headers.get("x-ms-throttle-limit-percentage")))
+                self._pacing.observe(tenant_id, reservation,
+                                     limit_percentage(response.headers.get("x-ms-throttle-limit-percentage")),
+                                     resource_units(response.headers.get("x-ms-resource-unit")))
                 return response
             if response is not None and stream:
                 response.close()
@@ -229,7 +234,7 @@ class GraphClient:
                     # One line per 429: the log-based metric behind the Graph throttling alert (terraform/monitoring.tf).
                     log.info("graph throttled", tenantId=tenant_id, httpStatus=429, retryAfter=round(wait, 3))
                     # Through the tenant's pacing: its other streams wait too, instead of each hitting the 429.
-                    self._pacing.throttled(tenant_id, wait)
+                    self._pacing.throttled(tenant_id, reservation, wait)
                 else:
                     self._sleep(wait)
                 continue
@@ -251,63 +256,123 @@ class GraphClient:
 
 
 class TenantPacing:
-    """How this instance spaces out its Graph requests per tenant, so the tenant's streams together stay
-    under Graph's resource-unit budget instead of running into 429s.
+    """This instance's own copy of Graph's resource-unit window for each tenant, and the tenant's budget
+    learnt from Graph's answers, so the tenant's streams together stay under the budget instead of running
+    into 429s.
 
-    Graph sends `x-ms-throttle-limit-percentage` (the share of the budget used) from 0.8. From PACE_FROM
-    the spacing between two requests of the tenant follows the latest figure: PACE_MIN_SPACING at 0.8,
-    doubling with every further 5 % (0.8 s at 1.0), at most PACE_MAX_SPACING; without the header (below
-    0.8) it halves every PACE_HALF_LIFE seconds, and pacing ends once it is negligible. A 429 holds every
-    stream of the tenant until its Retry-After and doubles the spacing.
-    Each request reserves the next free slot, so streams released together do not burst.
+    Graph counts a tenant's resource units over a sliding window of WINDOW_SECONDS and sends
+    `x-ms-throttle-limit-percentage` (the share of the budget used) from PACE_FROM. The instance records
+    the units of every request it sends, so each answer tells it something about the budget B:
+    - the header p: B ≈ (our units in the window when the request was sent) / p;
+    - no header (p < PACE_FROM): B > ours / PACE_FROM, so an estimate below that was too low;
+    - a 429: B < ours.
+    Once B is known, a request is sent only when our window plus its units stays under PACE_TARGET × B;
+    otherwise it waits until enough of the window has aged out. Requests reserve their send time in order,
+    so streams released together do not burst. With several instances, each one's estimate is its share
+    of the budget (its units over everyone's share). A 429 also holds every stream of the tenant until its
+    Retry-After. Until Graph has reported anything, nothing is held back.
     """
 
     def __init__(self, clock: Callable[[], float]):
         self._clock = clock
         self._lock = threading.Lock()
-        self._tenants: dict[str, list[float]] = {}  # tenant -> [spacing, next free slot, last change]
+        self._tenants: OrderedDict[str, _UnitWindow] = OrderedDict()
 
-    def reserve(self, tenant_id: str) -> float:
-        """Seconds to wait before sending the tenant's next request (0 when not paced)."""
+    def reserve(self, tenant_id: str, units: float = 1.0) -> "Reservation":
+        """When the tenant's next request (of about `units`) may be sent; its `wait` is 0 when not held."""
         with self._lock:
-            pace = self._tenants.get(tenant_id)
-            if pace is None:
-                return 0.0
+            window = self._tenants.get(tenant_id)
+            if window is None:
+                window = self._tenants[tenant_id] = _UnitWindow()
+                while len(self._tenants) > _MAX_TENANT_APPS:
+                    self._tenants.popitem(last=False)
+            else:
+                self._tenants.move_to_end(tenant_id)
             now = self._clock()
-            slot = max(now, pace[1])
-            pace[1] = slot + pace[0]
-            return slot - now
+            return window.reserve(now, units)
 
-    def observe(self, tenant_id: str, used: float | None) -> None:
+    def observe(self, tenant_id: str, reservation: "Reservation", used: float | None,
+                units: float | None = None) -> None:
+        """A successful answer: `used` is its x-ms-throttle-limit-percentage (None when absent), `units`
+        its x-ms-resource-unit."""
         with self._lock:
-            pace = self._tenants.get(tenant_id)
-            if used is not None and used >= PACE_FROM:
-                spacing = min(PACE_MAX_SPACING, PACE_MIN_SPACING * 2 ** ((used - PACE_FROM) / PACE_DOUBLING))
-                now = self._clock()
-                if pace is None:  # the request that reported it took the first slot
-                    self._forget_idle()
-                    pace = self._tenants[tenant_id] = [spacing, now + spacing, now]
-                pace[0], pace[2] = spacing, now
-            elif pace is not None:
-                now = self._clock()
-                pace[0] *= 0.5 ** ((now - pace[2]) / PACE_HALF_LIFE)
-                pace[2] = now
-                if pace[0] < PACE_MIN_SPACING / 4 and pace[1] <= now:
-                    del self._tenants[tenant_id]
+            window = self._tenants.get(tenant_id)
+            if window is not None:
+                window.observe(self._clock(), reservation, used, units)
 
-    def throttled(self, tenant_id: str, retry_after: float) -> None:
+    def throttled(self, tenant_id: str, reservation: "Reservation", retry_after: float) -> None:
+        """A 429: every stream of the tenant waits until Retry-After, and the budget is below our units."""
         with self._lock:
-            pace = self._tenants.get(tenant_id)
-            if pace is None:
-                self._forget_idle()
-                pace = self._tenants[tenant_id] = [0.0, 0.0, self._clock()]
-            pace[0] = min(PACE_MAX_SPACING, max(PACE_MIN_SPACING, pace[0] * 2))
-            pace[1] = max(pace[1], self._clock() + retry_after)
+            window = self._tenants.get(tenant_id)
+            if window is not None:
+                window.throttled(self._clock(), reservation, retry_after)
 
-    def _forget_idle(self) -> None:
-        if len(self._tenants) >= _MAX_TENANT_APPS:
-            now = self._clock()
-            self._tenants = {t: pace for t, pace in self._tenants.items() if pace[1] > now}
+
+@dataclass(frozen=True)
+class Reservation:
+    wait: float
+    sent_at: float  # when the request goes out (our clock)
+    units: float
+    through: float  # our cumulative units including this request
+
+
+class _UnitWindow:
+    """One tenant's sent units in time order as (time, cumulative units), kept for two windows."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.totals: list[float] = []
+        self.base = 0.0  # cumulative units before the first kept entry
+        self.budget: float | None = None
+        self.hold_until = 0.0
+
+    def _total(self) -> float:
+        return self.totals[-1] if self.totals else self.base
+
+    def _cumulative_at(self, moment: float) -> float:
+        """Our cumulative units sent up to and including `moment`."""
+        index = bisect.bisect_right(self.times, moment)
+        return self.totals[index - 1] if index else self.base
+
+    def _units_in_window(self, reservation: Reservation) -> float:
+        return reservation.through - self._cumulative_at(reservation.sent_at - WINDOW_SECONDS)
+
+    def _forget_before(self, moment: float) -> None:
+        keep = bisect.bisect_right(self.times, moment)
+        if keep:
+            self.base = self.totals[keep - 1]
+            del self.times[:keep], self.totals[:keep]
+
+    def reserve(self, now: float, units: float) -> Reservation:
+        self._forget_before(now - 2 * WINDOW_SECONDS)
+        send_at = max(now, self.hold_until, self.times[-1] if self.times else now)
+        if self.budget is not None:
+            # The window at `send_at` holds what we sent after send_at − WINDOW_SECONDS: wait until enough
+            # has aged out that it plus these units stay under the target.
+            needed = self._total() + units - PACE_TARGET * self.budget
+            if needed > self.base:
+                first = bisect.bisect_left(self.totals, needed)
+                aged_out = self.times[min(first, len(self.times) - 1)]  # all of it, if these units alone are over
+                send_at = max(send_at, aged_out + WINDOW_SECONDS + WINDOW_SLACK_SECONDS)
+        through = self._total() + units
+        self.times.append(send_at)
+        self.totals.append(through)
+        return Reservation(send_at - now, send_at, units, through)
+
+    def observe(self, now: float, reservation: Reservation, used: float | None, units: float | None) -> None:
+        if units is not None and units > reservation.units:  # charged more than reserved: count the rest now
+            self.times.append(max(now, self.times[-1] if self.times else now))
+            self.totals.append(self._total() + units - reservation.units)
+        ours = self._units_in_window(reservation) + max(0.0, (units or 0.0) - reservation.units)
+        if used is not None and used > 0:
+            self.budget = max(PACE_MIN_BUDGET, ours / used)
+        elif used is None and self.budget is not None and ours > PACE_FROM * self.budget:
+            self.budget = ours / PACE_FROM  # Graph saw less than PACE_FROM of its budget used
+
+    def throttled(self, now: float, reservation: Reservation, retry_after: float) -> None:
+        self.hold_until = max(self.hold_until, now + retry_after)
+        ours = self._units_in_window(reservation)
+        self.budget = max(PACE_MIN_BUDGET, ours if self.budget is None else min(self.budget, ours))
 
 
 # Graph's and Entra ID's error codes are identifiers (`Authorization_RequestDenied`, `invalid_client`);
@@ -338,6 +403,12 @@ def limit_percentage(header: str | None) -> float | None:
     except ValueError:
         return None
     return used if used is not None and used == used else None  # NaN is no figure
+
+
+def resource_units(header: str | None) -> float | None:
+    """Graph's `x-ms-resource-unit` (what the request cost) as a number, None when absent or not one."""
+    units = limit_percentage(header)
+    return units if units is not None and units >= 0 else None
 
 
 def _retry_after(response: requests.Response | None, attempt: int) -> float:

@@ -8,8 +8,9 @@ import pytest
 
 from local.stack import ENTRA_CLIENT_ID
 from shared.egress import AllowListedSession, origin
-from shared.graph.client import (AppTokens, GraphClient, GraphRefused, GraphUnavailable, TenantPacing,
-                                 limit_percentage)
+from shared.graph.client import (PACE_MIN_BUDGET, PACE_TARGET, WINDOW_SECONDS, WINDOW_SLACK_SECONDS, AppTokens,
+                                 GraphClient, GraphRefused, GraphUnavailable, TenantPacing, limit_percentage,
+                                 resource_units)
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
@@ -134,26 +135,21 @@ def test_every_graph_request_is_marked_low_priority_background_work(graph):
     assert fake.stats()["graph_requests_by_priority"] == {"low": 3}
 
 
-def test_paging_slows_down_when_graph_reports_the_budget_nearly_used(graph):
-    """The fake enforces a per-tenant resource-unit budget and sends x-ms-throttle-limit-percentage from
-    0.8 of it; from 0.9 the client holds back the tenant's next request (any stream's), and no request is
-    refused."""
+def test_paging_holds_back_when_the_window_would_pass_the_budget_graph_reported(graph):
+    """The fake enforces a per-tenant resource-unit budget (25 RU per 10 s here) and sends
+    x-ms-throttle-limit-percentage from 0.8 of it. Page 20 reports 0.8: the client learns the budget (its
+    20 units / 0.8 = 25) and keeps its own window under 0.85 of it, so page 22 waits until page 1 has left
+    the 10 s window, and Graph refuses nothing."""
     fake, client, tokens, waits = graph
     # Time that only the recorded waits move (the fake's budget window runs on real time, well within 10 s).
     client = GraphClient(client._session, client._base, tokens, deadline_seconds=5, sleep=waits.append,
                          clock=lambda: sum(waits))
-    fake.directory(TENANT, 999 * 8 + 1)  # 9 pages of 1 RU each (delta with $select)
-    fake.configure(tenant=TENANT, ru_limit_per_10s=10)
+    fake.directory(TENANT, 999 * 23 + 1)  # 24 pages of 1 RU each (delta with $select)
+    fake.configure(tenant=TENANT, ru_limit_per_10s=25)
     fake.call("DELETE", "stats")
     pages = list(client.delta_pages(TENANT, ["id"]))
-    # Pages 8 and 9 used 0.8 and 0.9 of the budget: pacing starts (0.05 s, then 0.2 s between requests).
-    assert len(pages) == 9 and waits == [pytest.approx(0.05, abs=0.02)]
-
-    another_stream = next(client.delta_pages(TENANT, ["id"]))  # e.g. another phone's sync of the tenant
-
-    assert len(another_stream.users) == 999 and fake.stats()["throttled"] == 0
-    # The tenant's next free slot, whichever stream asks (reserved at the spacing of the time: 0.05 s).
-    assert waits[1:] == [pytest.approx(0.05, abs=0.02)]
+    assert len(pages) == 24 and fake.stats()["throttled"] == 0
+    assert waits == [pytest.approx(WINDOW_SECONDS + WINDOW_SLACK_SECONDS)]
 
 
 @pytest.mark.parametrize("header, used", [(None, None), ("", None), ("0.8", 0.8), ("1.25", 1.25),
@@ -162,32 +158,132 @@ def test_the_limit_percentage_header_is_read_as_a_number(header, used):
     assert limit_percentage(header) == used
 
 
-def test_pacing_spaces_a_tenants_requests_near_the_budget_and_lets_go_below_it():
+@pytest.mark.parametrize("header, units", [(None, None), ("4", 4.0), ("1", 1.0), ("-1", None), ("x", None)])
+def test_the_resource_unit_header_is_read_as_a_number(header, units):
+    assert resource_units(header) == units
+
+
+def _send(pacing, count, units=1.0):
+    """`count` requests of the tenant reserved at once; their reservations."""
+    return [pacing.reserve(TENANT, units) for _ in range(count)]
+
+
+def test_pacing_holds_nothing_until_graph_has_reported_the_budget():
+    pacing = TenantPacing(lambda: 100.0)
+    sent = _send(pacing, 200)
+    for reservation in sent:
+        pacing.observe(TENANT, reservation, None, 1)  # no header: under 0.8 of a budget not known yet
+    assert {r.wait for r in sent} == {0.0} and pacing.reserve(TENANT).wait == 0.0
+
+
+def test_pacing_keeps_the_instances_window_under_the_learnt_budget():
     now = [100.0]
     pacing = TenantPacing(lambda: now[0])
-    assert pacing.reserve(TENANT) == 0.0
-    pacing.observe(TENANT, None)  # no header (under 0.8): nothing changes
-    assert pacing.reserve(TENANT) == 0.0
-    pacing.observe(TENANT, 0.85)
-    # 0.85: 0.1 s between two requests. Streams asking at once get successive slots, not one burst.
-    assert [pacing.reserve(TENANT) for _ in range(3)] == pytest.approx([0.1, 0.2, 0.3])
-    pacing.observe(TENANT, 0.9)  # 0.2 s from now on
-    assert pacing.reserve(TENANT) == pytest.approx(0.4) and pacing.reserve(TENANT) == pytest.approx(0.6)
-    assert pacing.reserve("other-tenant") == 0.0  # another tenant has its own budget
-    now[0] += 2.0  # the header stays away: the spacing halves every 2 s ...
-    pacing.observe(TENANT, None)
-    assert pacing.reserve(TENANT) == 0.0 and pacing.reserve(TENANT) == pytest.approx(0.1)
-    now[0] += 10.0  # ... and pacing ends
-    pacing.observe(TENANT, None)
-    assert pacing.reserve(TENANT) == 0.0 and pacing.reserve(TENANT) == 0.0
+    sent = _send(pacing, 80)
+    pacing.observe(TENANT, sent[-1], 0.8, 1)  # 80 units in the window were 0.8: the budget is 100
+    # 85 % of it: five more go at once, the 86th when the first has left the window (10 s + slack).
+    later = _send(pacing, 6)
+    assert [r.wait for r in later] == pytest.approx([0] * 5 + [WINDOW_SECONDS + WINDOW_SLACK_SECONDS])
+    assert pacing.reserve("other-tenant").wait == 0.0  # another tenant has its own budget
+    now[0] += 30.0  # the window emptied: a burst of 85 again, no more
+    assert [r.wait for r in _send(pacing, 86)].count(0.0) == 85
 
 
-def test_a_429_holds_every_stream_of_the_tenant_until_its_retry_after():
+def test_no_header_near_the_learnt_budget_means_the_budget_is_larger():
+    pacing = TenantPacing(lambda: 100.0)
+    sent = _send(pacing, 80)
+    pacing.observe(TENANT, sent[-1], 0.8, 1)  # budget 100, target 85
+    more = _send(pacing, 5)
+    pacing.observe(TENANT, more[-1], None, 1)  # 85 units and Graph says < 0.8: the budget is 106.25 or more
+    # 0.85 × 106.25 = 90.3: five more at once, then the wait for the window.
+    assert [r.wait for r in _send(pacing, 6)] == pytest.approx([0] * 5 + [WINDOW_SECONDS + WINDOW_SLACK_SECONDS])
+
+
+def test_a_charge_above_the_reserved_units_is_counted():
+    pacing = TenantPacing(lambda: 100.0)
+    sent = _send(pacing, 80)
+    pacing.observe(TENANT, sent[-1], 0.8, 1)  # budget 100, target 85
+    batch = pacing.reserve(TENANT)
+    pacing.observe(TENANT, batch, 0.85, 5)  # a $batch charged 5 units, not 1: 85 in the window now
+    assert pacing.reserve(TENANT).wait == pytest.approx(WINDOW_SECONDS + WINDOW_SLACK_SECONDS)
+
+
+def test_a_429_holds_every_stream_of_the_tenant_and_lowers_the_budget():
     now = [0.0]
     pacing = TenantPacing(lambda: now[0])
-    pacing.throttled(TENANT, 2.5)
-    assert pacing.reserve(TENANT) == pytest.approx(2.5)
-    assert pacing.reserve(TENANT) == pytest.approx(2.5 + 0.05)
+    pacing.observe(TENANT, _send(pacing, 80)[-1], 0.8, 1)  # budget 100
+    now[0] = 20.0  # the window emptied
+    sent = _send(pacing, 30)
+    pacing.throttled(TENANT, sent[-1], 2.5)  # Graph refused at 30 units: the budget is below 30
+    now[0] = 31.0  # the window emptied again
+    waits = [r.wait for r in _send(pacing, 27)]
+    # Nothing waits for the Retry-After that has passed; 0.85 × 30 = 25.5 units go, the 26th waits.
+    assert waits[:25] == [0.0] * 25 and waits[25] == pytest.approx(WINDOW_SECONDS + WINDOW_SLACK_SECONDS)
+    pacing.throttled(TENANT, sent[-1], 2.5)
+    assert pacing.reserve("other-tenant").wait == 0.0 and pacing.reserve(TENANT).wait >= 2.5
+
+
+def test_pacing_believes_in_no_budget_below_its_floor():
+    pacing = TenantPacing(lambda: 0.0)
+    first = pacing.reserve(TENANT)
+    pacing.throttled(TENANT, first, 1.0)  # other instances used the budget: one unit of ours was too many
+    floor = int(PACE_MIN_BUDGET * PACE_TARGET)  # units a window still takes
+    assert [r.wait for r in _send(pacing, floor - 1)][-1] == pytest.approx(1.0)
+
+
+def _simulate(instances: int, streams: int, budget: float, seconds: float = 120.0, latency: float = 0.25):
+    """`streams` syncs per instance paging back to back through their instance's TenantPacing against a
+    model of Graph's sliding window (`budget` units per 10 s, x-ms-throttle-limit-percentage from 0.8 to
+    one decimal, a throttled request not charged). Returns (requests, 429s, units charged after 30 s)."""
+    import heapq
+    from collections import deque
+
+    now = [0.0]
+    pacings = [TenantPacing(lambda: now[0]) for _ in range(instances)]
+    charged: deque[tuple[float, int]] = deque()
+    events: list = []  # (time, order, pacing, reservation answered or None, answer)
+    order = 0
+    for pacing in pacings:
+        for _ in range(streams):
+            order += 1
+            heapq.heappush(events, (0.0, order, pacing, None, None))
+    requests = throttled = late_units = 0
+    while events:
+        at, _, pacing, reservation, answer = heapq.heappop(events)
+        now[0] = at
+        if at > seconds:
+            break
+        if reservation is not None:  # the answer to the stream's last request arrives
+            if answer == 429:
+                pacing.throttled(TENANT, reservation, 1.0)
+            else:
+                pacing.observe(TENANT, reservation, answer, 1)
+        reservation = pacing.reserve(TENANT)
+        send = at + reservation.wait
+        while charged and charged[0][0] <= send - 10:
+            charged.popleft()
+        used = sum(units for _, units in charged)
+        requests += 1
+        if used + 1 > budget:
+            throttled += 1
+            answer = 429
+        else:
+            charged.append((send, 1))
+            late_units += send > 30
+            ratio = (used + 1) / budget
+            answer = float(f"{ratio:.1f}") if ratio >= 0.8 else None
+        order += 1
+        heapq.heappush(events, (send + latency, order, pacing, reservation, answer))
+    return requests, throttled, late_units
+
+
+@pytest.mark.parametrize("instances, streams", [(1, 20), (2, 10), (4, 5)])
+def test_pacing_holds_graphs_window_without_429s_and_uses_most_of_the_budget(instances, streams):
+    budget = 150  # units per 10 s, while 20 streams alone would ask 80 per second
+    requests, throttled, late_units = _simulate(instances, streams, budget)
+    assert throttled / requests < 0.01
+    # After the first 30 s, the instances together use 70–100 % of the budget.
+    assert 0.7 * budget * 9 <= late_units <= budget * 9
 
 
 @pytest.mark.parametrize("status", [500, 503])
