@@ -104,7 +104,9 @@ def test_batches_of_twenty_retry_only_the_throttled_requests(graph):
     assert all(a.status == 200 and a.body["id"] == ids[int(k[1:])] for k, a in answers.items())
     stats = fake.stats()
     assert stats["per_tenant"][TENANT]["graph_batch_items"] == 45 + 3  # only the three throttled ones again
-    assert waits == [1.5]
+    # Each batch with a throttled request waits its Retry-After once (the three batches run concurrently, so
+    # the three throttled requests may fall into one, two or three of them).
+    assert waits and set(waits) == {1.5} and len(waits) <= 3
 
 
 def test_batch_throttled_past_the_deadline_gives_up(graph):
