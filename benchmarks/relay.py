@@ -12,7 +12,8 @@
 (d) the ratio of (a) with 200 ms of Graph latency per page (both clients), and the relay worker's CPU
     seconds per 100,000 contacts;
 (e) what a group-scoped sync costs in Graph requests and resource units (full, unchanged incremental,
-    incremental with changes; one group of the whole directory, and 20 overlapping groups), counted by the
+    incremental with changes; one group of the whole directory, and 20 overlapping groups; the whole
+    directory with the default scope, whose changed users are looked up 15 per request), counted by the
     fake Graph, and the relay worker's peak memory for a scoped full sync of 10,000 vs 100,000 users.
 
 Benchmark tenants of (a)-(d) keep disabled and guest accounts (`settings.scope` flags off), so the relay
@@ -54,6 +55,9 @@ T_LATENCY = "b0000000-0000-4000-8000-000000000004"
 T_SCOPED = "b0000000-0000-4000-8000-000000000020"
 T_SCOPED_20 = "b0000000-0000-4000-8000-000000000021"
 T_SCOPED_MEMORY = ("b0000000-0000-4000-8000-000000000030", "b0000000-0000-4000-8000-000000000031")
+T_FLAGS = "b0000000-0000-4000-8000-000000000022"  # whole directory, default scope (no disabled or guests)
+FLAGS_USERS = 5_000
+FLAGS_CHANGED = 1_000
 WHOLE_DIRECTORY = {"excludeDisabled": False, "excludeGuests": False}  # the plain client's view
 LATENCY_SECONDS = 0.2
 LATENCY_RATIO_AIM = 0.95
@@ -413,6 +417,12 @@ def scoped_cost(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], si
     cursor = measured("  incremental, 10 users changed", T_SCOPED, cursor)
     cursor = measured(f"20 overlapping groups over {users:,} users: full", T_SCOPED_20, None)
     measured("  incremental, nothing changed", T_SCOPED_20, cursor)
+    # The whole directory with the default scope (no disabled or guest accounts): a changed user's delta item
+    # carries only the changed properties, so the relay looks such users up, 15 per request.
+    cursor = measured(f"whole directory of {FLAGS_USERS:,} users, default scope: full", T_FLAGS, None)
+    ids = [e["user"]["id"] for e in fake.iter_users(T_FLAGS) if e["user"]][:FLAGS_CHANGED]
+    fake.changes(T_FLAGS, update=[{"id": i, "fields": {"jobTitle": "Benchmarked"}} for i in ids])
+    measured(f"  incremental, {FLAGS_CHANGED:,} users changed", T_FLAGS, cursor)
     table("(e) Group-scoped syncs: Graph requests and resource units (counted by the fake Graph)",
           ["sync", "lines", "HTTP requests to Graph", "$batch calls", "batched requests", "resource units",
            "seconds", "cursor chars"], rows,
@@ -451,12 +461,13 @@ def prepare_scoped(stack, fake: FakeMicrosoftClient, sizes: Sizes) -> dict[str, 
     step = users // 20
     groups20 = [fake.create_group(T_SCOPED_20, users={"range": [i * step, min(users, i * step + step + step // 4)]})
                 for i in range(20)]  # each overlaps the next by a quarter
-    scopes = {T_SCOPED: [top], T_SCOPED_20: groups20}
+    scopes = {T_SCOPED: [top], T_SCOPED_20: groups20, T_FLAGS: []}
+    fake.directory(T_FLAGS, FLAGS_USERS)
     for size, tenant in zip(sizes.memory_users, T_SCOPED_MEMORY):
         fake.directory(tenant, size)
         scopes[tenant] = [fake.create_group(tenant, users={"range": [0, size]})]
     for tenant, groups in scopes.items():
-        onboard(stack, tenant, scope={"groups": groups})
+        onboard(stack, tenant, scope={"groups": groups} if groups else None)
         device = Device(fake.mint("user", tenant), str(uuid.uuid4()))
         register_device(stack, device.token, device.device_id)
         devices[tenant] = device

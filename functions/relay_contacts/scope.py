@@ -2,8 +2,9 @@
 
 - `Scope`: the tenant's `settings.scope` and the user properties its flags need from Graph.
 - `ScopeResolver`: the current state and group membership of a handful of users, asked of Graph in
-  `$batch` calls (`GET /users/{id}` and `POST /users/{id}/checkMemberGroups`, the latter transitive and
-  limited to 20 groups, which is why a scope holds at most 20).
+  `$batch` calls: `GET /users?$filter=id in (…)` for up to 15 users at once (Graph's limit for `in`; a
+  user missing from the answer is deleted), and `POST /users/{id}/checkMemberGroups` per user (transitive
+  and limited to 20 groups, which is why a scope holds at most 20).
 - `SeenFilter`: a fixed-size Bloom filter (1 MiB) of the users already streamed in a group-scoped full
   sync. "Not seen" is certain, so such a user is streamed at once; "maybe seen" is checked exactly with
   `checkMemberGroups` against the groups streamed before. Memory stays 1 MiB whatever the directory's size.
@@ -13,8 +14,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
+from urllib.parse import quote
 
 from shared.graph.batch import BatchRequest, GraphBatcher
+from shared.ids import is_canonical_id
 from shared.phones import PhoneNormaliser
 from shared.store.schema import effective_scope
 
@@ -22,6 +25,10 @@ USER_TYPE = "#microsoft.graph.user"
 PHONE_PROPERTIES = ("mobilePhone", "businessPhones")
 # groups/delta filters at most 50 group IDs: the scope's groups and the groups nested in them.
 MAX_TRACKED_GROUPS = 50
+# Users fetched by one `GET /users?$filter=id in (…)` (Graph allows 15 values without advanced queries): one
+# resource unit for 15 users instead of one per `GET /users/{id}`.
+USERS_PER_LOOKUP = 15
+_FILTER_SAFE = "(),'"  # kept as they are in the $filter expression; spaces and the rest are percent-encoded
 
 
 @dataclass(frozen=True)
@@ -84,30 +91,38 @@ class ScopeResolver:
     def __init__(self, batcher: GraphBatcher, tenant_id: str, select: Iterable[str]):
         self._batcher = batcher
         self._tenant_id = tenant_id
-        self._select = ",".join(select)
+        names = list(select)
+        self._select = ",".join(names if "id" in names else ["id", *names])  # answers are matched by id
         self.requests = 0  # inner requests made (for the sync's log line)
 
     def resolve(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...]) -> dict[str, Resolution]:
+        """Each user's current state (`fetch`) and membership of any of `groups`. An ID that is not a GUID
+        is never put into a Graph request: such a user counts as gone."""
+        asked = [user_id for user_id in user_ids if is_canonical_id(user_id)]
         batch: list[BatchRequest] = []
-        for k, user_id in enumerate(user_ids):
-            if fetch:
-                batch.append(BatchRequest(f"u{k}", f"/users/{user_id}?$select={self._select}"))
-            if groups:
+        lookups = [asked[i:i + USERS_PER_LOOKUP] for i in range(0, len(asked), USERS_PER_LOOKUP)] if fetch else []
+        for k, some in enumerate(lookups):
+            ids = ",".join(f"'{user_id}'" for user_id in some)
+            batch.append(BatchRequest(f"u{k}", f"/users?$filter={quote(f'id in ({ids})', safe=_FILTER_SAFE)}"
+                                               f"&$select={self._select}"))
+        if groups:
+            for k, user_id in enumerate(asked):
                 batch.append(BatchRequest(f"m{k}", f"/users/{user_id}/checkMemberGroups", "POST",
                                           {"groupIds": list(groups)}))
         self.requests += len(batch)
         answers = self._batcher.run(self._tenant_id, batch)
-        out: dict[str, Resolution] = {}
-        for k, user_id in enumerate(user_ids):
-            user, gone, member = None, False, True
-            if fetch:
-                answer = answers[f"u{k}"]
-                gone = answer.status == 404
-                if answer.status == 200 and isinstance(answer.body, dict):
-                    user = {key: value for key, value in answer.body.items() if not key.startswith("@")}
-                    user["id"] = user_id
-                elif not gone:
-                    raise ScopeCheckFailed(answer.status)
+        found: dict[str, dict[str, Any]] = {}
+        for k in range(len(lookups)):
+            answer = answers[f"u{k}"]
+            if answer.status != 200 or not isinstance(answer.body, dict):
+                raise ScopeCheckFailed(answer.status)
+            for user in answer.body.get("value") or []:
+                if isinstance(user, dict) and isinstance(user.get("id"), str):
+                    found[user["id"]] = {key: value for key, value in user.items() if not key.startswith("@")}
+        out = {user_id: Resolution(None, True, False) for user_id in user_ids}
+        for k, user_id in enumerate(asked):
+            user = found.get(user_id) if fetch else None
+            gone, member = fetch and user is None, True
             if groups:
                 answer = answers[f"m{k}"]
                 if answer.status == 404:

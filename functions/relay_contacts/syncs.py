@@ -33,7 +33,7 @@ from shared.graph.client import GraphClient, GraphNotFound, Page
 log = logs.get_logger(__name__)
 
 MAX_MEMBER_CHANGES = 2000  # membership changes an incremental sync checks one by one; more: a full sync
-CHECK_CHUNK = 100  # users resolved per $batch round (10 batches of 20 inner requests, 4 in flight)
+CHECK_CHUNK = 300  # users resolved per round: 20 lookups of 15 (one $batch), plus 300 membership checks with groups
 _GROUP_ID = "#microsoft.graph.group"
 
 

@@ -122,27 +122,31 @@ class GraphApp(GroupsAndPhotos):
                              [self._www_authenticate()])
         if target in _EXTRA_FAULT_TARGETS:
             return self._handle_extra(request, call, tenant, claims, target, params)
-        query = _options(request.query)
+        query = _options(request.query, allow_filter=target == "users")
         continuation = "$skiptoken" in query
         rule = self.state.take_fault("delta" if target == "delta" else "users", tenant.tenant_id, continuation)
         if rule is not None and rule.status != "disconnect":
             return self._fault(call, rule, tenant, claims)
 
+        # GET users costs 2 resource units, 1 with $select (a single user too: Graph's table has one line).
+        call.units = 1 if ("$select" in query or continuation) else 2
+        ids = _id_filter(query["$filter"]) if "$filter" in query else None
+        retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
+        if retry_after is not None:
+            return self._throttled(call, retry_after, tenant, claims)
         if target == "user":
             response = self._single_user(request, call, tenant, query, resource.split("/")[2])
         else:
-            call.units = 1 if ("$select" in query or continuation) else 2
-            retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
-            if retry_after is not None:
-                return self._throttled(call, retry_after, tenant, claims)
-            if target == "users":
+            if ids is not None:
+                response = self._users_by_id(call, tenant, query, ids)
+            elif target == "users":
                 response = self._list_users(request, call, tenant, query)
             else:
                 response = self._delta(request, call, tenant, query)
-            if ratio >= 0.8:
-                response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
             response.delay += call.latency(self.state, tenant)
+        if ratio >= 0.8:
+            response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
         if rule is not None:  # "disconnect": the real page, cut off half-way
             response.truncate = True
             response.delay += rule.delay_seconds
@@ -267,6 +271,16 @@ class GraphApp(GroupsAndPhotos):
         page["value"] = value
         self._count_page(tenant, "graph_users_pages", len(value))
         return self._ok(call, page)
+
+    def _users_by_id(self, call: _Call, tenant: TenantState, query: dict[str, str], ids: list[str]) -> Response:
+        """GET /users?$filter=id in ('…',…): the existing users among `ids` (deleted ones are left out), in
+        directory order, one page (15 IDs at most)."""
+        directory = tenant.directory
+        select = _parse_select(query)
+        indexes = sorted({i for i in (directory.index_of(ref) for ref in ids) if i is not None})
+        value = [_project(user, select, with_id=False) for user in (directory.user(i) for i in indexes) if user]
+        self.state.stats.inc("graph_users_by_id", tenant.tenant_id, len(value))  # users answered
+        return self._ok(call, {"@odata.context": self._context(select), "value": value})
 
     def _single_user(self, request: Request, call: _Call, tenant: TenantState, query: dict[str, str],
                      ref: str) -> Response:
@@ -447,19 +461,48 @@ def _graph_date() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _options(query: dict[str, str]) -> dict[str, str]:
-    """OData system query options; Graph v1.0 accepts them with or without the '$'."""
+def _options(query: dict[str, str], allow_filter: bool = False) -> dict[str, str]:
+    """OData system query options; Graph v1.0 accepts them with or without the '$'. `allow_filter`: GET
+    /users, where the fake implements `$filter=id in (…)` (and `id eq '…'`) only."""
     options: dict[str, str] = {}
     for key, value in query.items():
         name = key if key.startswith("$") else f"${key}"
-        options[name.lower() if name.lower() in ("$select", "$top", "$skiptoken", "$deltatoken", "$skip")
+        options[name.lower() if name.lower() in ("$select", "$top", "$skiptoken", "$deltatoken", "$skip", "$filter")
                 else name] = value
     for name in UNSUPPORTED_OPTIONS:
-        if name in options:
+        if name in options and not (name == "$filter" and allow_filter):
             raise GraphError(400, "Request_UnsupportedQuery", f"fake_microsoft does not implement {name}.")
     if "$skip" in options:
         raise GraphError(400, "Request_BadRequest", "'$skip' is not supported by the service.")
     return options
+
+
+_ID_FILTER = re.compile(r"\s*id\s+(?:in\s*\((?P<many>[^)]*)\)|eq\s+(?P<one>'[^']*'))\s*", re.IGNORECASE)
+_QUOTED = re.compile(r"\s*'([^']*)'\s*")
+MAX_IN_VALUES = 15  # Graph's limit for `in` without advanced queries ("known issues": query parameters)
+
+
+def _id_filter(expression: str) -> list[str]:
+    """The IDs of `id in ('a','b')` / `id eq 'a'`; Graph's 400s for more than 15 values and for what the fake
+    does not implement."""
+    match = _ID_FILTER.fullmatch(expression)
+    if match is None:
+        raise GraphError(400, "Request_UnsupportedQuery", "fake_microsoft implements only $filter=id in (...) "
+                                                         "and id eq '...' on users.")
+    if match.group("one") is not None:
+        return [match.group("one")[1:-1]]
+    values = match.group("many").split(",")
+    ids = []
+    for value in values:
+        quoted = _QUOTED.fullmatch(value)
+        if quoted is None:
+            raise GraphError(400, "BadRequest", "Invalid filter clause: syntax error in the 'in' list.")
+        ids.append(quoted.group(1))
+    if len(ids) > MAX_IN_VALUES:
+        raise GraphError(400, "Request_UnsupportedQuery",
+                         f"Too many child clauses specified in search filter expression containing 'OR' operators: "
+                         f"{len(ids)}. Max allowed: {MAX_IN_VALUES}.")
+    return ids
 
 
 def _group_options(query: dict[str, str]) -> dict[str, str]:

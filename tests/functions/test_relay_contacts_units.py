@@ -91,3 +91,41 @@ def test_fingerprint_changes_with_the_scope():
     assert settings_fingerprint(groups) == settings_fingerprint({"scope": {"groups": ["a", "b"]}})
     assert settings_fingerprint(groups) != settings_fingerprint({"scope": {"groups": ["a"]}})
     assert settings_fingerprint({}) == settings_fingerprint({"photos": False})  # photos do not reset syncs
+
+
+class _RecordingBatcher:
+    """Answers `$batch` runs like Graph would for a directory holding `existing` (the collaborator the
+    ScopeResolver is given), and records what was asked."""
+
+    def __init__(self, existing: set[str]):
+        self.existing = existing
+        self.asked: list = []
+
+    def run(self, tenant_id, requests):
+        from urllib.parse import parse_qs, urlsplit
+
+        from shared.graph.batch import BatchResponse
+
+        self.asked += requests
+        answers = {}
+        for request in requests:
+            expression = parse_qs(urlsplit(request.url).query)["$filter"][0]
+            ids = [part.strip(" '") for part in expression[len("id in ("):-1].split(",")]
+            value = [{"id": i, "accountEnabled": True} for i in ids if i in self.existing]
+            answers[request.id] = BatchResponse(request.id, 200, {"value": value}, {})
+        return answers
+
+
+def test_scope_lookups_ask_fifteen_users_per_request_and_never_send_a_non_guid():
+    from functions.relay_contacts.scope import USERS_PER_LOOKUP, ScopeResolver
+
+    users = [str(uuid.uuid4()) for _ in range(31)]
+    batcher = _RecordingBatcher(set(users[1:]))  # users[0] was deleted meanwhile
+    odd = "x') or (id eq 'y"
+    answers = ScopeResolver(batcher, T, ["displayName", "accountEnabled"]).resolve(users + [odd], True, ())
+    assert USERS_PER_LOOKUP == 15 and len(batcher.asked) == 3  # ⌈31 / 15⌉
+    assert all(r.url.startswith("/users?$filter=id%20in%20('") and r.url.endswith("&$select=id,displayName,"
+                                                                                  "accountEnabled") for r in batcher.asked)
+    assert not any("x'" in r.url or "%27y" in r.url for r in batcher.asked)
+    assert answers[users[0]].gone and answers[odd].gone and not answers[odd].member
+    assert all(not answers[u].gone and answers[u].user == {"id": u, "accountEnabled": True} for u in users[1:])

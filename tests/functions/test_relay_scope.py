@@ -227,3 +227,24 @@ def test_batched_scope_checks_ride_out_inner_throttling(relay, device, fake, adm
     assert lines[-1]["op"] == "end"
     assert {line["id"] for line in lines if line["op"] == "upsert"} == set(kept[:15])
     assert fake.stats()["batch_statuses"].get("429") == 5
+
+
+def test_changed_users_are_looked_up_fifteen_at_a_time(relay, device, fake, admin):
+    """An incremental sync checks users whose delta item lacks the flags' properties with `GET
+    /users?$filter=id in (…)`, 15 per request: 40 changed users cost 3 batched requests (3 resource units),
+    not 40. Disabled and guest accounts among them still send nothing."""
+    entries = fake.users(TENANT)[:60]
+    changed = [e["user"]["id"] for e in entries if e["user"]][:40]
+    excluded = {e["user"]["id"] for e in entries if e["user"] and e["user"]["id"] in changed
+                and (not e["user"]["accountEnabled"] or e["user"]["userType"] != "Member")}
+    first = sync(relay, device)
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Looked up"}} for u in changed])
+    fake.reset_stats()
+    lines = sync(relay, device, first[-1]["cursor"])
+    assert lines[-1]["op"] == "end" and lines[0]["op"] != "reset"
+    sent = {line["id"]: line for line in lines if line["op"] == "upsert"}
+    assert set(sent) == set(changed) - excluded and excluded  # the fixture's directory has both kinds
+    assert all(line["jobTitle"] == "Looked up" for line in sent.values())
+    stats = fake.stats()
+    assert stats["per_tenant"][TENANT]["graph_batch_items"] == 3  # ⌈40 / 15⌉
+    assert stats["per_tenant"][TENANT]["graph_users_by_id"] == 40

@@ -308,6 +308,37 @@ def test_users_pages_by_top_and_absolute_next_links(fakes, http):
     assert http.get(tampered, headers=headers, timeout=10).status_code == 400
 
 
+def test_users_by_id_filter_answers_like_graph(fakes, http):
+    """`$filter=id in (…)` (up to 15 values without advanced queries) and `id eq '…'`: the existing users
+    only, one resource unit with $select; a single user costs the same; other filters are refused."""
+    headers = auth(graph_token(fakes))
+    ids = [u["id"] for u in http.get(f"{fakes.graph_url}/users?$top=20&$select=id", headers=headers,
+                                     timeout=10).json()["value"]]
+    control(fakes, "POST", f"tenants/{TENANT}/changes", {"remove": [{"id": ids[3], "reason": "deleted"}]})
+    unknown = str(uuid.uuid4())
+    wanted = ",".join(f"'{i}'" for i in [*ids[:5], unknown])
+    response = http.get(f"{fakes.graph_url}/users", params={"$filter": f"id in ({wanted})",
+                                                            "$select": "id,displayName"}, headers=headers, timeout=10)
+    assert response.status_code == 200 and response.headers["x-ms-resource-unit"] == "1"
+    page = response.json()
+    assert [u["id"] for u in page["value"]] == [ids[0], ids[1], ids[2], ids[4]]  # deleted and unknown left out
+    assert all(list(u) == ["id", "displayName"] for u in page["value"]) and "@odata.nextLink" not in page
+    one = http.get(f"{fakes.graph_url}/users", params={"$filter": f"id eq '{ids[1]}'"}, headers=headers, timeout=10)
+    assert [u["id"] for u in one.json()["value"]] == [ids[1]] and one.headers["x-ms-resource-unit"] == "2"
+    single = http.get(f"{fakes.graph_url}/users/{ids[1]}?$select=id", headers=headers, timeout=10)
+    assert single.status_code == 200 and single.headers["x-ms-resource-unit"] == "1"
+
+    sixteen = ",".join(f"'{uuid.uuid4()}'" for _ in range(16))
+    error = assert_graph_error(http.get(f"{fakes.graph_url}/users", params={"$filter": f"id in ({sixteen})"},
+                                        headers=headers, timeout=10), 400, "Request_UnsupportedQuery")
+    assert "Max allowed: 15" in error["message"]
+    for other in ("displayName eq 'Anna'", "id in (1,2)"):
+        assert http.get(f"{fakes.graph_url}/users", params={"$filter": other}, headers=headers,
+                        timeout=10).status_code == 400
+    assert_graph_error(http.get(f"{fakes.graph_url}/users/delta", params={"$filter": f"id eq '{ids[0]}'"},
+                                headers=headers, timeout=10), 400, "Request_UnsupportedQuery")
+
+
 def test_select_is_honoured(fakes, http):
     headers = auth(graph_token(fakes))
     response = http.get(f"{fakes.graph_url}/users", params={"$select": "displayName,department,mobilePhone",
