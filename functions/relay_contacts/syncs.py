@@ -12,8 +12,9 @@ HTTP errors), then yields NDJSON chunks page by page and finally hands out the d
   the groups (the scoped ones and those nested in them, found first) are taken before the members are
   read, so nothing that changes during the sync is missed.
 - `GroupIncrementalSync`: `groups/delta` of the tracked groups says whose membership changed (a nested
-  group added or removed, a tracked group deleted, or more than `MAX_MEMBER_CHANGES` changes: a full sync
-  instead); `/users/delta` says who changed. Both are checked against the scope in `$batch`
+  group added or removed, a tracked group deleted, or more than `MAX_MEMBER_CHANGES` users to check among
+  the membership changes and the first pages of user changes: a full sync instead); `/users/delta` says
+  who changed. Both are checked against the scope in `$batch`
   (`GET /users/{id}` + `checkMemberGroups`): `upsert` with every allowed field for users in scope,
   `remove` for users that left it, nothing for changes of users outside it.
 """
@@ -32,7 +33,11 @@ from shared.graph.client import GraphClient, GraphNotFound, Page
 
 log = logs.get_logger(__name__)
 
-MAX_MEMBER_CHANGES = 2000  # membership changes an incremental sync checks one by one; more: a full sync
+# Users a group-scoped incremental sync checks one by one (`checkMemberGroups`, about 1 RU each); more: a full
+# sync, which reads only the groups' members (a 100k-user group: ~410 RU). Membership changes count, and so
+# do changed users on the first READ_AHEAD_PAGES pages of /users/delta, read before the first byte.
+MAX_MEMBER_CHANGES = 2000
+READ_AHEAD_PAGES = 3
 CHECK_CHUNK = 300  # users resolved per round: 20 lookups of 15 (one $batch), plus 300 membership checks with groups
 _GROUP_ID = "#microsoft.graph.group"
 
@@ -282,12 +287,31 @@ class GroupIncrementalSync(Sync):
             if page.delta_link:
                 self._groups_link = page.delta_link
         self._pages = c.graph.delta_pages(c.tenant_id, c.select, self._cursor.delta_link)
-        self._first = next(self._pages)
-        self._ahead = PageAhead(self._pages, self._first)
+        # Read ahead (a few pages at most) to see whether checking every changed user would cost more than a
+        # full sync; the pages read are streamed from memory, the rest as they come.
+        self._read: list[Page] = []
+        checks = len(self._member_changes)
+        for page in self._pages:
+            self._read.append(page)
+            checks += sum(1 for user in page.users
+                          if "@removed" not in user and user.get("id") not in self._member_changes)
+            if checks > MAX_MEMBER_CHANGES:
+                raise NeedsFullSync("too many changed users to check")
+            if page.delta_link or len(self._read) == READ_AHEAD_PAGES:
+                break
+        if not self._read:
+            raise GraphNotFound("users/delta gave no page", code="no-delta-page")
+        if not self._read[-1].delta_link:
+            self._ahead = PageAhead(self._pages, self._read[-1])
+
+    def _next_page(self) -> Page | None:
+        if self._read:
+            return self._read.pop(0)
+        return self._ahead.next() if self._ahead is not None else None
 
     def chunks(self) -> Iterator[str]:
         c = self.c
-        page: Page | None = self._first
+        page = self._next_page()
         while page is not None:
             self.pages += 1
             out, changed = [], []
@@ -300,7 +324,7 @@ class GroupIncrementalSync(Sync):
             if page.delta_link:
                 self._users_link = page.delta_link
                 break
-            page = self._ahead.next()
+            page = self._next_page()
         if self._users_link is None:
             return
         added = [{"id": i} for i, removed in self._member_changes.items() if not removed]

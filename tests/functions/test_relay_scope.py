@@ -248,3 +248,31 @@ def test_changed_users_are_looked_up_fifteen_at_a_time(relay, device, fake, admi
     stats = fake.stats()
     assert stats["per_tenant"][TENANT]["graph_batch_items"] == 3  # ⌈40 / 15⌉
     assert stats["per_tenant"][TENANT]["graph_users_by_id"] == 40
+
+
+def test_too_many_changed_users_to_check_make_a_full_sync(relay, device, fake, admin):
+    """Each changed user of a group-scoped tenant costs a `checkMemberGroups`: past MAX_MEMBER_CHANGES of
+    them on the first pages of /users/delta, the sync is a full one (reading the groups' members is
+    cheaper); below it, an incremental one."""
+    from functions.relay_contacts.syncs import MAX_MEMBER_CHANGES
+
+    fake.directory(TENANT, 2600)
+    group = fake.create_group(TENANT, users={"range": [0, 1000]})
+    set_scope(admin, groups=[group])
+    first = sync(relay, device)
+    assert set(upserts(first)) == expected(fake, [group])
+    everyone = [e["user"]["id"] for e in fake.iter_users(TENANT) if e["user"]]
+
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Some"}} for u in everyone[:1200]])
+    fake.reset_stats()
+    some = sync(relay, device, first[-1]["cursor"])
+    assert some[0]["op"] != "reset" and some[-1]["op"] == "end"
+    assert set(upserts(some)) == expected(fake, [group])  # the group's 1,000 changed; 200 outside sent nothing
+    assert fake.stats()["per_tenant"][TENANT]["graph_member_checks"] == 1200
+
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Many"}} for u in everyone[:MAX_MEMBER_CHANGES + 1]])
+    fake.reset_stats()
+    many = sync(relay, device, some[-1]["cursor"])
+    assert many[0] == {"op": "reset"} and many[-1]["op"] == "end"
+    assert set(upserts(many)) == expected(fake, [group])
+    assert fake.stats()["per_tenant"][TENANT].get("graph_member_checks", 0) == 0
