@@ -2,7 +2,7 @@
 (docs/architecture.md, "Photos").
 
 - `GET /photos/{userId}?size=` checks in one `$batch` that the user is in the tenant's scope
-  (`GET /users/{id}` for the flags, `checkMemberGroups` for the groups) and reads the photo's metadata
+  (`ScopeResolver`: the `id in` lookup for the flags, `checkMemberGroups` for the groups) and reads the photo's metadata
   (`@odata.mediaEtag`); then the bytes of `/photos/{size}/$value` are passed through chunk by chunk.
   The `ETag` is a digest of the user's ID and Graph's media ETag (the photo's version, the same for every
   size), so `If-None-Match` answers `304` without fetching a byte.
@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from functions.relay_contacts.scope import Scope
+from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
 from shared import logs
 from shared.auth import Caller
 from shared.errors import BadGateway, BadRequest, Forbidden, NotFound, ServiceUnavailable
@@ -105,22 +105,21 @@ class PhotoService:
         return {"changed": changed, "gone": gone}
 
     def _current_etags(self, caller: Caller, scope: Scope, user_ids: list[str]) -> dict[str, str]:
-        """Our ETag of each user's photo, for users in scope that have one (others are left out)."""
-        requests: list[BatchRequest] = []
-        select = ",".join(["id", *scope.properties])
-        for k, user_id in enumerate(user_ids):
-            requests.append(BatchRequest(f"p{k}", f"/users/{user_id}/photo"))
-            if scope.properties:
-                requests.append(BatchRequest(f"u{k}", f"/users/{user_id}?$select={select}"))
-            if scope.groups:
-                requests.append(BatchRequest(f"m{k}", f"/users/{user_id}/checkMemberGroups", "POST",
-                                             {"groupIds": list(scope.groups)}))
+        """Our ETag of each user's photo, for users in scope that have one (others are left out): the photos'
+        metadata and the scope checks (ScopeResolver: flags looked up 15 users at a time, membership per
+        user) go in the same `$batch` calls."""
+        resolver = ScopeResolver(self._batcher, caller.tenant_id, ["id", *scope.properties])
+        fetch, checked = bool(scope.properties), bool(scope.properties or scope.groups)
+        requests = [BatchRequest(f"p{k}", f"/users/{user_id}/photo") for k, user_id in enumerate(user_ids)]
+        if checked:
+            requests += resolver.batch_for(user_ids, fetch, scope.groups)
         try:
             answers = self._batcher.run(caller.tenant_id, requests)
+            resolutions = resolver.resolutions(user_ids, fetch, scope.groups, answers) if checked else {}
         except GraphUnavailable as error:
             raise ServiceUnavailable("the directory is temporarily unavailable", retry_after=error.retry_after,
                                      slug="graph-unavailable") from None
-        except GraphRefused:
+        except (GraphRefused, ScopeCheckFailed):
             raise BadGateway("the directory refused access for this tenant", slug="graph-refused") from None
         phones = PhoneNormaliser(caller.settings.get("defaultRegion"))
         out: dict[str, str] = {}
@@ -129,15 +128,11 @@ class PhotoService:
             if photo.status != 200 or not isinstance(photo.body, dict) or not photo.body.get("@odata.mediaEtag"):
                 _refused_unless(photo.status, (200, 404))
                 continue
-            if scope.properties:
-                user = answers[f"u{k}"]
-                _refused_unless(user.status, (200, 404))
-                if user.status != 200 or not isinstance(user.body, dict) or not scope.admits(user.body, phones):
+            if checked:
+                resolution = resolutions[user_id]
+                if not resolution.member:  # gone, or outside the scope's groups
                     continue
-            if scope.groups:
-                member = answers[f"m{k}"]
-                _refused_unless(member.status, (200, 404))
-                if member.status != 200 or not isinstance(member.body, dict) or not member.body.get("value"):
+                if fetch and (resolution.user is None or not scope.admits(resolution.user, phones)):
                     continue
             out[user_id] = photo_etag(user_id, str(photo.body["@odata.mediaEtag"]))
         return out

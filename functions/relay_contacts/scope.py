@@ -96,23 +96,34 @@ class ScopeResolver:
         self.requests = 0  # inner requests made (for the sync's log line)
 
     def resolve(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...]) -> dict[str, Resolution]:
-        """Each user's current state (`fetch`) and membership of any of `groups`. An ID that is not a GUID
-        is never put into a Graph request: such a user counts as gone."""
+        """Each user's current state (`fetch`) and membership of any of `groups`, asked in `$batch` calls."""
+        batch = self.batch_for(user_ids, fetch, groups)
+        self.requests += len(batch)
+        return self.resolutions(user_ids, fetch, groups, self._batcher.run(self._tenant_id, batch))
+
+    def batch_for(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...]) -> list[BatchRequest]:
+        """The batched requests that answer `resolve` (ids `u…` and `m…`), for a caller that sends them along
+        with its own. An ID that is not a GUID is never put into a Graph request."""
         asked = [user_id for user_id in user_ids if is_canonical_id(user_id)]
         batch: list[BatchRequest] = []
-        lookups = [asked[i:i + USERS_PER_LOOKUP] for i in range(0, len(asked), USERS_PER_LOOKUP)] if fetch else []
-        for k, some in enumerate(lookups):
-            ids = ",".join(f"'{user_id}'" for user_id in some)
-            batch.append(BatchRequest(f"u{k}", f"/users?$filter={quote(f'id in ({ids})', safe=_FILTER_SAFE)}"
-                                               f"&$select={self._select}"))
+        if fetch:
+            for k in range(0, len(asked), USERS_PER_LOOKUP):
+                ids = ",".join(f"'{user_id}'" for user_id in asked[k:k + USERS_PER_LOOKUP])
+                batch.append(BatchRequest(f"u{k // USERS_PER_LOOKUP}", f"/users?$filter="
+                                          f"{quote(f'id in ({ids})', safe=_FILTER_SAFE)}&$select={self._select}"))
         if groups:
             for k, user_id in enumerate(asked):
                 batch.append(BatchRequest(f"m{k}", f"/users/{user_id}/checkMemberGroups", "POST",
                                           {"groupIds": list(groups)}))
-        self.requests += len(batch)
-        answers = self._batcher.run(self._tenant_id, batch)
+        return batch
+
+    def resolutions(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...],
+                    answers: Mapping[str, Any]) -> dict[str, Resolution]:
+        """`resolve`'s answer from the batched answers to `batch_for` (a user that is not a GUID: gone);
+        ScopeCheckFailed when Graph refused one of them."""
+        asked = [user_id for user_id in user_ids if is_canonical_id(user_id)]
         found: dict[str, dict[str, Any]] = {}
-        for k in range(len(lookups)):
+        for k in range(-(-len(asked) // USERS_PER_LOOKUP) if fetch else 0):
             answer = answers[f"u{k}"]
             if answer.status != 200 or not isinstance(answer.body, dict):
                 raise ScopeCheckFailed(answer.status)
