@@ -68,6 +68,13 @@ def sign_in(page, stack, login: str) -> None:
     page.wait_for_url(url(stack, "/**"))
 
 
+def visible(locator, timeout_ms: int = 10000) -> bool:
+    """True once the element is visible. After a click that navigates, the next page may still be loading:
+    `is_visible()` answers at once (and was seen False in a loaded run); `wait_for` waits for it."""
+    locator.wait_for(state="visible", timeout=timeout_ms)
+    return locator.is_visible()
+
+
 def shoot(page, name: str) -> None:
     """Full-page screenshots at desktop and phone width (the viewport is restored afterwards)."""
     for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
@@ -118,7 +125,7 @@ def test_landing_page(page, stack):
     accessible(page)
     shoot(page, "01-landing")
     page.get_by_role("link", name="Deutsch").click()
-    assert page.get_by_role("link", name="Mit Microsoft anmelden").is_visible()
+    assert visible(page.get_by_role("link", name="Mit Microsoft anmelden"))
     accessible(page)
     shoot(page, "01-landing-de")
 
@@ -140,11 +147,11 @@ def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
 
     # Devices: revoke one; it leaves the list once handle_deletion ran, and its receipt completes.
     page.get_by_role("link", name="Devices", exact=True).click()
-    assert all(page.get_by_text(device).is_visible() for device in devices)
+    assert all(visible(page.get_by_text(device)) for device in devices)
     accessible(page)
     shoot(page, "03-devices")
     page.get_by_role("button", name=f"Revoke device {devices[0]}").click()
-    assert page.get_by_role("status").is_visible()
+    assert visible(page.get_by_role("status"))
     shoot(page, "04-devices-revoked")
     deadline = time.monotonic() + 45
     while page.get_by_text(devices[0]).count():
