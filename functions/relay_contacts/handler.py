@@ -32,7 +32,7 @@ def _relay(request: Request) -> Response:
     validator, service = validator_and_service()
     caller = validator.authenticate(request.headers.get("Authorization"))
     stream = service.open(caller, request.headers.get("X-Device-Id"), request.args.get("cursor"))
-    response = Response(stream.lines, status=200, content_type="application/x-ndjson")
+    response = http.streamed_response(request, stream.lines, "application/x-ndjson")
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -191,3 +191,40 @@ def test_revoked_consent_is_502(stack, relay, fake):
     fake.call("POST", f"tenants/{tenant}/revoke-consent")
     response = sync(relay, {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}, status=502)
     assert response.get_json()["type"] == "/problems/graph-refused"
+
+
+@pytest.mark.parametrize("accept, compressed", [("gzip", True), ("br, gzip;q=0.5", True), ("gzip;q=0", False),
+                                                ("identity", False), (None, False)])
+def test_the_stream_is_gzipped_when_the_app_accepts_it(stack, relay, device, fake, accept, compressed):
+    """`Accept-Encoding: gzip` (what phones' HTTP stacks send): the same lines, about 5× fewer bytes, flushed
+    page by page; without it, plain NDJSON. The cursor of either works for the next sync."""
+    import gzip
+
+    plain = sync(relay, device)
+    headers = {**device, **({"Accept-Encoding": accept} if accept is not None else {})}
+    response = relay.get("/", headers=headers)
+    assert response.status_code == 200 and response.headers["Vary"] == "Accept-Encoding"
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    body = response.get_data()
+    if compressed:
+        assert response.headers["Content-Encoding"] == "gzip"
+        text = gzip.decompress(body).decode()
+        assert len(body) * 4 < len(text)
+    else:
+        assert "Content-Encoding" not in response.headers
+        text = body.decode()
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines[:-1] == plain[:-1] and lines[-1]["op"] == "end"
+    assert sync(relay, device, lines[-1]["cursor"])[-1]["op"] == "end"
+
+
+def test_a_gzipped_stream_is_flushed_line_by_line_as_it_is_produced(stack, relay, device, fake):
+    """The first compressed chunk already decompresses to whole lines (the `reset` line), so the app reads
+    the stream as it comes, as without compression."""
+    import zlib
+
+    response = relay.get("/", headers={**device, "Accept-Encoding": "gzip"})
+    chunks = iter(response.response)
+    first = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(next(chunks))
+    assert first == b'{"op":"reset"}\n'
+    response.close()
