@@ -123,9 +123,14 @@ def test_privacy_page(page, emulators, lang, heading, other):
     page.get_by_role("link", name="Privacy").click()
     if lang == "de":
         page.get_by_role("link", name="Deutsch").click()
-    assert page.get_by_role("heading", level=1).inner_text() == heading
-    assert page.locator("tr[data-field='devices.lastSeenAt']").is_visible()
+    # Wait for the page in this language (right after a click the previous page may still be showing).
+    page.get_by_role("heading", level=1, name=heading, exact=True).wait_for(timeout=10000)
+    row = page.locator("tr[data-field='devices.lastSeenAt']")
+    row.wait_for(state="visible", timeout=10000)
+    assert row.is_visible()
     accessible(page)
     shoot(page, f"26-privacy-{lang}")
     page.get_by_role("link", name=other).click()
+    page.wait_for_function("heading => document.querySelector('h1')?.innerText.trim() !== heading", arg=heading,
+                           timeout=10000)
     assert page.get_by_role("heading", level=1).inner_text() != heading
