@@ -72,6 +72,19 @@ def make_client(target: str):
     return create_app(target, str(ROOT / "main.py")).test_client()
 
 
+def registered_device(stack, tenant_id: str) -> dict[str, str]:
+    """A new device registered through register_device by a user of the tenant: the headers a phone sends."""
+    import uuid
+
+    from tests import tokens
+
+    device_id = str(uuid.uuid4())
+    access = tokens.token(stack, tenant_id)
+    assert make_client("register_device").post("/", json={"deviceId": device_id}, headers={
+        "Authorization": f"Bearer {access}"}).status_code == 201
+    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+
+
 @pytest.fixture
 def admin(emulators):
     return make_client("manage_tenants")

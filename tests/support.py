@@ -1,10 +1,11 @@
 """Test helpers that look at the emulators directly through the official clients."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 from local import stack as stack_module
 
@@ -85,3 +86,20 @@ class Tap:
 
     def close(self) -> None:
         self.subscriber.delete_subscription(request={"subscription": self.path})
+
+
+@contextlib.contextmanager
+def own_topic(prefix: str) -> Iterator[tuple[str, Tap]]:
+    """A topic of its own (`prefix-<random>`) and a Tap on it, both removed afterwards: a test sees exactly
+    what was published to it."""
+    from shared.wiring import publisher_client
+
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    client = publisher_client()
+    client.create_topic(name=client.topic_path(stack_module.PROJECT, name))
+    tap = Tap(name)
+    try:
+        yield name, tap
+    finally:
+        tap.close()
+        client.delete_topic(topic=client.topic_path(stack_module.PROJECT, name))

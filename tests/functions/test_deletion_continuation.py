@@ -33,13 +33,8 @@ TINY = 1e-9  # every attempt stops after its first step: the most continuations 
 @pytest.fixture
 def topic(emulators):
     """A topic of its own for continuations, and a tap that sees what was published to it."""
-    name = f"continuations-{uuid.uuid4().hex[:10]}"
-    client = publisher_client()
-    client.create_topic(name=client.topic_path(PROJECT, name))
-    tap = support.Tap(name)
-    yield name, tap
-    tap.close()
-    client.delete_topic(topic=client.topic_path(PROJECT, name))
+    with support.own_topic("continuations") as (name, tap):
+        yield name, tap
 
 
 def service(topic_name: str, attempt_seconds: float = TINY, chunk_size: int = 4) -> DeletionService:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -16,8 +15,8 @@ import pytest
 from functions.relay_contacts import handler as relay_handler
 from shared.clock import utc_now
 from shared.store.leases import SyncLeaseRepository
-from tests import support, tokens
-from tests.conftest import make_client
+from tests import support
+from tests.conftest import make_client, registered_device
 from tests.fake_ms import FakeMicrosoftControl
 from tests.openapi_contract import assert_conforms
 
@@ -47,11 +46,7 @@ def relay(emulators, fake, stack, monkeypatch):
 
 
 def new_device(stack) -> dict[str, str]:
-    device_id = str(uuid.uuid4())
-    access = tokens.token(stack, TENANT)
-    assert make_client("register_device").post("/", json={"deviceId": device_id}, headers={
-        "Authorization": f"Bearer {access}"}).status_code == 201
-    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+    return registered_device(stack, TENANT)
 
 
 def start(relay, headers, cursor=None):

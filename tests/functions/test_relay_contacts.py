@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests import support, tokens
-from tests.conftest import make_client
+from tests.conftest import make_client, registered_device
 from tests.fake_ms import FakeMicrosoftControl
 from tests.openapi_contract import assert_conforms
 
@@ -38,12 +38,7 @@ def relay(emulators, fake, stack):
 
 @pytest.fixture
 def device(stack, relay):
-    device_id = str(uuid.uuid4())
-    registration = make_client("register_device")
-    access = tokens.token(stack, TENANT)
-    assert registration.post("/", json={"deviceId": device_id},
-                             headers={"Authorization": f"Bearer {access}"}).status_code == 201
-    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+    return registered_device(stack, TENANT)
 
 
 def sync(relay, headers, cursor=None, status=200):

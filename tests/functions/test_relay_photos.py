@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from shared.store.schema import TENANTS
-from tests import support, tokens
-from tests.conftest import make_client
+from tests import support
+from tests.conftest import make_client, registered_device
 from tests.fake_ms import FakeMicrosoftControl
 from tests.openapi_contract import assert_conforms
 
@@ -38,11 +38,7 @@ def relay(admin):
 
 @pytest.fixture
 def device(stack, relay):
-    device_id = str(uuid.uuid4())
-    access = tokens.token(stack, TENANT)
-    assert make_client("register_device").post("/", json={"deviceId": device_id},
-                                               headers={"Authorization": f"Bearer {access}"}).status_code == 201
-    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+    return registered_device(stack, TENANT)
 
 
 def members(fake) -> list[str]:

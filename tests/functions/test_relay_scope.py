@@ -2,13 +2,11 @@
 groups (nested, overlapping, up to 20), disabled and guest accounts, requirePhone; full and incremental."""
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
 from shared.phones import to_e164
-from tests import tokens
-from tests.conftest import make_client
+from tests.conftest import make_client, registered_device
 from tests.fake_ms import FakeMicrosoftControl
 from tests.functions.test_relay_contacts import sync
 
@@ -40,11 +38,7 @@ def relay(admin, fake):
 
 @pytest.fixture
 def device(stack, relay):
-    device_id = str(uuid.uuid4())
-    access = tokens.token(stack, TENANT)
-    assert make_client("register_device").post("/", json={"deviceId": device_id},
-                                               headers={"Authorization": f"Bearer {access}"}).status_code == 201
-    return {"Authorization": f"Bearer {access}", "X-Device-Id": device_id}
+    return registered_device(stack, TENANT)
 
 
 def set_scope(admin, **scope):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,13 +24,8 @@ DAY = timedelta(days=1)
 @pytest.fixture
 def topic(emulators):
     """A topic of its own, so this test sees exactly what its sweeper published."""
-    name = f"sweep-test-{uuid.uuid4().hex[:10]}"
-    client = publisher_client()
-    client.create_topic(name=client.topic_path(PROJECT, name))
-    tap = support.Tap(name)
-    yield name, tap
-    tap.close()
-    client.delete_topic(topic=client.topic_path(PROJECT, name))
+    with support.own_topic("sweep-test") as (name, tap):
+        yield name, tap
 
 
 class Clock:
