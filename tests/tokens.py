@@ -24,6 +24,11 @@ def claims(stack, tenant_id: str, **overrides) -> dict:
     body = {"iss": f"{stack.urls['entra']}/{tenant_id}/v2.0", "aud": ENTRA_CLIENT_ID, "tid": tenant_id,
             "scp": "access_as_user", "exp": now + 3600, "nbf": now - 10, "iat": now - 10, "ver": "2.0",
             "sub": "x" * 43, "azp": ENTRA_CLIENT_ID, "uti": uuid.uuid4().hex, **USER_CLAIMS}
+    return overridden(body, overrides)
+
+
+def overridden(body: dict, overrides: dict) -> dict:
+    """`body` with each override set, or removed where its value is None."""
     for key, value in overrides.items():
         if value is None:
             body.pop(key, None)

@@ -313,10 +313,7 @@ class GroupsAndPhotos:
         from .graph import GraphError
 
         index = self._user_index(tenant, params["user"])
-        try:
-            body = json.loads(request.body or b"{}")
-        except ValueError:
-            raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
+        body = _json_body(request, b"{}")
         group_ids = body.get("groupIds") if isinstance(body, dict) else None
         if not isinstance(group_ids, list) or not group_ids:
             raise GraphError(400, "Request_BadRequest", "Invalid value specified for property 'groupIds'.")
@@ -372,10 +369,7 @@ class GroupsAndPhotos:
     def _batch(self, request: Request, call, tenant: TenantState) -> Response:
         from .graph import GraphError
 
-        try:
-            body = json.loads(request.body or b"")
-        except ValueError:
-            raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
+        body = _json_body(request, b"")
         requests_ = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests_, list) or not requests_:
             raise GraphError(400, "BadRequest", "Invalid batch payload format.")
@@ -427,6 +421,16 @@ class GroupsAndPhotos:
         else:
             payload = base64.b64encode(response.body).decode()
         return {"id": item["id"], "status": response.status, "headers": out_headers, "body": payload}
+
+
+def _json_body(request: Request, empty: bytes) -> Any:
+    """The request's JSON (`empty` stands in for no body), or Graph's 400 for a body that is not JSON."""
+    from .graph import GraphError
+
+    try:
+        return json.loads(request.body or empty)
+    except ValueError:
+        raise GraphError(400, "BadRequest", "Unable to read JSON request payload.") from None
 
 
 __all__ = ["GroupsAndPhotos", "route", "SIZES"]

@@ -567,12 +567,7 @@ def _id_token(stack, tenant_id, flow_nonce="n" * 22, **overrides):
             "iat": now - 10, "nbf": now - 10, "exp": now + 3600, "ver": "2.0", "sub": "s" * 43,
             "nonce": hashlib.sha256(flow_nonce.encode()).hexdigest(), "wids": [
                 "62e90394-69f5-4237-9190-012177145e10"]}
-    for key, value in overrides.items():
-        if value is None:
-            body.pop(key, None)
-        else:
-            body[key] = value
-    return body
+    return tokens.overridden(body, overrides)
 
 
 def test_a_valid_id_token_names_the_tenant_and_the_admin(signin, emulators):
