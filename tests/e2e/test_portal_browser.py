@@ -60,9 +60,10 @@ def url(stack, path: str = "/") -> str:
     return stack.urls["tenant_portal"] + path
 
 
-def sign_in(page, stack, login: str) -> None:
+def sign_in(page, stack, login: str, link: str = "Sign in with Microsoft") -> None:
+    """Through the fake Entra sign-in page as `login`, from the landing page's sign-in `link`."""
     page.goto(url(stack))
-    page.get_by_role("link", name="Sign in with Microsoft").click()
+    page.get_by_role("link", name=link).click()
     page.wait_for_url("**/oauth2/v2.0/authorize**")
     page.get_by_role("button", name=login).click()
     page.wait_for_url(url(stack, "/**"))
@@ -384,7 +385,7 @@ def test_everything_works_without_javascript(browser, deletion_push):
     try:
         tenant_id = portal.onboard(stack, name="Ohne Skript GmbH")
         device = Processes(stack).register(tenant_id)
-        sign_in_de(page, stack, portal.accounts(stack, tenant_id)["app-admin"])
+        sign_in(page, stack, portal.accounts(stack, tenant_id)["app-admin"], link="Mit Microsoft anmelden")
         assert page.get_by_role("heading", level=1).inner_text() == "Ohne Skript GmbH"  # German from Accept-Language
         page.get_by_role("link", name="Einstellungen").click()
         page.get_by_label("Position").uncheck()
@@ -406,11 +407,3 @@ def test_everything_works_without_javascript(browser, deletion_push):
         assert session_cookie(page) == []
     finally:
         context.close()
-
-
-def sign_in_de(page, stack, login: str) -> None:
-    page.goto(url(stack))
-    page.get_by_role("link", name="Mit Microsoft anmelden").click()
-    page.wait_for_url("**/oauth2/v2.0/authorize**")
-    page.get_by_role("button", name=login).click()
-    page.wait_for_url(url(stack, "/**"))
