@@ -6,7 +6,7 @@ CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 BROWSER_TOOLS := tests/browser/node_modules/.installed
 
-.PHONY: dev test bench load venv clean
+.PHONY: dev test lint bench load venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ dev: $(VENV)/.installed
 test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS)
 	@command -v chromium >/dev/null || { echo "chromium is missing: run 'sh tests/browser/install.sh'" >&2; exit 1; }
 	$(PY) -m pytest
+
+# Lint and type checks (pyproject.toml): seconds.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks

@@ -7,13 +7,13 @@ problem+json too.
 import functions_framework
 from werkzeug.exceptions import HTTPException
 
-from shared.http import framework_refusal
-from functions.relay_contacts.handler import relay_contacts
 from functions.handle_deletion.handler import handle_deletion
-from functions.register_device.handler import register_device
-from functions.sweep_retention.handler import sweep_retention
 from functions.manage_tenants.handler import manage_tenants
+from functions.register_device.handler import register_device
+from functions.relay_contacts.handler import relay_contacts
+from functions.sweep_retention.handler import sweep_retention
 from functions.tenant_portal.handler import tenant_portal
+from shared.http import framework_refusal
 
 functions_framework.errorhandler(HTTPException)(framework_refusal)
 

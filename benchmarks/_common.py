@@ -11,8 +11,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import requests
 
@@ -38,7 +39,7 @@ def local_stack(name: str, with_functions: bool = True, extra_env: dict[str, str
         started = time.perf_counter()
         with LocalStack(state_dir=Path(state_dir), with_functions=with_functions,
                         extra_env=dict(extra_env or {})) as stack:
-            with environment({variable: stack.urls["ca"] for variable in CA_VARIABLES}):
+            with environment(dict.fromkeys(CA_VARIABLES, stack.urls["ca"])):
                 log(f"local stack up in {time.perf_counter() - started:.1f} s ({state_dir})")
                 yield stack
 
@@ -109,7 +110,7 @@ class FunctionProcess:
     def stop(self) -> None:
         self.process.stop()
 
-    def __enter__(self) -> "FunctionProcess":
+    def __enter__(self) -> FunctionProcess:
         return self
 
     def __exit__(self, *exc) -> None:

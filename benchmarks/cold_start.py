@@ -15,9 +15,9 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from benchmarks._common import local_stack, median, parse_args, table
 from local.launcher import ROOT

@@ -29,7 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from benchmarks._common import local_stack, log, table
 
@@ -158,7 +158,7 @@ class Bench:
         from shared.store.objects import object_name
 
         started = time.perf_counter()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         tenant_id = new_id()
         tenant = self.db.collection("tenants").document(tenant_id)
         tenant.set({"name": "Benchmark GmbH", "status": "active", "createdAt": now,
@@ -193,14 +193,14 @@ class Bench:
 
     # -- the two ways of deleting ----------------------------------------------------------------
     def service_delete(self, label: str, tenant_id: str, initial: int, maximum: int) -> Run:
-        from functions.handle_deletion.service import DeletionService
-        from shared.clock import utc_now
-        from shared.events import DeletionRequest
-        from shared.ids import new_id
         from dataclasses import replace
 
+        from functions.handle_deletion.service import DeletionService
         from shared import wiring
+        from shared.clock import utc_now
         from shared.config import load_settings
+        from shared.events import DeletionRequest
+        from shared.ids import new_id
         from shared.store.erasure import DocumentEraser
         from shared.store.schema import DeletionKind
 

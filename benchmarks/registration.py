@@ -17,9 +17,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from benchmarks._common import local_stack, median, onboard, parse_args, percentile, session, table
 from local.fake_microsoft.client import FakeMicrosoftClient

@@ -28,17 +28,28 @@ from __future__ import annotations
 
 import json
 import sys
-import zlib
 import tempfile
 import threading
 import time
 import uuid
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
-from benchmarks._common import (FunctionProcess, local_stack, log, median, onboard, parse_args, percentile,
-                                proc_status_kib, register_device, session, table)
+from benchmarks._common import (
+    FunctionProcess,
+    local_stack,
+    log,
+    median,
+    onboard,
+    parse_args,
+    percentile,
+    proc_status_kib,
+    register_device,
+    session,
+    table,
+)
 from local.fake_microsoft.client import FakeMicrosoftClient
 from shared.store.schema import RELAY_FIELDS
 

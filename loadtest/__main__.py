@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -227,7 +227,7 @@ def seed_deletion(stack) -> None:
     onboard(stack, DOOMED, "Doomed GmbH")
     db = firestore.Client(project=stack.env["GOOGLE_CLOUD_PROJECT"])
     tenant = db.collection("tenants").document(DOOMED)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     writer = db.bulk_writer(options=BulkWriterOptions(initial_ops_per_second=20000, max_ops_per_second=20000))
     devices = DELETION_DOCUMENTS - 1 - DELETION_OBJECTS
     for _ in range(devices):

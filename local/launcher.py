@@ -17,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
@@ -112,7 +113,7 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def wait_ready(self, timeout: float = 60.0) -> "Process":
+    def wait_ready(self, timeout: float = 60.0) -> Process:
         """Polls `ready` until it holds; StackError (with the log's tail) if the process exits or time is up."""
         deadline = time.monotonic() + timeout
         delay = 0.05

@@ -16,13 +16,25 @@ import secrets
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
-from local.launcher import (LOOPBACK, ROOT, Process, StackError, check_prerequisites, free_port,
-                            start_fake_gcs_server, start_fake_microsoft, start_firestore_emulator, start_function,
-                            start_pubsub_emulator, stop_all)
+from local.launcher import (
+    LOOPBACK,
+    ROOT,
+    Process,
+    StackError,
+    check_prerequisites,
+    free_port,
+    start_fake_gcs_server,
+    start_fake_microsoft,
+    start_firestore_emulator,
+    start_function,
+    start_pubsub_emulator,
+    stop_all,
+)
 
 PROJECT = "demo-contact-sync"
 BUCKET = "technical-files"
@@ -135,7 +147,7 @@ class LocalStack:
         return f"http://{LOOPBACK}:{self.port('tenant_portal')}"
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         tools = check_prerequisites()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -164,7 +176,7 @@ class LocalStack:
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -264,7 +276,7 @@ class LocalStack:
         return FakeMicrosoftClient(self.urls["entra"], self.urls["ca"])
 
     @contextlib.contextmanager
-    def client_environment(self) -> Iterator["LocalStack"]:
+    def client_environment(self) -> Iterator[LocalStack]:
         """This process talks to the stack as its functions do (os.environ = their environment without
         FUNCTION_TARGET) while the block runs: in-process entry points, repositories, official clients."""
         with environment({**self.env, "FUNCTION_TARGET": None}):

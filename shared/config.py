@@ -6,8 +6,8 @@ or malformed variable fails fast with an error that names it (never its value).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 from urllib.parse import urlsplit
 
 

@@ -5,8 +5,8 @@ Used by every caller: the app's unregister, the operators' revoke and tenant del
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from shared.clock import Clock
 from shared.errors import TransientError

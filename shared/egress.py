@@ -5,7 +5,7 @@ Every Microsoft-facing client (JWKS, MSAL, Graph) uses this session, so "no thir
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import requests

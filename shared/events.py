@@ -5,8 +5,8 @@ import dataclasses
 import hashlib
 import hmac
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from shared.errors import PoisonMessage
 from shared.ids import is_canonical_id

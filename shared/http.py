@@ -4,16 +4,26 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from flask import Request, Response
 from werkzeug import exceptions as wexc
 from werkzeug.routing import BaseConverter, Map, Rule
 
 from shared import logs
-from shared.errors import (PROBLEM_CONTENT_TYPE, AppError, BadRequest, MethodNotAllowed, NotFound,
-                           PayloadTooLarge, ServiceUnavailable, TransientError, UnsupportedMediaType)
+from shared.errors import (
+    PROBLEM_CONTENT_TYPE,
+    AppError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TransientError,
+    UnsupportedMediaType,
+)
 
 log = logs.get_logger(__name__)
 
@@ -135,7 +145,7 @@ def dispatch(request: Request, router: Router, function: str, project: str = "")
     except TransientError:
         log.exception("dependency unavailable", function=function, method=request.method, route=route)
         return problem_response(ServiceUnavailable("a dependency is unavailable; try again", retry_after=5))
-    except Exception:  # noqa: BLE001 - the one place surprises become a 500 without leaking details
+    except Exception:
         log.exception("request failed", function=function, method=request.method, route=route)
         return problem_response(AppError("the request could not be completed"))
     if not response.is_streamed:

@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Keys a log line may carry besides severity/message/time. IDs here are tenant/device/file/request IDs,
 # which the data model stores anyway; no contact field, token, or secret has a key here.
@@ -36,7 +36,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 # The shape of each string-valued key; any other key of SAFE_KEYS takes numbers and booleans as they are
 # and strings only in _IDENTIFIER's shape.
 _SHAPES: dict[str, Callable[[str], bool]] = {
-    **{key: _UUID.fullmatch for key in ("tenantId", "deviceId", "fileId", "requestId")},
+    **dict.fromkeys(("tenantId", "deviceId", "fileId", "requestId"), _UUID.fullmatch),
     "method": _METHODS.__contains__,
     "reason": _SLUG.fullmatch,
     "kind": _SLUG.fullmatch,

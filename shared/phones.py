@@ -13,7 +13,14 @@ from __future__ import annotations
 import re
 
 import phonenumbers
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, NumberParseException, PhoneMetadata, PhoneNumber, PhoneNumberFormat
+from phonenumbers import (
+    COUNTRY_CODE_TO_REGION_CODE,
+    NumberParseException,
+    PhoneMetadata,
+    PhoneNumber,
+    PhoneNumberFormat,
+)
+
 # The two matchers is_valid_number itself uses (phonenumbers is pinned; tests/shared/test_phones.py checks
 # the fast path against to_e164 on a corpus, so a change of these internals fails there first).
 from phonenumbers.phonenumberutil import _is_number_matching_desc, _match_national_number

@@ -20,9 +20,7 @@ if TYPE_CHECKING:
     from shared.deletion_requests import DeletionRequester
     from shared.events import DeletionPublisher
     from shared.graph.client import AppTokens, GraphClient
-    from shared.store.erasure import DocumentEraser
-    from shared.store.objects import ObjectStore
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.repositories import TenantRepository
 
 # -- Google clients: one per process; with *_EMULATOR_HOST set they talk to the emulators by themselves --
 @functools.cache

@@ -17,7 +17,7 @@ from local.stack import BUCKET, PROJECT
 class _Counted:
     """Wraps an object; each public method call first asks the counter for permission."""
 
-    def __init__(self, target, counter: "FaultyClients", methods: frozenset[str] | None = None):
+    def __init__(self, target, counter: FaultyClients, methods: frozenset[str] | None = None):
         self._target = target
         self._counter = counter
         self._methods = methods
@@ -99,12 +99,11 @@ class FaultyClients:
         go to `continuations`, by default the publisher of the real topic)."""
         from dataclasses import replace
 
+        from functions.handle_deletion.service import DeletionService
         from shared import wiring
         from shared.clock import utc_now
         from shared.store.erasure import DocumentEraser
         from tests import support
-
-        from functions.handle_deletion.service import DeletionService
 
         config = support.settings()
         store = support.store(db=self.db, bucket=self.bucket)

@@ -5,7 +5,8 @@ import contextlib
 import json
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from local import stack as stack_module
 

@@ -14,9 +14,9 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from shared import logs
+from shared.clock import utc_now
 from shared.errors import PoisonMessage, TransientError, reason_slug
 from shared.events import DeletionRequest, parse_deletion_message
-from shared.clock import utc_now
 from shared.runtime import components
 from shared.store.schema import DeletionKind
 

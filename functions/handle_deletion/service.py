@@ -26,8 +26,9 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 from shared import logs
 from shared.clock import Clock
@@ -144,7 +145,7 @@ class DeletionService:
         try:
             self._receipts.add_counts(request.request_id, documents=tally.documents, files=tally.files,
                                       now=self._clock())
-        except Exception:  # noqa: BLE001 - while another error propagates, that one is what matters
+        except Exception:
             if not failing:
                 raise
             log.warning("counts of a failed attempt not recorded", requestId=request.request_id,

@@ -17,9 +17,8 @@ FILE_LIMIT = 10 * 1024 * 1024
 
 @components(FUNCTION)
 def admin_service(config, store):
-    from shared import wiring
-
     from functions.manage_tenants.service import TenantAdminService
+    from shared import wiring
 
     return TenantAdminService(store, wiring.deletion_requester(config, store), utc_now)
 

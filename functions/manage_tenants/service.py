@@ -11,9 +11,8 @@ from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, NotFound
 from shared.ids import is_canonical_id, require_id
-from shared.store import schema
+from shared.store import Store, schema
 from shared.store.records import Device, FileManifest, Receipt, Tenant
-from shared.store import Store
 from shared.store.schema import DeletionKind, FileFormat
 from shared.store.technical_files import StoredFile
 

@@ -18,10 +18,9 @@ DIAGNOSTICS_LIMIT = 1024 * 1024
 
 @components(FUNCTION)
 def validator_and_service(config, store):
-    from shared import wiring
-
     from functions.register_device.limits import UserRegistrationLimiter
     from functions.register_device.service import DeviceRegistrationService, Limits
+    from shared import wiring
 
     limits = Limits(config.max_devices_per_tenant, config.device_registrations_per_tenant_per_minute,
                     config.diagnostics_per_device_per_day, config.diagnostics_retention_days)

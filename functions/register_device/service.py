@@ -5,11 +5,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from functions.register_device.limits import MINUTE, UserRegistrationLimiter, minute_window, next_utc_day, seconds_until
 from shared.auth import Caller
 from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
-from functions.register_device.limits import (MINUTE, UserRegistrationLimiter, minute_window, next_utc_day,
-                                              seconds_until)
 from shared.errors import NotFound, TooManyRequests
 from shared.ids import require_id
 from shared.store import Store

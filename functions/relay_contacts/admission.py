@@ -14,7 +14,7 @@ The lease is taken before the first byte (ContactRelayService._started) and rele
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from shared import logs
 from shared.clock import Clock

@@ -14,11 +14,10 @@ FUNCTION = "relay_contacts"
 
 @components(FUNCTION)
 def validator_and_service(config, store):
-    from shared import wiring
-
     from functions.relay_contacts.admission import SyncAdmission
     from functions.relay_contacts.cursor import CursorCodec
     from functions.relay_contacts.service import ContactRelayService
+    from shared import wiring
 
     session = wiring.egress_session(config, pool_size=32)
     # Every full sync holds one of the tenant's RELAY_FULL_SYNCS_PER_TENANT leases (admission.py).

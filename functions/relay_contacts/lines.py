@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextvars
 import json
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 from shared.phones import PhoneNormaliser
 from shared.store.schema import RELAY_FIELDS
-
 
 # One encoder for every line: json.dumps with non-default options builds a new encoder per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
 from shared import logs

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from shared.graph.batch import BatchRequest, GraphBatcher
@@ -39,7 +40,7 @@ class Scope:
     require_phone: bool
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "Scope":
+    def from_settings(cls, settings: Mapping[str, Any]) -> Scope:
         scope = effective_scope(settings)
         return cls(tuple(scope["groups"]), scope["excludeDisabled"], scope["excludeGuests"], scope["requirePhone"])
 

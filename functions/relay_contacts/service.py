@@ -9,11 +9,16 @@ merges by `id`, so a later repeat simply wins.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from functions.relay_contacts.admission import SyncAdmission
 from functions.relay_contacts.cursor import Cursor, CursorCodec, settings_fingerprint
+from functions.relay_contacts.lines import ContactMapper
+from functions.relay_contacts.lines import ndjson as _line
+from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
+from functions.relay_contacts.syncs import NeedsFullSync, Sync, SyncContext, plan_sync
 from shared import logs
 from shared.auth import Caller
 from shared.clock import Clock
@@ -21,9 +26,6 @@ from shared.errors import BadGateway, Forbidden, ServiceUnavailable
 from shared.graph.batch import GraphBatcher
 from shared.graph.client import DeltaExpired, GraphClient, GraphRefused, GraphUnavailable
 from shared.ids import require_id
-from functions.relay_contacts.lines import ContactMapper, ndjson as _line
-from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
-from functions.relay_contacts.syncs import NeedsFullSync, Sync, SyncContext, plan_sync
 from shared.store.leases import Lease
 from shared.store.repositories import DeviceRepository
 from shared.store.schema import RELAY_FIELDS
@@ -134,7 +136,7 @@ class ContactRelayService:
         except GeneratorExit:
             log.info("client went away; stopped fetching", tenantId=tenant_id, pages=sync.pages)
             raise
-        except Exception:  # noqa: BLE001 - the stream must still end with an error line
+        except Exception:
             log.exception("sync failed mid-stream", tenantId=tenant_id, pages=sync.pages)
             yield _line({"op": "error", "code": "internal", "retryable": True})
         finally:

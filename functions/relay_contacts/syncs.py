@@ -20,14 +20,14 @@ HTTP errors), then yields NDJSON chunks page by page and finally hands out the d
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from functions.relay_contacts.lines import ContactMapper, PageAhead
-from functions.relay_contacts.scope import (MAX_TRACKED_GROUPS, USER_TYPE, Resolution, Scope, ScopeResolver,
-                                            SeenFilter)
 from functions.relay_contacts.cursor import Cursor
+from functions.relay_contacts.lines import ContactMapper, PageAhead
+from functions.relay_contacts.scope import MAX_TRACKED_GROUPS, USER_TYPE, Resolution, Scope, ScopeResolver, SeenFilter
 from shared import logs
 from shared.graph.client import GraphClient, GraphNotFound, Page
 

@@ -20,9 +20,8 @@ log = logs.get_logger(__name__)
 
 @components(FUNCTION)
 def sweeper(config, store):
-    from shared import wiring
-
     from functions.sweep_retention.service import RetentionSweeper
+    from shared import wiring
 
     return RetentionSweeper(store, wiring.deletion_requester(config, store), utc_now,
                             device_inactivity_days=config.device_inactivity_days,

@@ -15,9 +15,9 @@ like every other deletion request.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
 
 from shared import logs
 from shared.clock import Clock

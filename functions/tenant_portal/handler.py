@@ -16,14 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import functions_framework
 from flask import Request, Response
 
-from shared import http, logs
-from shared.clock import timestamp, utc_now
-from shared.errors import (AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable, TransientError,
-                           Unauthorized)
-from shared.runtime import components
-
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import Page, choose_language, render, security_headers
+from shared import http, logs
+from shared.clock import timestamp, utc_now
+from shared.errors import AppError, BadRequest, Forbidden, NotFound, ServiceUnavailable, TransientError, Unauthorized
+from shared.runtime import components
 
 FUNCTION = "tenant_portal"
 FORM_LIMIT = 8 * 1024
@@ -53,12 +51,11 @@ class Portal:
 
 @components(FUNCTION)
 def portal(config, store) -> Portal:
-    from shared import wiring
-    from shared.auth import JwksCache, jwks_url
-
     from functions.tenant_portal.onboarding import OnboardingService
     from functions.tenant_portal.service import TenantPortalService
     from functions.tenant_portal.signin import MicrosoftSignin
+    from shared import wiring
+    from shared.auth import JwksCache, jwks_url
 
     session = wiring.egress_session(config, pool_size=4)
     signin = MicrosoftSignin(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
@@ -322,9 +319,8 @@ def _settings(visit: Visit, error: str | None = None, status: int = 200, form=No
 
 
 def _save_settings(visit: Visit) -> Response:
-    from shared.store.schema import SCOPE_FLAGS
-
     from functions.tenant_portal.service import SettingsForm
+    from shared.store.schema import SCOPE_FLAGS
 
     tenant = _tenant(visit)
     flags = {flag: value for flag in SCOPE_FLAGS if (value := visit.last(flag)) is not None}
@@ -528,7 +524,7 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
         log.exception("dependency unavailable", function=FUNCTION, method=request.method, route=route_path)
         response = _error_response(visit, ServiceUnavailable("a dependency is unavailable; try again",
                                                              retry_after=5))
-    except Exception:  # noqa: BLE001 - the one place surprises become a 500 without leaking details
+    except Exception:
         reason = "internal"
         log.exception("request failed", function=FUNCTION, method=request.method, route=route_path)
         response = _error_response(visit, AppError("the request could not be completed"))

@@ -27,10 +27,11 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared import logs
@@ -99,7 +100,7 @@ class PendingOnboarding:
                 or not isinstance(iat, int) or isinstance(iat, bool)):
             return None
         try:
-            issued = datetime.fromtimestamp(iat, timezone.utc)
+            issued = datetime.fromtimestamp(iat, UTC)
         except (OverflowError, OSError, ValueError):
             return None
         return cls(state, tid, name, issued)

@@ -9,8 +9,8 @@ are the configured ones (`Settings`); hosting locations are the Terraform defaul
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from shared.config import Settings
 from shared.store import schema

@@ -15,7 +15,6 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-
 from shared.ids import is_canonical_id
 
 SESSION_COOKIE = "__Host-portal"

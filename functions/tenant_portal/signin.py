@@ -8,8 +8,9 @@ that discards what it is handed, and no user claim is returned, logged or stored
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import jwt
 
@@ -56,7 +57,7 @@ def _discarding_cache():
     class DiscardingCache(msal.TokenCache):
         """MSAL hands every token it obtains to its cache; this one keeps none of them."""
 
-        def add(self, event, **kwargs):  # noqa: D401 - MSAL's interface
+        def add(self, event, **kwargs):
             return None
 
     return DiscardingCache()

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -148,7 +149,7 @@ class FakeMicrosoftClient:
     def transitive_user_ids(self, tenant_id: str, group_id: str) -> list[str]:
         return self.call("GET", f"tenants/{tenant_id}/groups/{group_id}/transitive-users")["ids"]
 
-    def photos(self, tenant_id: str, set: list[dict] | None = None, remove: list | None = None) -> dict:  # noqa: A002
+    def photos(self, tenant_id: str, set: list[dict] | None = None, remove: list | None = None) -> dict:
         """Uploads (`{"user": ref, "largest": px}`, a new media ETag each time) and removes photos."""
         return self.call("POST", f"tenants/{tenant_id}/photos", {"set": set or [], "remove": remove or []})
 

@@ -101,7 +101,7 @@ def set_consent(state: FakeMicrosoft, tenant: TenantState, value: str, roles: li
                 keep_roles: bool = True) -> None:
     """Sets the tenant's consent (and, if given, the roles it grants); a new grant starts the replication
     delay."""
-    with state._lock:  # noqa: SLF001 - the state's own lock guards tenant records
+    with state._lock:
         if value == GRANTED and tenant.consent != GRANTED:
             tenant.consented_at = time.monotonic()
         tenant.consent = value
@@ -229,7 +229,7 @@ def _redirect_error(state: FakeMicrosoft, query: dict[str, str], error: str, cod
 
 
 def _description(code: int, text: str) -> str:
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return (f"AADSTS{code}: {text}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}\r\n"
             f"Timestamp: {timestamp}")
 

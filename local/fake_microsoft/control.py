@@ -7,8 +7,7 @@ from typing import Any
 from . import consent
 from .directory import MUTABLE_PROPERTIES, REMOVAL_REASONS
 from .httpd import Request, Response
-from .state import (CONSENT_STATES, DEFAULT_SETTINGS, DELTA_EXPIRED_MODES, GUID_RE, FakeMicrosoft, FaultRule,
-                    TenantState)
+from .state import CONSENT_STATES, DEFAULT_SETTINGS, DELTA_EXPIRED_MODES, GUID_RE, FakeMicrosoft, FaultRule, TenantState
 
 
 class ControlError(Exception):
@@ -313,7 +312,7 @@ def _configure(state: FakeMicrosoft, body: dict[str, Any]) -> dict[str, Any]:
         tenant.settings.update(body)
     else:
         state.settings.update(body)
-    with state._lock:  # noqa: SLF001 - the state's own lock guards the rule list
+    with state._lock:
         if replace:
             state.faults = [f for f in state.faults if tenant_id and f.tenant != tenant_id.lower()] \
                 if tenant_id else []

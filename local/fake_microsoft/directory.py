@@ -12,8 +12,9 @@ import hashlib
 import random
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from .identity import Identity
 from .names import COUNTRY_NAMES, DEPARTMENTS, JOB_TITLES, POOLS

@@ -377,7 +377,7 @@ class EntraApp:
 
 def entra_error(base: str, request: Request | None, status: int, error: str, code: int, description: str,
                 headers: list[tuple[str, str]] | None = None) -> Response:
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     trace_id = str(uuid.uuid4())
     correlation = (request.header("client-request-id") if request else "") or str(uuid.uuid4())
     body = {
@@ -419,7 +419,7 @@ def _fault_response(rule: FaultRule) -> Response:
         headers.append(("Retry-After", str(rule.retry_after)))
     status = int(rule.status)
     code = rule.code or ("temporarily_unavailable" if status >= 500 or status == 429 else "invalid_request")
-    timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    timestamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     body = {"error": code, "error_description": rule.message or
             f"AADSTS50196: The server is temporarily unavailable (fake fault {status}).\r\nTimestamp: {timestamp}",
             "error_codes": [50196], "timestamp": timestamp, "trace_id": str(uuid.uuid4()),

@@ -27,7 +27,8 @@ import jwt
 
 from . import consent
 from .directory import DEFAULT_PROPERTIES, KNOWN_PROPERTIES, Directory
-from .graph_groups import GroupsAndPhotos, route as route_groups_and_photos
+from .graph_groups import GroupsAndPhotos
+from .graph_groups import route as route_groups_and_photos
 from .httpd import Request, Response
 from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
 
@@ -458,7 +459,7 @@ _FAULT_BODIES = {
 
 
 def _graph_date() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _options(query: dict[str, str], allow_filter: bool = False) -> dict[str, str]:

@@ -96,7 +96,7 @@ class GroupsAndPhotos:
             raise GraphError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 
     def _page_size(self, request: Request, query: dict[str, str]) -> int:
-        from .graph import GraphError, _PREFER_MAXPAGESIZE
+        from .graph import _PREFER_MAXPAGESIZE, GraphError
 
         if "$top" in query:
             try:

@@ -7,9 +7,10 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger("fake_microsoft")
@@ -47,7 +48,7 @@ class Response:
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None,
-             content_type: str = "application/json; charset=utf-8") -> "Response":
+             content_type: str = "application/json; charset=utf-8") -> Response:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         return cls(status, body, content_type, list(headers or []))
 
@@ -59,7 +60,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive
     disable_nagle_algorithm = True  # header and body go out without a 40 ms delayed-ACK stall
     timeout = 120  # idle keep-alive connections are closed after this
-    server: "HttpsServer"
+    server: HttpsServer
 
     def version_string(self) -> str:
         return "fake-microsoft/1.0"
@@ -121,7 +122,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             log.info("%s %s", self.address_string(), format % args)
 

@@ -58,7 +58,7 @@ class FakeMicrosoftServers:
         for server in servers:
             server.stop()
 
-    def __enter__(self) -> "FakeMicrosoftServers":
+    def __enter__(self) -> FakeMicrosoftServers:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .directory import DEFAULT_SIZE, Directory
 from .groups import Groups
-from .photos import Photos
 from .keys import KeySet, b64url, b64url_decode, random_uti
+from .photos import Photos
 
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
@@ -134,7 +134,7 @@ class FaultRule:
     fired: int = 0
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "FaultRule":
+    def from_json(cls, data: dict[str, Any]) -> FaultRule:
         allowed = {"target", "status", "count", "skip", "retry_after", "tenant", "pages", "code",
                    "message", "delay_seconds"}
         unknown = set(data) - allowed

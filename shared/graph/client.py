@@ -11,8 +11,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -278,7 +279,7 @@ class TenantPacing:
         self._lock = threading.Lock()
         self._tenants: OrderedDict[str, _UnitWindow] = OrderedDict()
 
-    def reserve(self, tenant_id: str, units: float = 1.0) -> "Reservation":
+    def reserve(self, tenant_id: str, units: float = 1.0) -> Reservation:
         """When the tenant's next request (of about `units`) may be sent; its `wait` is 0 when not held."""
         with self._lock:
             window = self._tenants.get(tenant_id)
@@ -291,7 +292,7 @@ class TenantPacing:
             now = self._clock()
             return window.reserve(now, units)
 
-    def observe(self, tenant_id: str, reservation: "Reservation", used: float | None,
+    def observe(self, tenant_id: str, reservation: Reservation, used: float | None,
                 units: float | None = None) -> None:
         """A successful answer: `used` is its x-ms-throttle-limit-percentage (None when absent), `units`
         its x-ms-resource-unit."""
@@ -300,7 +301,7 @@ class TenantPacing:
             if window is not None:
                 window.observe(self._clock(), reservation, used, units)
 
-    def throttled(self, tenant_id: str, reservation: "Reservation", retry_after: float) -> None:
+    def throttled(self, tenant_id: str, reservation: Reservation, retry_after: float) -> None:
         """A 429: every stream of the tenant waits until Retry-After, and the budget is below our units."""
         with self._lock:
             window = self._tenants.get(tenant_id)

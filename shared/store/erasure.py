@@ -7,12 +7,12 @@ BulkWriter starts at `initial_ops_per_second` and grows by 50 % every 5 minutes 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.field_path import FieldPath
 from google.cloud.firestore_v1.bulk_writer import BulkWriter, BulkWriterOptions
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from shared.errors import TransientError
 from shared.store import schema

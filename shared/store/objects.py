@@ -6,10 +6,10 @@ Object names are built and parsed here, from validated IDs only.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Iterator
 
 from shared.errors import TransientError
 from shared.ids import UUID_PATTERN

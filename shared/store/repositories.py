@@ -6,8 +6,9 @@ Callers pass validated IDs only (shared.ids); the repositories build document pa
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
@@ -17,9 +18,8 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests, TransientError
 from shared.ids import is_canonical_id
 from shared.store import schema
-from shared.store.records import (Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant)
-from shared.store.schema import (DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked)
-
+from shared.store.records import Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant
+from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked
 
 # Writes that may meet a transaction's lock: Aborted means nothing was written, so retrying is safe (the
 # client's default retry leaves Aborted out).

@@ -7,8 +7,9 @@ import-light: handlers import this at cold start).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 TENANTS = "tenants"
 DEVICES = "devices"

@@ -8,9 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
 
 from shared.clock import timestamp
 from shared.errors import BadRequest, Forbidden, TransientError

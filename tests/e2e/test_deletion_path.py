@@ -9,8 +9,7 @@ import urllib.request
 
 import pytest
 
-from local.stack import (BUCKET, DEAD_LETTER_SUBSCRIPTION, DELETION_TOPIC, MAX_DELIVERY_ATTEMPTS, PROJECT,
-                         LocalStack)
+from local.stack import BUCKET, DEAD_LETTER_SUBSCRIPTION, DELETION_TOPIC, MAX_DELIVERY_ATTEMPTS, PROJECT, LocalStack
 from tests import seed, support
 from tests.e2e.processes import Processes
 

@@ -18,9 +18,8 @@ import requests
 
 from functions.tenant_portal import session as cookies
 from local.stack import ROOT
-from tests import portal, seed, support
+from tests import portal, seed, support, tokens
 from tests.e2e.processes import Processes
-from tests import tokens
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,6 @@ are delivered again the way Pub/Sub would, including twice, late, and after a cr
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor

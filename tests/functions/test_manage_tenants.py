@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC
 
 import pytest
 
@@ -125,8 +126,8 @@ def test_device_listing_pages_and_revocation(admin):
     onboard(admin)
     db = support.db()
     device_ids = sorted(str(uuid.uuid4()) for _ in range(5))
-    from datetime import datetime, timezone
-    now = datetime.now(timezone.utc)
+    from datetime import datetime
+    now = datetime.now(UTC)
     for device_id in device_ids:
         db.document(f"tenants/{TENANT}/devices/{device_id}").set({"registeredAt": now, "lastSeenAt": now})
     first = admin.get(f"/tenants/{TENANT}/devices?pageSize=3").get_json()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC
 
 import pytest
 
@@ -323,12 +324,12 @@ def test_diagnostics_uploads_per_device_per_day_are_limited_and_refusals_use_no_
 
 
 def test_diagnostics_slots_are_per_utc_day_and_given_back(stack, emulators):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from shared.errors import TooManyRequests
     from shared.store.repositories import DeviceRepository, TenantRepository
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     TenantRepository(support.db()).create(TENANT, "Contoso", {"fields": ["displayName"]}, now)
     devices = DeviceRepository(support.db())
     device_id = str(uuid.uuid4())

@@ -1,14 +1,14 @@
 """The in-memory per-user registration limiter (functions/register_device/limits.py)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from functions.register_device.limits import UserRegistrationLimiter, minute_window, next_utc_day
 from shared.errors import TooManyRequests
 
-T0 = datetime(2026, 12, 1, 10, 30, 15, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 10, 30, 15, tzinfo=UTC)
 ALICE, BOB = b"a" * 16, b"b" * 16
 
 
@@ -34,5 +34,5 @@ def test_users_are_forgotten_when_their_window_has_passed_and_the_table_is_bound
 
 
 def test_windows_are_utc_minutes_and_days():
-    assert minute_window(T0) == ("202612011030", datetime(2026, 12, 1, 10, 31, tzinfo=timezone.utc))
-    assert next_utc_day(T0) == datetime(2026, 12, 2, tzinfo=timezone.utc)
+    assert minute_window(T0) == ("202612011030", datetime(2026, 12, 1, 10, 31, tzinfo=UTC))
+    assert next_utc_day(T0) == datetime(2026, 12, 2, tzinfo=UTC)

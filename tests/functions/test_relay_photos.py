@@ -126,7 +126,7 @@ def test_photo_changes_over_batch_with_partial_throttling(relay, device, fake):
     for user in users[:40]:
         known[user] = get_photo(relay, device, user, 200, size="48x48").headers["ETag"]
     fake.photos(TENANT, set=[{"user": u, "largest": 96} for u in users[:5]], remove=users[5:8])
-    etags = {**known, **{u: '"old"' for u in users[40:]}}
+    etags = {**known, **dict.fromkeys(users[40:], '"old"')}
     fake.reset_stats()
     fake.faults({"target": "batch_item", "status": 429, "retry_after": 0.2, "count": 7, "skip": 3},
                 photo_delay_seconds=0.01)

@@ -2,7 +2,6 @@
 groups (nested, overlapping, up to 20), disabled and guest accounts, requirePhone; full and incremental."""
 from __future__ import annotations
 
-
 import pytest
 
 from shared.phones import to_e164
@@ -116,7 +115,7 @@ def test_twenty_overlapping_groups_send_each_user_once(relay, device, fake, admi
 
 def test_incremental_sync_follows_membership_and_flags(relay, device, fake, admin):
     ids = ids_by_index(fake)
-    kept = enabled_members(fake, range(0, 80))
+    kept = enabled_members(fake, range(80))
     nested = fake.create_group(TENANT, users=kept[10:20])
     scoped = fake.create_group(TENANT, users=kept[0:12], groups=[nested])
     other = fake.create_group(TENANT, users=kept[40:50])
@@ -177,7 +176,7 @@ def test_scope_change_resets_and_flags_apply(relay, device, fake, admin):
 
 def test_require_phone_removes_a_user_who_lost_the_last_number(relay, device, fake, admin):
     ids = ids_by_index(fake)
-    kept = enabled_members(fake, range(0, 60))
+    kept = enabled_members(fake, range(60))
     group = fake.create_group(TENANT, users=kept[:30])
     set_scope(admin, groups=[group], requirePhone=True)
     first = sync(relay, device)
@@ -194,7 +193,7 @@ def test_require_phone_removes_a_user_who_lost_the_last_number(relay, device, fa
 
 
 def test_whole_directory_incremental_removes_disabled_and_guests(relay, device, fake, admin):
-    kept = enabled_members(fake, range(0, 40))
+    kept = enabled_members(fake, range(40))
     first = sync(relay, device)
     fake.changes(TENANT, update=[{"id": kept[0], "fields": {"accountEnabled": False}},
                                  {"id": kept[1], "fields": {"userType": "Guest"}},
@@ -211,7 +210,7 @@ def test_whole_directory_incremental_removes_disabled_and_guests(relay, device, 
 
 
 def test_batched_scope_checks_ride_out_inner_throttling(relay, device, fake, admin):
-    kept = enabled_members(fake, range(0, 60))
+    kept = enabled_members(fake, range(60))
     group = fake.create_group(TENANT, users=kept[:20])
     set_scope(admin, groups=[group])
     first = sync(relay, device)

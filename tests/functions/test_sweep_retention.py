@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,8 +13,8 @@ from functions.sweep_retention.service import RetentionSweeper, deterministic_re
 from local.stack import DELETION_TOPIC, PROJECT
 from shared import wiring
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject
-from shared.wiring import publisher_client
 from shared.store.objects import object_name
+from shared.wiring import publisher_client
 from tests import seed, support
 from tests.conftest import make_client
 
@@ -67,7 +67,7 @@ def receipt_ids() -> set[str]:
 
 def test_exactly_what_passed_its_deadline_is_requested(topic):
     topic_name, tap = topic
-    now = datetime(2031, 3, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2031, 3, 1, 12, 0, tzinfo=UTC)
     clock = Clock(now)
     active, other = seed.tenant(), seed.tenant()
     stuck_request = seed.new_id()
@@ -129,7 +129,7 @@ def test_exactly_what_passed_its_deadline_is_requested(topic):
 
 def test_completed_requests_are_not_published_again(topic):
     topic_name, tap = topic
-    now = datetime(2031, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2031, 3, 1, tzinfo=UTC)
     tenant_id = seed.tenant()
     file_id, _ = seed.technical_file(tenant_id, delete_after=now - DAY, with_object=False)
     clock = Clock(now)
@@ -146,7 +146,7 @@ def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic, log_line
     """Only a tenant deletion whose receipt shows no progress for STUCK_DELETION_MINUTES is re-published:
     a deletion going through continuations keeps setting `progressAt`."""
     topic_name, tap = topic
-    now = datetime(2031, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2031, 3, 1, tzinfo=UTC)
     requested = now - timedelta(hours=5)
     key = os.environ["RECEIPT_KEY"].encode()
     tenants = {}
@@ -174,7 +174,7 @@ def test_a_long_deletion_that_makes_progress_is_not_driven_again(topic, log_line
 
 def test_the_sweep_pages_through_every_tenant(topic):
     topic_name, tap = topic
-    now = datetime(2031, 3, 1, tzinfo=timezone.utc)
+    now = datetime(2031, 3, 1, tzinfo=UTC)
     want = set()
     for _ in range(4):
         tenant_id = seed.tenant()

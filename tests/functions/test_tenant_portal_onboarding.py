@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from functions.tenant_portal.onboarding import (OnboardingOutcome, OnboardingService, PendingOnboarding)
+from functions.tenant_portal.onboarding import OnboardingOutcome, OnboardingService, PendingOnboarding
 from tests import support
 from tests.conftest import make_client
 
@@ -24,7 +24,7 @@ class Clock:
         self.offset = timedelta()
 
     def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
 
 @pytest.fixture
@@ -257,7 +257,7 @@ def test_tenant_being_deleted_is_told_to_wait(service, fake):
     assert service.status(tenant_id, admin=True).outcome == OnboardingOutcome.TENANT_DELETING
     assert service.begin(tenant_id, NAME, admin=True).outcome == OnboardingOutcome.TENANT_DELETING
     # A consent answer arriving while the deletion runs changes nothing either.
-    pending = PendingOnboarding("s" * 43, tenant_id, NAME, datetime.now(timezone.utc))
+    pending = PendingOnboarding("s" * 43, tenant_id, NAME, datetime.now(UTC))
     before = support.world()
     done = service.complete({"admin_consent": "True", "tenant": tenant_id, "state": "s" * 43}, pending, tenant_id,
                             admin=True)
@@ -271,7 +271,7 @@ def test_invalid_names_are_refused_before_consent(service, tenant, name):
 
 
 def test_pending_onboarding_round_trips_through_the_cookie(tenant):
-    pending = PendingOnboarding("abc", tenant, NAME, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    pending = PendingOnboarding("abc", tenant, NAME, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert PendingOnboarding.from_cookie(json.loads(json.dumps(pending.to_cookie()))) == pending
     for broken in (None, [], {}, {**pending.to_cookie(), "tid": "x"}, {**pending.to_cookie(), "iat": "1"},
                    {**pending.to_cookie(), "state": ""}, {**pending.to_cookie(), "iat": True},

@@ -22,7 +22,8 @@ def render(lang: str, settings: Settings | None = None) -> str:
     """The page as the portal renders it (its layout, catalogues and language switch)."""
     from flask import Flask
 
-    from functions.tenant_portal.pages import Page, render as render_page
+    from functions.tenant_portal.pages import Page
+    from functions.tenant_portal.pages import render as render_page
 
     with Flask(__name__).test_request_context("/privacy", query_string={"lang": lang}) as context:
         answer = render_page(Page(context.request, lang, True), "privacy.html", session=None, csrf="",
@@ -98,9 +99,9 @@ def test_hosting_locations_are_terraforms_defaults():
         assert block, name
         return re.search(r'default\s*=\s*"([^"]+)"', block.group(1)).group(1)
 
-    assert privacy.FIRESTORE_LOCATION == default("firestore_location")
-    assert privacy.STORAGE_LOCATION == default("storage_location")
-    assert privacy.FUNCTIONS_REGION == default("region")
+    assert default("firestore_location") == privacy.FIRESTORE_LOCATION
+    assert default("storage_location") == privacy.STORAGE_LOCATION
+    assert default("region") == privacy.FUNCTIONS_REGION
     hosting = " ".join(privacy.privacy_page("en").hosting)
     assert all(value in hosting for value in ("eur3", "europe-west1", "EU"))
 

@@ -6,8 +6,16 @@ import base64
 import pytest
 
 from local.fake_microsoft.client import FakeMicrosoftClient
-from tests.local.test_fake_microsoft import (TENANT, assert_graph_error, auth, delta_round, fakes, graph_token,  # noqa: F401
-                                             http, page_through)
+from tests.local.test_fake_microsoft import (  # noqa: F401
+    TENANT,
+    assert_graph_error,
+    auth,
+    delta_round,
+    fakes,
+    graph_token,
+    http,
+    page_through,
+)
 
 
 @pytest.fixture

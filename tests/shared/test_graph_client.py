@@ -8,9 +8,19 @@ import pytest
 
 from local.stack import ENTRA_CLIENT_ID
 from shared.egress import AllowListedSession, origin
-from shared.graph.client import (PACE_MIN_BUDGET, PACE_TARGET, WINDOW_SECONDS, WINDOW_SLACK_SECONDS, AppTokens,
-                                 GraphClient, GraphRefused, GraphUnavailable, TenantPacing, limit_percentage,
-                                 resource_units)
+from shared.graph.client import (
+    PACE_MIN_BUDGET,
+    PACE_TARGET,
+    WINDOW_SECONDS,
+    WINDOW_SLACK_SECONDS,
+    AppTokens,
+    GraphClient,
+    GraphRefused,
+    GraphUnavailable,
+    TenantPacing,
+    limit_percentage,
+    resource_units,
+)
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"

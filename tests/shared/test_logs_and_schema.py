@@ -6,7 +6,6 @@ import pytest
 from shared.logs import JsonFormatter, get_logger
 from shared.store.schema import SchemaViolation, checked
 
-
 TENANT = "7d6a9a1e-2b3c-4d5e-8f60-7a8b9c0d1e2f"
 
 

@@ -88,7 +88,7 @@ def test_every_entry_sets_the_required_attributes_and_only_known_ones(tf, functi
     known = ENTRY_ATTRIBUTES | set(tf.locals["function_defaults"])
     for name, spec in tf.locals["functions"].items():
         assert re.fullmatch(r"[a-z][a-z0-9_]*", name), f"{name} is not a Python entry point name"
-        assert ENTRY_ATTRIBUTES <= set(spec), f"{name} misses {sorted(ENTRY_ATTRIBUTES - set(spec))}"
+        assert set(spec) >= ENTRY_ATTRIBUTES, f"{name} misses {sorted(ENTRY_ATTRIBUTES - set(spec))}"
         assert set(spec) <= known, f"{name} sets unknown attributes {sorted(set(spec) - known)}"
         assert set(spec["grants"]) <= {"firestore", "technical_files", "deletion_requests"}, name
         assert "firestore" in spec["grants"], f"{name} must state its Firestore role"
@@ -255,7 +255,7 @@ def test_request_concurrency_is_served_by_as_many_threads_and_fits_the_instance(
         assert 1 <= scaling["max_instance_request_concurrency"] <= 1000, name
     assert functions["sweep_retention"]["scaling"]["max_instance_request_concurrency"] == 1
     assert Settings().deletion_attempt_seconds + 60 <= functions["handle_deletion"]["scaling"]["timeout_seconds"]
-    assert LEASE_SECONDS > functions["relay_contacts"]["scaling"]["timeout_seconds"]
+    assert functions["relay_contacts"]["scaling"]["timeout_seconds"] < LEASE_SECONDS
 
 
 def test_only_event_functions_are_internal(functions, contract):
