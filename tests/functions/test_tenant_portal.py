@@ -647,7 +647,7 @@ def test_both_catalogues_hold_the_same_keys_and_every_key_the_templates_use():
     used |= {f"status.{status}" for status in [*TenantStatus, *ReceiptStatus]}
     used |= {f"error.title.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
     used |= {f"error.status.{code}" for code in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503)}
-    from functions.tenant_portal.handler import ONBOARDING_REFUSALS
+    from functions.tenant_portal.views.onboarding import ONBOARDING_REFUSALS
 
     used |= {f"onboard.{outcome}.{part}" for outcome in ONBOARDING_REFUSALS for part in ("title", "text")}
     assert used <= set(english), sorted(used - set(english))

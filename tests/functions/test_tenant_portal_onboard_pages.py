@@ -15,8 +15,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 
 from functions.tenant_portal import session as cookies
-from functions.tenant_portal.handler import ONBOARDING_REFUSALS
 from functions.tenant_portal.onboarding import OnboardingOutcome
+from functions.tenant_portal.views.onboarding import ONBOARDING_REFUSALS
 from tests import portal, support
 from tests.conftest import make_client
 

@@ -1,0 +1,74 @@
+"""Deleting the whole organisation, its progress, and the deletion receipts (listed and as JSON)."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from flask import Response
+
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, admin, tenant_of, when
+from shared import http, logs
+from shared.errors import BadRequest, NotFound
+
+if TYPE_CHECKING:
+    from shared.store.records import Receipt
+
+log = logs.get_logger(__name__)
+
+
+def page(visit: Visit, error: str | None = None, status: int = 200) -> Response:
+    session = admin(visit)
+    request_id = visit.request.args.get("requestId")
+    if request_id:
+        receipt = visit.portal.service.receipt(session.tenant_id, request_id)
+        if receipt.kind != "tenant":
+            raise NotFound("this receipt is not one of an organisation's deletion", slug="receipt-not-found")
+        document = receipt_view(receipt)
+        if receipt.completed and visit.portal.service.tenant(session.tenant_id) is not None:
+            raise Redirect("/receipts")  # an old deletion of a tenant onboarded again: its receipt is listed there
+        if receipt.completed:
+            visit.end_session = True  # the tenant is gone: so is the session
+            visit.session = None
+            from functions.tenant_portal.service import receipt_document
+
+            return visit.html("deleted.html", receipt=document,
+                              receipt_json=json.dumps(receipt_document(receipt), indent=2))
+        return visit.html("deletion_progress.html", nav="deletion", receipt=document,
+                          poll=visit.page.href(f"/receipts/{receipt.request_id}.json"))
+    tenant = tenant_of(visit, allow_deleting=True)
+    if not tenant.active and tenant.deletion_request_id:
+        raise Redirect("/deletion", requestId=tenant.deletion_request_id)
+    return visit.html("deletion.html", status, nav="deletion", tenant=tenant, error=error)
+
+
+def delete_all(visit: Visit) -> Response:
+    tenant = tenant_of(visit)
+    try:
+        request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"))
+    except BadRequest as error:
+        return page(visit, error=error.slug, status=400)
+    log.info("tenant deletion requested", function=FUNCTION, tenantId=tenant.tenant_id, requestId=request_id)
+    return visit.redirect("/deletion", requestId=request_id)
+
+
+def receipts(visit: Visit) -> Response:
+    session = admin(visit)
+    listed = [receipt_view(r) for r in visit.portal.service.receipts(session.tenant_id)]
+    return visit.html("receipts.html", nav="receipts", receipts=listed)
+
+
+def receipt_json(visit: Visit, requestId: str) -> Response:
+    from functions.tenant_portal.service import receipt_document
+
+    session = admin(visit)
+    response = http.json_response(receipt_document(visit.portal.service.receipt(session.tenant_id, requestId)))
+    response.headers["Content-Disposition"] = f'attachment; filename="receipt-{requestId}.json"'
+    return response
+
+
+def receipt_view(receipt: Receipt) -> dict[str, Any]:
+    """A receipt as the pages show it (times in minutes, UTC)."""
+    return {"requestId": receipt.request_id, "kind": str(receipt.kind), "status": str(receipt.status),
+            "completed": receipt.completed, "requestedAt": when(receipt.requested_at),
+            "completedAt": when(receipt.completed_at) if receipt.completed_at else None,
+            "documents": receipt.documents, "files": receipt.files, "verified": receipt.verified}

@@ -1,0 +1,102 @@
+"""Adding an organisation: the name form, the admin consent at Microsoft and its callback.
+
+`functions/tenant_portal/onboarding.py` decides; these pages say what it decided.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+
+from functions.tenant_portal import session as cookies
+from functions.tenant_portal.pages import Page
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, signed_in
+from shared import logs
+from shared.errors import AppError
+
+log = logs.get_logger(__name__)
+
+# Each outcome that does not reach the overview: (HTTP status, what problem+json says). Browsers get the page
+# templates/onboard_result.html with the outcome's texts (messages: onboard.<outcome>.title / .text).
+ONBOARDING_REFUSALS = {
+    "tenant-deleting": (409, "the organisation's data is being deleted; add it again once that has finished"),
+    "no-session": (401, "no onboarding of a signed-in administrator is under way in this browser; sign in and "
+                        "start again"),
+    "not-admin": (403, "only an administrator of the organisation can add it"),
+    "declined": (400, "the administrator declined the consent at Microsoft; nothing was created"),
+    "consent-failed": (400, "Microsoft reported an error instead of the consent; nothing was created"),
+    "state-mismatch": (400, "the consent answer does not belong to the onboarding started in this browser"),
+    "state-expired": (400, "the onboarding was started more than 10 minutes ago; start again"),
+    "malformed-callback": (400, "this is not an admin-consent answer of Microsoft"),
+    "wrong-tenant": (403, "the consent was given in another organisation than the signed-in one"),
+    "consent-not-found": (403, "Microsoft does not confirm the consent for the organisation"),
+    "missing-permission": (403, "the consent lacks the Microsoft Graph permission User.Read.All"),
+    "entra-unavailable": (503, "Microsoft Entra ID could not be reached; start again in a moment"),
+}
+
+
+class OnboardingRefused(AppError):
+    """An onboarding that ends on a page of its own: problem+json for clients, onboard_result.html for
+    browsers (the handler's error response)."""
+
+    def __init__(self, step: Any):
+        self.outcome = step.outcome.value
+        self.status, detail = ONBOARDING_REFUSALS.get(self.outcome, (400, "the onboarding did not succeed"))
+        self.title = "Onboarding refused"
+        self.entra_error = step.entra_error
+        self.request_id = step.tenant.deletion_request_id if step.tenant is not None else None
+        super().__init__(detail, slug=self.outcome, retry_after=5 if self.status == 503 else None)
+
+
+def _outcome_page(visit: Visit, step: Any) -> Response:
+    """The overview for an organisation that is (now) onboarded; else the page that says why not."""
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    if step.outcome == OnboardingOutcome.ONBOARDED:
+        return visit.redirect("/", onboarded="1")
+    if step.outcome == OnboardingOutcome.ALREADY_ONBOARDED:
+        return visit.redirect("/")
+    raise OnboardingRefused(step)
+
+
+def form(visit: Visit, error: str | None = None, name: str = "", status: int = 200) -> Response:
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    if visit.session is None:
+        raise Redirect("/signin", next="/onboard")  # sign in first, then come back here
+    step = visit.portal.onboarding.status(visit.session.tenant_id, admin=visit.session.admin)
+    if step.outcome != OnboardingOutcome.NOT_ONBOARDED:
+        return _outcome_page(visit, step)
+    return visit.html("onboard.html", status, name=name, error=error)
+
+
+def begin(visit: Visit) -> Response:
+    from functions.tenant_portal.onboarding import OnboardingOutcome
+
+    session = signed_in(visit)
+    step = visit.portal.onboarding.begin(session.tenant_id, visit.value("name"), admin=session.admin)
+    if step.outcome == OnboardingOutcome.NAME_INVALID:
+        return form(visit, error="invalid-name", name=visit.value("name")[:256], status=400)
+    if step.outcome != OnboardingOutcome.REDIRECT_TO_CONSENT:
+        return _outcome_page(visit, step)
+    pending = {"pending": step.pending.to_cookie(), "lang": visit.page.lang if visit.page.explicit else None}
+    visit.set_cookies.append(cookies.cookie_header(cookies.ONBOARDING_COOKIE, visit.portal.sealer.seal(
+        cookies.ONBOARDING_COOKIE, pending), cookies.FLOW_SECONDS))
+    log.info("onboarding started", function=FUNCTION, tenantId=session.tenant_id)
+    return Response(status=302, headers={"Location": step.consent_url})
+
+
+def callback(visit: Visit) -> Response:
+    from functions.tenant_portal.onboarding import PendingOnboarding
+
+    sealed = visit.portal.sealer.unseal(cookies.ONBOARDING_COOKIE,
+                                        visit.request.cookies.get(cookies.ONBOARDING_COOKIE))
+    visit.set_cookies.append(cookies.cleared_cookie_header(cookies.ONBOARDING_COOKIE))  # single-use state
+    if sealed is not None and sealed.get("lang") in ("de", "en") and not visit.page.explicit:
+        visit.page = Page(visit.request, sealed["lang"], True)  # the language the admin chose before leaving
+    pending = PendingOnboarding.from_cookie(sealed.get("pending")) if sealed is not None else None
+    query = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
+    session = visit.session
+    step = visit.portal.onboarding.complete(query, pending, session.tenant_id if session else None,
+                                            admin=bool(session and session.admin))
+    return _outcome_page(visit, step)
