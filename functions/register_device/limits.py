@@ -1,4 +1,4 @@
-"""Abuse limits of device registration (ARCHITECTURE.md, "Abuse limits"; docs/security.md).
+"""Abuse limits of device registration (docs/operations.md, "Abuse limits"; docs/security.md).
 
 Per tenant, new devices per UTC minute are counted in Firestore across all instances
 (`DeviceRepository.registrations_in_window`). Per user, new devices are counted here, in this instance's

@@ -1,7 +1,7 @@
 """Self-service onboarding: a signed-in administrator adds their organisation through Entra ID admin consent.
 
 The portal calls this service; it renders pages and keeps the sealed cookies, this decides. Flow
-(docs/architecture.md, "tenant_portal: onboarding and /privacy" and "Admin consent"):
+(docs/architecture.md, "Tenant portal: onboarding and /privacy" and "Admin consent"):
 
 1. `status(tid, admin=…)` — where a signed-in admin's tenant stands: not onboarded (show "Add your
    organisation"), active (go to the overview), or being deleted (tell them to wait).

@@ -2,7 +2,7 @@
 
 Every method takes the tenant ID of the session, never one from a URL or form: an ID from the request
 (a device, a receipt) is only ever looked up inside that tenant, so another tenant's data cannot be
-reached whatever the request carries (docs/architecture.md, "tenant_portal").
+reached whatever the request carries (docs/architecture.md, "Tenant portal (`tenant_portal`)").
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Groups, photos and JSON batching of the fake Graph (a mixin of GraphApp; shapes per docs/architecture.md
-and MICROSOFT.md, checked against Microsoft's documentation):
+"""Groups, photos and JSON batching of the fake Graph (a mixin of GraphApp; shapes per docs/architecture.md,
+"Groups, photos and batching", checked against Microsoft's documentation):
 
 - `GET /v1.0/groups/{id}/transitiveMembers`: users, nested groups, devices, service principals and org
   contacts mixed, each with `@odata.type`; `$select`, `$top` (1..999, default 100) or

@@ -3,7 +3,7 @@
 Graph answers a batch `200` with each request's own status; inner `429`/`503`/`504` carry their own
 `Retry-After`, and only those requests are sent again (after the longest wait asked for), within the
 client's retry deadline. Four batches in flight matches Outlook's four concurrent requests per mailbox
-for the photo requests (docs/architecture.md, "Graph access for scope and photos").
+for the photo requests (docs/architecture.md, "Groups, photos and batching").
 """
 from __future__ import annotations
 

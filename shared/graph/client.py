@@ -157,7 +157,7 @@ class GraphClient:
             yield Page(body.get("value") or [], next_link, delta)
             url = next_link
 
-    # ---- directory scope and photos (docs/architecture.md, "Directory scope and photos") ----------------
+    # ---- directory scope and photos (docs/architecture.md, "Directory scope") ----------------
     def is_graph_link(self, url: str, prefix: str) -> bool:
         """True for a link under `{GRAPH_BASE_URL}/{prefix}` (links Graph hands back are checked before use)."""
         return url.startswith(f"{self._base}/{prefix}")

@@ -69,7 +69,7 @@ TENANT_SETTINGS_FIELDS = frozenset({"fields", "defaultRegion", "scope", "photos"
 SCOPE_FIELDS = ("groups", "excludeDisabled", "excludeGuests", "requirePhone")
 SCOPE_FLAGS = ("excludeDisabled", "excludeGuests", "requirePhone")
 DEFAULT_SCOPE: dict[str, Any] = {"groups": [], "excludeDisabled": True, "excludeGuests": True, "requirePhone": False}
-MAX_SCOPE_GROUPS = 20  # checkMemberGroups checks at most 20 groups per call (docs/architecture.md, "Scope")
+MAX_SCOPE_GROUPS = 20  # checkMemberGroups checks at most 20 groups per call (docs/architecture.md, "Directory scope")
 DEFAULT_PHOTOS = True
 
 

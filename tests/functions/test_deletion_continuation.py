@@ -1,4 +1,4 @@
-"""Deletion of any size (docs/deletion.md, "Long deletions"): an attempt that reaches
+"""Deletion of any size (docs/deletion.md, "Long deletions (any size)"): an attempt that reaches
 `DELETION_ATTEMPT_SECONDS` records its counts, publishes a continuation with the same requestId and
 returns; the receipt stays `pending` until the attempt that verifies completes it, once.
 

@@ -34,7 +34,7 @@ def test_the_sweeper_queries_have_collection_group_indexes(tf, hcl):
 
 
 def test_every_collection_with_expiresAt_has_a_ttl_policy(tf, hcl):
-    """Counters of the abuse limits expire on their own (ARCHITECTURE.md, "Abuse limits")."""
+    """Counters of the abuse limits expire on their own (docs/operations.md, "Abuse limits")."""
     from shared.store import schema
 
     ttl = {(body["collection"], body["field"]) for body in tf.resources_of("google_firestore_field").values()
