@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 
@@ -130,7 +131,7 @@ def _parse(name: str, raw: str, kind: object) -> object:
 def load_settings(required: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> Settings:
     """Builds settings from the environment; raises ConfigError naming the first missing variable."""
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}  # each parsed to its attribute's kind by _parse
     for name, (attribute, kind) in _VARIABLES.items():
         raw = env.get(name, "").strip()
         if raw:

@@ -6,6 +6,7 @@ Every Microsoft-facing client (JWKS, MSAL, Graph) uses this session, so "no thir
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -28,8 +29,9 @@ class AllowListedSession(requests.Session):
         self.mount("https://", adapter)
         self.mount("http://", adapter)
 
-    def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         # send() also carries every redirect, so a redirect cannot leave the allow-list either.
-        if origin(request.url or "") not in self.allowed:
-            raise EgressRefused(f"outbound request to a non-allow-listed origin refused: {origin(request.url or '')[1]}")
+        target = origin(request.url or "")
+        if target not in self.allowed:
+            raise EgressRefused(f"outbound request to a non-allow-listed origin refused: {target[1]}")
         return super().send(request, **kwargs)

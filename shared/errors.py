@@ -34,9 +34,11 @@ class BadRequest(AppError):
 class Unauthorized(AppError):
     status, title, slug = 401, "Unauthorized", "invalid-token"
 
-    def __init__(self, detail: str = "", **kwargs):
-        kwargs.setdefault("headers", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
-        super().__init__(detail, **kwargs)
+    def __init__(self, detail: str = "", *, headers: dict[str, str] | None = None, slug: str | None = None,
+                 retry_after: float | None = None):
+        if headers is None:
+            headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        super().__init__(detail, headers=headers, slug=slug, retry_after=retry_after)
 
 
 class Forbidden(AppError):
@@ -77,8 +79,9 @@ class BadGateway(AppError):
 class ServiceUnavailable(AppError):
     status, title, slug = 503, "Service unavailable", "unavailable"
 
-    def __init__(self, detail: str = "", retry_after: float | None = None, **kwargs):
-        super().__init__(detail, retry_after=retry_after, **kwargs)
+    def __init__(self, detail: str = "", retry_after: float | None = None, *,
+                 headers: dict[str, str] | None = None, slug: str | None = None):
+        super().__init__(detail, retry_after=retry_after, headers=headers, slug=slug)
 
 
 def reason_slug(error: Exception) -> str:

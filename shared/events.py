@@ -7,10 +7,14 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from shared.errors import PoisonMessage
 from shared.ids import is_canonical_id
 from shared.store.schema import DeletionKind
+
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1 import PublisherClient
 
 _TARGET_KEY = {DeletionKind.TENANT: None, DeletionKind.DEVICE: "deviceId", DeletionKind.FILE: "fileId"}
 MAX_MESSAGE_BYTES = 4096
@@ -40,9 +44,10 @@ class DeletionRequest:
         return f"{self.kind}:{self.tenant_id}" + (f":{self.target_id}" if self.target_id else "")
 
     def to_message(self) -> bytes:
-        body = {"type": self.type, "tenantId": self.tenant_id, "requestId": self.request_id}
-        if self.target_id:
-            body[_TARGET_KEY[self.kind]] = self.target_id
+        body: dict[str, str | int] = {"type": self.type, "tenantId": self.tenant_id, "requestId": self.request_id}
+        target_key = _TARGET_KEY.get(self.kind)
+        if self.target_id and target_key:
+            body[target_key] = self.target_id
         if self.continuation:
             body["continuation"] = self.continuation
         return json.dumps(body, separators=(",", ":")).encode()
@@ -91,7 +96,7 @@ def parse_deletion_message(data: bytes) -> DeletionRequest:
 class DeletionPublisher:
     """Publishes deletion requests and waits for the server's acknowledgement."""
 
-    def __init__(self, publisher, project: str, topic: str, timeout: float = 30.0):
+    def __init__(self, publisher: PublisherClient, project: str, topic: str, timeout: float = 30.0):
         self._publisher = publisher
         self._topic_path = publisher.topic_path(project, topic)
         self._timeout = timeout

@@ -45,7 +45,8 @@ class ExceptConverter(BaseConverter):
 
     def __init__(self, url_map: Map, *excluded: str):
         super().__init__(url_map)
-        self.regex = "(?!(?:%s)$)[^/]+" % "|".join(re.escape(literal) for literal in excluded)
+        alternatives = "|".join(re.escape(literal) for literal in excluded)
+        self.regex = f"(?!(?:{alternatives})$)[^/]+"
 
 
 class Router:

@@ -35,12 +35,19 @@ _SLUG = re.compile(r"[a-z0-9-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 # The shape of each string-valued key; any other key of SAFE_KEYS takes numbers and booleans as they are
 # and strings only in _IDENTIFIER's shape.
+_MESSAGE_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
+
+
+def _matches(pattern: re.Pattern[str]) -> Callable[[str], bool]:
+    return lambda text: pattern.fullmatch(text) is not None
+
+
 _SHAPES: dict[str, Callable[[str], bool]] = {
-    **dict.fromkeys(("tenantId", "deviceId", "fileId", "requestId"), _UUID.fullmatch),
+    **dict.fromkeys(("tenantId", "deviceId", "fileId", "requestId"), _matches(_UUID)),
     "method": _METHODS.__contains__,
-    "reason": _SLUG.fullmatch,
-    "kind": _SLUG.fullmatch,
-    "messageId": re.compile(r"[0-9A-Za-z-]{1,64}").fullmatch,
+    "reason": _matches(_SLUG),
+    "kind": _matches(_SLUG),
+    "messageId": _matches(_MESSAGE_ID),
 }
 UNRECOGNISED = "unrecognised"
 
@@ -132,23 +139,23 @@ class Logger:
     def __init__(self, name: str):
         self._logger = logging.getLogger(name)
 
-    def _log(self, level: int, message: str, exc_info: bool = False, **fields: object) -> None:
+    def _log(self, level: int, message: str, fields: dict[str, object], exc_info: bool = False) -> None:
         self._logger.log(level, message, extra={"fields": fields}, exc_info=exc_info)
 
     def debug(self, message: str, **fields: object) -> None:
-        self._log(logging.DEBUG, message, **fields)
+        self._log(logging.DEBUG, message, fields)
 
     def info(self, message: str, **fields: object) -> None:
-        self._log(logging.INFO, message, **fields)
+        self._log(logging.INFO, message, fields)
 
     def warning(self, message: str, **fields: object) -> None:
-        self._log(logging.WARNING, message, **fields)
+        self._log(logging.WARNING, message, fields)
 
     def error(self, message: str, **fields: object) -> None:
-        self._log(logging.ERROR, message, **fields)
+        self._log(logging.ERROR, message, fields)
 
     def exception(self, message: str, **fields: object) -> None:
-        self._log(logging.ERROR, message, exc_info=True, **fields)
+        self._log(logging.ERROR, message, fields, exc_info=True)
 
 
 def get_logger(name: str) -> Logger:

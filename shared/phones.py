@@ -11,6 +11,7 @@ tests/shared/test_phones.py checks both agree on a corpus of formats.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import phonenumbers
 from phonenumbers import (
@@ -40,10 +41,11 @@ def to_e164(raw: object, default_region: str | None) -> str | None:
 
 _SEPARATORS = str.maketrans("", "", " -./()\u00a0\t")
 _UNDECIDED = object()
-_COUNTRIES: dict[int, tuple] = {}
+_Country = tuple["re.Pattern[str] | None", "PhoneMetadata | None"]
+_COUNTRIES: dict[int, _Country] = {}
 
 
-def _country(country_code: int) -> tuple:
+def _country(country_code: int) -> _Country:
     """(national-prefix-for-parsing pattern or None, metadata when the code has one region, else None)."""
     if country_code not in _COUNTRIES:
         regions = COUNTRY_CODE_TO_REGION_CODE[country_code]
@@ -54,7 +56,7 @@ def _country(country_code: int) -> tuple:
     return _COUNTRIES[country_code]
 
 
-def _valid_in(national: str, metadata) -> bool:
+def _valid_in(national: str, metadata: PhoneMetadata) -> bool:
     """`is_valid_number` for a code with one region: the general pattern, then any number type (mobile and
     fixed line first, the common ones; validity does not depend on the order)."""
     if not _match_national_number(national, metadata.general_desc, False):
@@ -97,21 +99,25 @@ def international_e164(raw: str) -> object:
     return f"+{country_code}{national}"
 
 
-_REGIONS: dict[str, tuple | None] = {}
+_Home = tuple[str, "re.Pattern[str]", int, PhoneMetadata]
+_REGIONS: dict[str, _Home | None] = {}
 
 
-def _home(region: str) -> tuple | None:
+def _home(region: str) -> _Home | None:
     """(national prefix, international-prefix pattern, country code, metadata) of a region whose national
     prefix is a plain literal parsed as such (DE, FR, AT, CH, NL, …) and whose code has no other region;
     None where national numbers need phonenumbers' full rules."""
     if region not in _REGIONS:
         metadata = PhoneMetadata.metadata_for_region(region)
-        simple = (metadata is not None and metadata.national_prefix and metadata.national_prefix.isdigit()
-                  and metadata.national_prefix_for_parsing == metadata.national_prefix
-                  and metadata.national_prefix_transform_rule is None
-                  and len(COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, ())) == 1)
-        _REGIONS[region] = ((metadata.national_prefix, re.compile(metadata.international_prefix),
-                             metadata.country_code, metadata) if simple else None)
+        home: _Home | None = None
+        if (metadata is not None and metadata.country_code is not None and metadata.national_prefix
+                and metadata.national_prefix.isdigit() and metadata.international_prefix
+                and metadata.national_prefix_for_parsing == metadata.national_prefix
+                and metadata.national_prefix_transform_rule is None
+                and len(COUNTRY_CODE_TO_REGION_CODE.get(metadata.country_code, ())) == 1):
+            home = (metadata.national_prefix, re.compile(metadata.international_prefix), metadata.country_code,
+                    metadata)
+        _REGIONS[region] = home
     return _REGIONS[region]
 
 
@@ -143,23 +149,24 @@ class PhoneNormaliser:
 
     def __init__(self, default_region: str | None):
         self._region = default_region
-        self._cache: dict[str, str | None] = {}
+        self._cache: dict[str, str | None] = {}  # E.164 or None (not a valid number)
 
     def e164(self, raw: object) -> str | None:
         if not isinstance(raw, str):
             return None
         cached = self._cache.get(raw, _MISSING)
         if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
-        value = international_e164(raw) if len(raw) <= 64 else _UNDECIDED
+            return cast("str | None", cached)
+        value: object = international_e164(raw) if len(raw) <= 64 else _UNDECIDED
         if value is _UNDECIDED and len(raw) <= 64:
             value = national_e164(raw, self._region)
         if value is _UNDECIDED:
             value = to_e164(raw, self._region)
         if len(self._cache) >= self.MAX_ENTRIES:
             self._cache.clear()
-        self._cache[raw] = value
-        return value
+        e164 = cast("str | None", value)  # to_e164 decides whatever the fast paths left undecided
+        self._cache[raw] = e164
+        return e164
 
 
 _MISSING = object()

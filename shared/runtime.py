@@ -4,9 +4,13 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from shared.config import function_target, settings_for
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.store import Store
 
 T = TypeVar("T")
 
@@ -17,41 +21,46 @@ def cold_start_check(function_name: str) -> None:
         settings_for(function_name)
 
 
-def components(function_name: str):
+def components(function_name: str) -> Callable[[Callable[[Settings, Store], T]], Once[T]]:
     """Decorates an entry point's builder `build(config, store)`: the function's settings are checked at
     cold start, and its collaborators are built once per process on first use (`.reset()` rebuilds)."""
     cold_start_check(function_name)
 
-    def decorate(build: Callable[..., T]) -> Callable[[], T]:
+    def decorate(build: Callable[[Settings, Store], T]) -> Once[T]:
         def built() -> T:
             from shared import wiring
 
             config = settings_for(function_name)
             return build(config, wiring.store(config))
 
-        return once(built)
+        return Once(built)
 
     return decorate
 
 
-def once(factory: Callable[[], T]) -> Callable[[], T]:
+class Once(Generic[T]):
     """A lazily built process-wide singleton (clients, services), built exactly once even when the
     first requests of a cold instance arrive concurrently (functools.cache would build one per thread).
-    `get.reset()` drops it, so the next call builds it again (e.g. from other settings)."""
-    lock = threading.Lock()
-    built: list[T] = []
+    `reset()` drops it, so the next call builds it again (e.g. from other settings)."""
 
-    @functools.wraps(factory)
-    def get() -> T:
-        if not built:
-            with lock:
-                if not built:
-                    built.append(factory())
-        return built[0]
+    def __init__(self, factory: Callable[[], T]):
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: list[T] = []
+        functools.update_wrapper(self, factory)
 
-    def reset() -> None:
-        with lock:
-            built.clear()
+    def __call__(self) -> T:
+        if not self._built:
+            with self._lock:
+                if not self._built:
+                    self._built.append(self._factory())
+        return self._built[0]
 
-    get.reset = reset  # type: ignore[attr-defined]
-    return get
+    def reset(self) -> None:
+        with self._lock:
+            self._built.clear()
+
+
+def once(factory: Callable[[], T]) -> Once[T]:
+    """`Once(factory)`, as a decorator."""
+    return Once(factory)

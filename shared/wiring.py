@@ -16,32 +16,37 @@ from shared.ids import new_id
 from shared.store import Store
 
 if TYPE_CHECKING:
+    from google.cloud.firestore import Client as FirestoreClient
+    from google.cloud.pubsub_v1 import PublisherClient
+    from google.cloud.storage import Bucket
+
     from shared.auth import TokenValidator
     from shared.deletion_requests import DeletionRequester
+    from shared.egress import AllowListedSession
     from shared.events import DeletionPublisher
     from shared.graph.client import AppTokens, GraphClient
     from shared.store.repositories import TenantRepository
 
 # -- Google clients: one per process; with *_EMULATOR_HOST set they talk to the emulators by themselves --
 @functools.cache
-def firestore_client(project: str):
+def firestore_client(project: str) -> FirestoreClient:
     from google.cloud import firestore
 
     return firestore.Client(project=project)
 
 
 @functools.cache
-def publisher_client():
-    from google.cloud import pubsub_v1
+def publisher_client() -> PublisherClient:
+    from google.cloud.pubsub_v1 import PublisherClient
 
-    return pubsub_v1.PublisherClient()
+    return PublisherClient()
 
 
 @functools.cache
-def storage_bucket(project: str, bucket: str):
-    from google.cloud import storage
+def storage_bucket(project: str, bucket: str) -> Bucket:
+    from google.cloud.storage import Client
 
-    return storage.Client(project=project).bucket(bucket)
+    return Client(project=project).bucket(bucket)
 
 
 # -- persistence ---------------------------------------------------------------------------------
@@ -77,13 +82,14 @@ def deletion_requester(config: Settings, persistence: Store, clock: Clock = utc_
 
 
 # -- Microsoft -----------------------------------------------------------------------------------
-def egress_session(config: Settings, pool_size: int = 16):
+def egress_session(config: Settings, pool_size: int = 16) -> AllowListedSession:
     from shared.egress import AllowListedSession
 
     return AllowListedSession(config.allowed_egress, pool_size=pool_size)
 
 
-def token_validator(config: Settings, tenants: TenantRepository, session=None) -> TokenValidator:
+def token_validator(config: Settings, tenants: TenantRepository,
+                    session: AllowListedSession | None = None) -> TokenValidator:
     """The app-facing validator: signing keys from the authority's JWKS, tenants from Firestore."""
     from shared.auth import JwksCache, TokenValidator, jwks_url
 
@@ -92,7 +98,7 @@ def token_validator(config: Settings, tenants: TenantRepository, session=None) -
                           tenants.get)
 
 
-def app_tokens(config: Settings, session=None) -> AppTokens:
+def app_tokens(config: Settings, session: AllowListedSession | None = None) -> AppTokens:
     """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only); also what onboarding
     uses to confirm a tenant's admin consent."""
     from shared.graph.client import AppTokens
@@ -101,7 +107,7 @@ def app_tokens(config: Settings, session=None) -> AppTokens:
                      session or egress_session(config))
 
 
-def graph_client(config: Settings, session=None) -> GraphClient:
+def graph_client(config: Settings, session: AllowListedSession | None = None) -> GraphClient:
     """Graph with app-only tokens from MSAL (client credentials, one cache per process)."""
     from shared.graph.client import GraphClient
 

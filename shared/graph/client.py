@@ -232,7 +232,7 @@ class GraphClient:
                 if self._clock() - started + wait > self._deadline:
                     raise GraphUnavailable("Graph stayed unavailable", retry_after=wait)
                 if response is not None and response.status_code == 429:
-                    # One line per 429: the log-based metric behind the Graph throttling alert (terraform/monitoring.tf).
+                    # One line per 429: the log-based metric of the Graph throttling alert (terraform/monitoring.tf).
                     log.info("graph throttled", tenantId=tenant_id, httpStatus=429, retryAfter=round(wait, 3))
                     # Through the tenant's pacing: its other streams wait too, instead of each hitting the 429.
                     self._pacing.throttled(tenant_id, reservation, wait)

@@ -25,6 +25,9 @@ class Store:
 
     @property
     def file_store(self) -> TechnicalFileStore:
+        from shared.config import ConfigError
         from shared.store.technical_files import TechnicalFileStore
 
+        if self.objects is None:
+            raise ConfigError("technical files need TECHNICAL_FILES_BUCKET")
         return TechnicalFileStore(self.objects, self.files)

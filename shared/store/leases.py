@@ -9,15 +9,21 @@ lapses at `expiresAt`; Firestore's TTL policy on `expiresAt` (Terraform) removes
 """
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
 
 from shared.store import schema
 from shared.store.schema import checked
+
+if TYPE_CHECKING:
+    from google.cloud.firestore import Client as FirestoreClient
+    from google.cloud.firestore_v1 import CollectionReference, DocumentSnapshot
 
 
 @dataclass(frozen=True)
@@ -29,12 +35,13 @@ class Lease:
 
 
 class SyncLeaseRepository:
-    def __init__(self, db, shuffle=random.shuffle):
+    def __init__(self, db: FirestoreClient, shuffle: Callable[[list[Any]], None] = random.shuffle):
         self._db = db
         self._shuffle = shuffle  # spreads concurrent acquisitions over the free slots
 
-    def _slots(self, tenant_id: str):
-        return self._db.collection(schema.TENANTS).document(tenant_id).collection(schema.SYNC_LEASES)
+    def _slots(self, tenant_id: str) -> CollectionReference:
+        slots: CollectionReference = self._db.collection(schema.TENANTS).document(tenant_id).collection(schema.SYNC_LEASES)
+        return slots
 
     def acquire(self, tenant_id: str, limit: int, now: datetime, seconds: float) -> Lease | None:
         """Takes one of the tenant's `limit` slots until `now + seconds`; None when every slot is held."""
@@ -61,17 +68,15 @@ class SyncLeaseRepository:
 
     def release(self, lease: Lease) -> None:
         """Frees the slot, unless it lapsed and another sync holds it now."""
-        try:
+        with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):
             self._slots(lease.tenant_id).document(lease.lease_id).delete(
                 option=self._db.write_option(last_update_time=lease.version))
-        except (gexc.FailedPrecondition, gexc.NotFound):
-            pass
 
     def held(self, tenant_id: str, now: datetime) -> int:
         """How many slots are held right now (lapsed leases do not count)."""
         return sum(1 for s in self._slots(tenant_id).stream() if not _lapsed(s, now))
 
 
-def _lapsed(snapshot, now: datetime) -> bool:
+def _lapsed(snapshot: DocumentSnapshot[Any], now: datetime) -> bool:
     expires_at = (snapshot.to_dict() or {}).get("expiresAt")
     return not isinstance(expires_at, datetime) or expires_at <= now

@@ -10,10 +10,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shared.errors import TransientError
 from shared.ids import UUID_PATTERN
 from shared.store.schema import FileFormat
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Bucket
 
 _OBJECT_NAME = re.compile(rf"tenants/(?P<tenant>{UUID_PATTERN})/(?:tenant|devices/(?P<device>{UUID_PATTERN}))/"
                           rf"(?P<file>{UUID_PATTERN})\.(?P<format>json|xml|csv)")
@@ -71,7 +75,7 @@ class ObjectsNotDeleted(TransientError):
 class ObjectStore:
     """The technical-files bucket. A missing bucket is a TransientError, never "empty"."""
 
-    def __init__(self, bucket, delete_workers: int = DELETE_WORKERS):
+    def __init__(self, bucket: Bucket, delete_workers: int = DELETE_WORKERS):
         self._bucket = bucket
         self._delete_workers = delete_workers
 
