@@ -49,10 +49,11 @@ class JwksCache:
     def key(self, kid: str) -> SigningKey | None:
         now = self._clock()
         with self._lock:
-            stale = self._fetched_at is None or now - self._fetched_at > CACHE_LIFETIME_SECONDS
+            fetched_at = self._fetched_at
+            stale = fetched_at is None or now - fetched_at > CACHE_LIFETIME_SECONDS
             if not stale and kid in self._keys:
                 return self._keys[kid]
-            if stale or now - self._fetched_at >= REFETCH_COOLDOWN_SECONDS:
+            if fetched_at is None or stale or now - fetched_at >= REFETCH_COOLDOWN_SECONDS:
                 self._fetch(now)
             return self._keys.get(kid)
 
@@ -82,7 +83,7 @@ class JwksCache:
 @dataclass(frozen=True)
 class Caller:
     tenant_id: str
-    settings: dict = field(default_factory=dict, compare=False)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)
     # The user, for in-memory per-user limits only: a keyed hash of `oid` under a key this process drew
     # at start, so it cannot be linked to the person or across instances and restarts; never stored or logged.
     user_key: bytes = field(default=b"", compare=False, repr=False)
@@ -147,7 +148,7 @@ class TokenValidator:
         except jwt.PyJWTError as error:
             raise _refusal(error) from None
         tenant_id = claims.get("tid")
-        if not is_canonical_id(tenant_id):
+        if not isinstance(tenant_id, str) or not is_canonical_id(tenant_id):
             raise _refuse("token-tenant", "the access token's tenant ID is not a GUID")
         expected_issuer = f"{self._authority}/{tenant_id}/v2.0"
         template = signing_key.issuer_template

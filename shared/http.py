@@ -70,6 +70,7 @@ class Router:
         except wexc.HTTPException:
             raise NotFound("no such route") from None
         route = self.routes[index]
+        params = {name: str(value) for name, value in params.items()}
         if route.method != method:  # werkzeug answers HEAD with the GET rule; this API does not
             raise MethodNotAllowed(self._declared(self._adapter.allowed_methods(path or "/")))
         return route, params
@@ -165,7 +166,8 @@ def framework_refusal(error: wexc.HTTPException) -> Response:
     if status == 404:
         refusal: AppError = NotFound("no such route")
     elif status == 405:
-        refusal = MethodNotAllowed(sorted(set(error.valid_methods or ()) - {"HEAD", "OPTIONS"}))
+        allowed = error.valid_methods if isinstance(error, wexc.MethodNotAllowed) else None
+        refusal = MethodNotAllowed(sorted(set(allowed or ()) - {"HEAD", "OPTIONS"}))
     else:
         refusal = AppError("the request was refused before it reached the function", slug="framework-refusal")
         refusal.status, refusal.title = status, error.name

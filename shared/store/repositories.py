@@ -6,7 +6,7 @@ Callers pass validated IDs only (shared.ids); the repositories build document pa
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -456,7 +456,7 @@ class ReceiptRepository:
             existing = self.get(request_id)
             return existing if existing is not None else _receipt(request_id, document)
 
-    def create_pending_many(self, subjects: dict[str, tuple[DeletionKind, str, str | None]], now: datetime
+    def create_pending_many(self, subjects: Mapping[str, tuple[DeletionKind, str, str | None]], now: datetime
                             ) -> dict[str, Receipt]:
         """Pending receipts for {requestId: (kind, subject, tenantSubject)} (at most 500) in one batch; returns the
         receipt each request has now: the new one, or the one that already existed."""
