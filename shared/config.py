@@ -11,15 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.origins import origin
+
 
 class ConfigError(RuntimeError):
     """A required environment variable is missing or malformed."""
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return (parts.scheme, (parts.hostname or "").lower(), port)
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Settings:
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
         """Origins (scheme, host, port) outbound HTTP may reach: Entra ID and Graph only."""
-        return frozenset({_origin(self.entra_authority_host), _origin(self.graph_base_url)})
+        return frozenset({origin(self.entra_authority_host), origin(self.graph_base_url)})
 
 
 # variable name -> (attribute, parser)

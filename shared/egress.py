@@ -7,18 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+
+from shared.origins import origin
 
 
 class EgressRefused(RuntimeError):
     pass
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    return (parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80))
 
 
 class AllowListedSession(requests.Session):

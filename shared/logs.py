@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from shared.ids import UUID_PATTERN
+
 # Keys a log line may carry besides severity/message/time. IDs here are tenant/device/file/request IDs,
 # which the data model stores anyway; no contact field, token, or secret has a key here.
 SAFE_KEYS = frozenset({
@@ -29,7 +31,7 @@ SAFE_KEYS = frozenset({
     "continuation", "progressing", "sync", "leases", "limit", "throttleLimitPercentage", "pausedMs",
 })
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID = re.compile(UUID_PATTERN)
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:/<>?-]{0,100}")  # no spaces, quotes, @ or +: no free text
 _SLUG = re.compile(r"[a-z0-9-]{1,64}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})

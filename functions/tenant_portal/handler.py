@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import functions_framework
 from flask import Request, Response
@@ -21,6 +21,7 @@ from functions.tenant_portal.views.onboarding import OnboardingRefused
 from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Portal, PortalConfig, Redirect, Visit
 from shared import http, logs
 from shared.errors import AppError, BadRequest, Forbidden, ServiceUnavailable, TransientError, Unauthorized
+from shared.origins import origin
 from shared.runtime import components
 
 if TYPE_CHECKING:
@@ -84,12 +85,12 @@ _NO_SESSION_NEEDED = {"/signout"}
 def _check_post(visit: Visit, route: http.Route) -> None:
     """Cross-site POSTs refused (Origin, Sec-Fetch-Site), then the form (size, type) and its CSRF token."""
     request = visit.request
-    origin = request.headers.get("Origin")
+    sent = request.headers.get("Origin")
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    own = _origin(visit.portal.config.base_url)
-    if origin is not None:
+    own = origin(visit.portal.config.base_url)
+    if sent is not None:
         # With Referrer-Policy: no-referrer Chromium sends "Origin: null" on our own forms.
-        same = _origin(origin) == own if origin != "null" else fetch_site == "same-origin"
+        same = origin(sent) == own if sent != "null" else fetch_site == "same-origin"
         if not same:
             raise Forbidden("cross-site form posts are refused", slug="cross-site")
     elif fetch_site is not None and fetch_site not in ("same-origin", "none"):
@@ -106,11 +107,6 @@ def _check_post(visit: Visit, route: http.Route) -> None:
         raise Unauthorized("sign in to continue", slug="signed-out", headers={})
     if not visit.session.csrf_valid(visit.value("csrf")):
         raise Forbidden("the form's security token is missing or wrong; reload the page", slug="csrf")
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    return (parts.scheme, (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80))
 
 
 def _wants_html(request: Request) -> bool:

@@ -40,7 +40,8 @@ class SyncLeaseRepository:
         self._shuffle = shuffle  # spreads concurrent acquisitions over the free slots
 
     def _slots(self, tenant_id: str) -> CollectionReference:
-        slots: CollectionReference = self._db.collection(schema.TENANTS).document(tenant_id).collection(schema.SYNC_LEASES)
+        tenant = self._db.collection(schema.TENANTS).document(tenant_id)
+        slots: CollectionReference = tenant.collection(schema.SYNC_LEASES)
         return slots
 
     def acquire(self, tenant_id: str, limit: int, now: datetime, seconds: float) -> Lease | None:

@@ -6,8 +6,9 @@ import uuid
 import pytest
 
 from shared.auth import JwksCache, TokenValidator, jwks_url
-from shared.egress import AllowListedSession, EgressRefused, origin
+from shared.egress import AllowListedSession, EgressRefused
 from shared.errors import Unauthorized
+from shared.origins import origin
 from shared.store.records import Tenant
 from shared.store.schema import TenantStatus
 from tests import tokens

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from local.stack import ENTRA_CLIENT_ID
-from shared.egress import AllowListedSession, origin
+from shared.egress import AllowListedSession
 from shared.graph.client import (
     PACE_MIN_BUDGET,
     PACE_TARGET,
@@ -21,6 +21,7 @@ from shared.graph.client import (
     limit_percentage,
     resource_units,
 )
+from shared.origins import origin
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
