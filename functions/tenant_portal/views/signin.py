@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Response
 
 from functions.tenant_portal import session as cookies
+from functions.tenant_portal.pages import LANGUAGES
 from functions.tenant_portal.visit import NEXT_PATHS, Visit
 from shared.errors import BadRequest, Unauthorized
 
@@ -35,7 +36,7 @@ def callback(visit: Visit) -> Response:
     visit.session = cookies.new_session(signed_in.tenant_id, signed_in.admin, visit.now)
     lang = sealed.get("lang")
     location = sealed.get("next") if sealed.get("next") in NEXT_PATHS else "/"
-    return Response(status=303, headers={"Location": location + (f"?lang={lang}" if lang in ("de", "en") else "")})
+    return Response(status=303, headers={"Location": location + (f"?lang={lang}" if lang in LANGUAGES else "")})
 
 
 def signout(visit: Visit) -> Response:
