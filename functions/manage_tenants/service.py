@@ -11,91 +11,15 @@ from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, NotFound
 from shared.ids import is_canonical_id, require_id
+from shared.receipts import receipt_view
 from shared.store import Store, schema
-from shared.store.records import Device, FileManifest, Receipt, Tenant
+from shared.store.records import Device, FileManifest, Tenant
 from shared.store.schema import DeletionKind, FileFormat
 from shared.store.technical_files import StoredFile
+from shared.tenant_settings import validate_name, validate_settings
 
-MAX_NAME_LENGTH = 256
 MAX_PAGE_SIZE = 1000
 MAX_RETENTION_DAYS = 3650
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_REGION = re.compile(r"^[A-Z]{2}$")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def validate_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise BadRequest("name must be a non-empty string", slug="invalid-name")
-    if len(name) > MAX_NAME_LENGTH:
-        raise BadRequest(f"name must be at most {MAX_NAME_LENGTH} characters", slug="invalid-name")
-    if _CONTROL.search(name):
-        raise BadRequest("name must not contain control characters", slug="invalid-name")
-    return name.strip()
-
-
-def validate_settings(settings: Any, current: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merges `settings` over `current` (or the defaults) after checking every key and value."""
-    if not isinstance(settings, dict):
-        raise BadRequest("settings must be an object", slug="invalid-settings")
-    unknown = sorted(set(settings) - schema.TENANT_SETTINGS_FIELDS)
-    if unknown:
-        raise BadRequest(f"unknown settings: {', '.join(k[:64] for k in unknown[:10])}", slug="unknown-field")
-    merged = dict(current) if current is not None else {"fields": list(schema.RELAY_FIELDS)}
-    if "fields" in settings:
-        fields = settings["fields"]
-        if (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
-                or len(set(fields)) != len(fields) or not set(fields) <= set(schema.RELAY_FIELDS)):
-            raise BadRequest(f"settings.fields must be a list of distinct fields from: "
-                             f"{', '.join(schema.RELAY_FIELDS)}", slug="invalid-settings")
-        merged["fields"] = [f for f in schema.RELAY_FIELDS if f in fields]
-    if "defaultRegion" in settings:
-        region = settings["defaultRegion"]
-        if region is None:
-            merged.pop("defaultRegion", None)
-        else:
-            from phonenumbers import SUPPORTED_REGIONS
-
-            if not isinstance(region, str) or not _REGION.match(region) or region not in SUPPORTED_REGIONS:
-                raise BadRequest("settings.defaultRegion must be an ISO 3166 region code such as DE",
-                                 slug="invalid-settings")
-            merged["defaultRegion"] = region
-    if "scope" in settings:
-        merged["scope"] = validate_scope(settings["scope"], merged.get("scope"))
-    if "photos" in settings:
-        if not isinstance(settings["photos"], bool):
-            raise BadRequest("settings.photos must be true or false", slug="invalid-settings")
-        merged["photos"] = settings["photos"]
-    return merged
-
-
-def validate_scope(scope: Any, current: dict[str, Any] | None) -> dict[str, Any]:
-    """A complete scope: the given keys checked and merged over `current` (or the defaults). Each way the
-    groups can be wrong has its own problem type, so the portal can say which in the admin's language."""
-    if not isinstance(scope, dict):
-        raise BadRequest("settings.scope must be an object", slug="invalid-settings")
-    unknown = sorted(set(scope) - set(schema.SCOPE_FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown settings.scope keys: {', '.join(k[:64] for k in unknown[:10])}",
-                         slug="unknown-field")
-    merged = {**schema.DEFAULT_SCOPE, **(current or {})}
-    if "groups" in scope:
-        groups = scope["groups"]
-        if not isinstance(groups, list) or not all(isinstance(g, str) and _GUID.fullmatch(g) for g in groups):
-            raise BadRequest("settings.scope.groups must be a list of group IDs (GUIDs)", slug="invalid-scope-group")
-        canonical = [g.lower() for g in groups]
-        if len(set(canonical)) != len(canonical):
-            raise BadRequest("settings.scope.groups must not repeat a group", slug="duplicate-scope-group")
-        if len(canonical) > schema.MAX_SCOPE_GROUPS:
-            raise BadRequest(f"settings.scope.groups holds at most {schema.MAX_SCOPE_GROUPS} groups",
-                             slug="too-many-scope-groups")
-        merged["groups"] = canonical
-    for flag in schema.SCOPE_FLAGS:
-        if flag in scope:
-            if not isinstance(scope[flag], bool):
-                raise BadRequest(f"settings.scope.{flag} must be true or false", slug="invalid-settings")
-            merged[flag] = scope[flag]
-    return {key: merged[key] for key in schema.SCOPE_FIELDS}
 
 
 def tenant_view(tenant: Tenant) -> dict[str, Any]:
@@ -155,12 +79,6 @@ def device_view(device: Device) -> dict[str, Any]:
 def file_view(manifest: FileManifest) -> dict[str, Any]:
     return {"fileId": manifest.file_id, "format": manifest.format, "owner": manifest.owner,
             "createdAt": timestamp(manifest.created_at), "deleteAfter": timestamp(manifest.delete_after)}
-
-
-def receipt_view(receipt: Receipt) -> dict[str, Any]:
-    return {"requestId": receipt.request_id, "kind": receipt.kind, "status": receipt.status,
-            "requestedAt": timestamp(receipt.requested_at), "completedAt": timestamp(receipt.completed_at),
-            "deleted": {"documents": receipt.documents, "files": receipt.files}, "verified": receipt.verified}
 
 
 class TenantAdminService:

@@ -167,7 +167,7 @@ class OnboardingService:
     # ---- 2. POST /onboard -----------------------------------------------------------------------------------
     def begin(self, session_tenant_id: str | None, name: Any, *, admin: bool) -> OnboardingStep:
         """The consent redirect for the signed-in admin's tenant, or why there is none."""
-        from functions.manage_tenants.service import validate_name
+        from shared.tenant_settings import validate_name
 
         current = self.status(session_tenant_id, admin=admin)
         if current.outcome != OnboardingOutcome.NOT_ONBOARDED:
@@ -266,7 +266,7 @@ class OnboardingService:
         return last
 
     def _create(self, tenant_id: str, name: str) -> OnboardingStep:
-        from functions.manage_tenants.service import validate_settings
+        from shared.tenant_settings import validate_settings
 
         try:
             tenant = self._tenants.create(tenant_id, name, validate_settings({}), self._clock())

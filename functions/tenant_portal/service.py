@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.manage_tenants.service import validate_name, validate_settings
 from shared.clock import Clock
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, Conflict, NotFound
@@ -18,6 +17,7 @@ from shared.ids import require_id
 from shared.store import Store
 from shared.store.records import Device, Receipt, Tenant
 from shared.store.schema import RELAY_FIELDS, SCOPE_FLAGS, DeletionKind, effective_scope
+from shared.tenant_settings import validate_name, validate_settings
 
 DEVICES_PER_PAGE = 25
 RECEIPTS_LISTED = 100
@@ -151,6 +151,6 @@ class TenantPortalService:
 
 def receipt_document(receipt: Receipt) -> dict[str, Any]:
     """The receipt as the JSON download shows it (the view of manage_tenants: no subject, no ID in clear)."""
-    from functions.manage_tenants.service import receipt_view
+    from shared.receipts import receipt_view
 
     return receipt_view(receipt)
