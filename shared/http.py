@@ -36,7 +36,7 @@ class Route:
     method: str
     path: str
     handler: Handler
-    query: tuple[str, ...] = ()
+    query: tuple[str, ...] | None = ()  # None: any query (a callback takes what the identity provider sends)
 
 
 class ExceptConverter(BaseConverter):
@@ -81,6 +81,8 @@ class Router:
 
 
 def reject_undeclared_query(request: Request, route: Route) -> None:
+    if route.query is None:
+        return
     unknown = sorted(set(request.args) - set(route.query))
     if unknown:
         raise BadRequest(f"unknown query parameters: {', '.join(k[:64] for k in unknown[:10])}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from typing import TYPE_CHECKING
 
 import functions_framework
 from cloudevents.http import CloudEvent
@@ -20,12 +21,17 @@ from shared.events import DeletionRequest, parse_deletion_message
 from shared.runtime import components
 from shared.store.schema import DeletionKind
 
+if TYPE_CHECKING:
+    from functions.handle_deletion.service import DeletionService
+    from shared.config import Settings
+    from shared.store import Store
+
 FUNCTION = "handle_deletion"
 log = logs.get_logger(__name__)
 
 
 @components(FUNCTION)
-def deletion_service(config, store):
+def deletion_service(config: Settings, store: Store) -> DeletionService:
     from functions.handle_deletion.service import DeletionService
     from shared import wiring
 

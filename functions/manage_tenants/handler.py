@@ -1,6 +1,8 @@
 """HTTP entry point `manage_tenants` (IAM-protected): decode, call the service, encode."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functions_framework
 from flask import Request, Response
 
@@ -10,13 +12,18 @@ from shared.errors import BadRequest
 from shared.runtime import components
 from shared.store.schema import CONTENT_TYPES
 
+if TYPE_CHECKING:
+    from functions.manage_tenants.service import TenantAdminService
+    from shared.config import Settings
+    from shared.store import Store
+
 FUNCTION = "manage_tenants"
 JSON_LIMIT = 64 * 1024
 FILE_LIMIT = 10 * 1024 * 1024
 
 
 @components(FUNCTION)
-def admin_service(config, store):
+def admin_service(config: Settings, store: Store) -> TenantAdminService:
     from functions.manage_tenants.service import TenantAdminService
     from shared import wiring
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import functions_framework
 from flask import Request, Response
@@ -11,13 +12,19 @@ from shared.clock import utc_now
 from shared.runtime import components
 from shared.store.schema import CONTENT_TYPES
 
+if TYPE_CHECKING:
+    from functions.register_device.service import DeviceRegistrationService
+    from shared.auth import Caller, TokenValidator
+    from shared.config import Settings
+    from shared.store import Store
+
 FUNCTION = "register_device"
 JSON_LIMIT = 4 * 1024
 DIAGNOSTICS_LIMIT = 1024 * 1024
 
 
 @components(FUNCTION)
-def validator_and_service(config, store):
+def validator_and_service(config: Settings, store: Store) -> tuple[TokenValidator, DeviceRegistrationService]:
     from functions.register_device.limits import UserRegistrationLimiter
     from functions.register_device.service import DeviceRegistrationService, Limits
     from shared import wiring
@@ -31,7 +38,7 @@ def validator_and_service(config, store):
     return wiring.token_validator(config, store.tenants), service
 
 
-def _caller(request: Request):
+def _caller(request: Request) -> tuple[Caller, DeviceRegistrationService]:
     validator, service = validator_and_service()
     return validator.authenticate(request.headers.get("Authorization")), service
 

@@ -2,6 +2,8 @@
 passed through from Graph; nothing stored."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import functions_framework
 from flask import Request, Response
 
@@ -9,11 +11,18 @@ from shared import http
 from shared.clock import utc_now
 from shared.runtime import components
 
+if TYPE_CHECKING:
+    from functions.relay_contacts.photos import PhotoService
+    from functions.relay_contacts.service import ContactRelayService
+    from shared.auth import TokenValidator
+    from shared.config import Settings
+    from shared.store import Store
+
 FUNCTION = "relay_contacts"
 
 
 @components(FUNCTION)
-def validator_and_service(config, store):
+def validator_and_service(config: Settings, store: Store) -> tuple[TokenValidator, ContactRelayService]:
     from functions.relay_contacts.admission import SyncAdmission
     from functions.relay_contacts.cursor import CursorCodec
     from functions.relay_contacts.service import ContactRelayService
@@ -37,7 +46,7 @@ def _relay(request: Request) -> Response:
 
 
 @components(FUNCTION)
-def validator_and_photos(config, store):
+def validator_and_photos(config: Settings, store: Store) -> tuple[TokenValidator, PhotoService]:
     from functions.relay_contacts.photos import PhotoService
 
     # The relay's validator (one JWKS cache) and Graph client (one MSAL token cache per tenant).

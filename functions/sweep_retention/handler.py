@@ -6,6 +6,7 @@ the sweep is idempotent (deterministic request IDs), so a repeated tick costs on
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import functions_framework
 from cloudevents.http import CloudEvent
@@ -14,12 +15,17 @@ from shared import logs
 from shared.clock import utc_now
 from shared.runtime import components
 
+if TYPE_CHECKING:
+    from functions.sweep_retention.service import RetentionSweeper
+    from shared.config import Settings
+    from shared.store import Store
+
 FUNCTION = "sweep_retention"
 log = logs.get_logger(__name__)
 
 
 @components(FUNCTION)
-def sweeper(config, store):
+def sweeper(config: Settings, store: Store) -> RetentionSweeper:
     from functions.sweep_retention.service import RetentionSweeper
     from shared import wiring
 

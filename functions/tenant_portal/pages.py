@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from flask import Request, Response
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).resolve().parent
 LANGUAGES = ("en", "de")
@@ -23,7 +25,7 @@ def catalogues() -> dict[str, dict[str, str]]:
 
 
 @functools.cache
-def environment():
+def environment() -> Environment:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     return Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
@@ -88,7 +90,7 @@ def security_headers(response: Response, form_action: str, signed_in: bool) -> R
     return response
 
 
-def render(page: Page, template: str, status: int = 200, **context: Mapping[str, Any]) -> Response:
+def render(page: Page, template: str, status: int = 200, **context: Any) -> Response:
     html = environment().get_template(template).render(page=page, t=page.t, href=page.href, lang=page.lang,
                                                        **context)
     response = Response(html, status=status, content_type="text/html; charset=utf-8")

@@ -21,7 +21,7 @@ class Store:
     receipts: ReceiptRepository
     eraser: DocumentEraser
     objects: ObjectStore | None
-    sync_leases: SyncLeaseRepository | None = None
+    sync_leases: SyncLeaseRepository
 
     @property
     def file_store(self) -> TechnicalFileStore:

@@ -77,7 +77,7 @@ def begin(visit: Visit) -> Response:
     step = visit.portal.onboarding.begin(session.tenant_id, visit.value("name"), admin=session.admin)
     if step.outcome == OnboardingOutcome.NAME_INVALID:
         return form(visit, error="invalid-name", name=visit.value("name")[:256], status=400)
-    if step.outcome != OnboardingOutcome.REDIRECT_TO_CONSENT:
+    if step.outcome != OnboardingOutcome.REDIRECT_TO_CONSENT or step.pending is None or not step.consent_url:
         return _outcome_page(visit, step)
     pending = {"pending": step.pending.to_cookie(), "lang": visit.page.lang if visit.page.explicit else None}
     visit.set_cookies.append(cookies.cookie_header(cookies.ONBOARDING_COOKIE, visit.portal.sealer.seal(

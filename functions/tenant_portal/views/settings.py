@@ -1,7 +1,7 @@
 """The tenant's settings: fields, default region, directory scope and photos."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
@@ -26,14 +26,15 @@ def page(visit: Visit, error: str | None = None, status: int = 200, form: Settin
 
     tenant = tenant_of(visit)
     scope = effective_scope(tenant.settings)
-    shown = {"name": tenant.name, "fields": set(tenant.settings.get("fields", RELAY_FIELDS)),
+    flags: dict[str, bool] = {flag: scope[flag] for flag in SCOPE_FLAGS}
+    shown: dict[str, Any] = {"name": tenant.name, "fields": set(tenant.settings.get("fields", RELAY_FIELDS)),
              "region": tenant.settings.get("defaultRegion") or "", "groups": "\n".join(scope["groups"]),
-             "flags": {flag: scope[flag] for flag in SCOPE_FLAGS}, "photos": photos_enabled(tenant.settings)}
+             "flags": flags, "photos": photos_enabled(tenant.settings)}
     if form is not None:
         shown.update(name=form.name, fields=set(form.fields), region=form.region)
         if form.groups is not None:
             shown["groups"] = form.groups
-        shown["flags"].update({flag: value == "true" for flag, value in form.flags.items()})
+        flags.update({flag: value == "true" for flag, value in form.flags.items()})
         if form.photos is not None:
             shown["photos"] = form.photos == "true"
     saved = visit.request.args.get("saved")

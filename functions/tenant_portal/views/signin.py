@@ -35,7 +35,8 @@ def callback(visit: Visit) -> Response:
         raise Unauthorized("the sign-in with Microsoft did not succeed", slug=refused.reason, headers={}) from None
     visit.session = cookies.new_session(signed_in.tenant_id, signed_in.admin, visit.now)
     lang = sealed.get("lang")
-    location = sealed.get("next") if sealed.get("next") in NEXT_PATHS else "/"
+    next_path = sealed.get("next")
+    location = next_path if isinstance(next_path, str) and next_path in NEXT_PATHS else "/"
     return Response(status=303, headers={"Location": location + (f"?lang={lang}" if lang in LANGUAGES else "")})
 
 
