@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TypeGuard
 
 from shared.errors import BadRequest
 
@@ -10,7 +11,7 @@ UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _CANONICAL = re.compile(UUID_PATTERN)
 
 
-def is_canonical_id(value: object) -> bool:
+def is_canonical_id(value: object) -> TypeGuard[str]:
     # fullmatch: with match, "$" would also accept a trailing newline ("<uuid>\n").
     return isinstance(value, str) and _CANONICAL.fullmatch(value) is not None
 

@@ -57,7 +57,7 @@ class PageAhead:
     def __init__(self, pages: Iterator[Any], current: Any):
         self._pages = pages
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._pending: Future[Any] | None = None
         self._fetch_after(current)
 
     def _fetch_after(self, page: Any) -> None:
@@ -66,7 +66,8 @@ class PageAhead:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graph-page-ahead")
         # The fetch runs in the request's context (log trace binding).
-        self._pending = self._executor.submit(contextvars.copy_context().run, next, self._pages, None)
+        context = contextvars.copy_context()
+        self._pending = self._executor.submit(context.run, _next_or_none, self._pages)
 
     def next(self) -> Any:
         if self._pending is None:
@@ -82,3 +83,6 @@ class PageAhead:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _next_or_none(pages: Iterator[Any]) -> Any:
+    """The next page, or None when there is none."""
+    return next(pages, None)

@@ -129,11 +129,14 @@ class RetentionSweeper:
         Each run starts at another hex shard of the tenant IDs (by the hour) and wraps around, so a
         bucket larger than the limit is still covered over a day of runs.
         """
+        objects = self._objects
+        if objects is None:  # no technical-files bucket configured: no objects to judge
+            return
         cutoff = now - ORPHAN_MIN_AGE
         start = f"tenants/{_SHARDS[int(now.timestamp() // 3600) % len(_SHARDS)]}"
         budget = self._orphan_scan_limit
         for window in ({"start_offset": start}, {"end_offset": start}):
-            for page in self._objects.pages(max_results=budget, **window):
+            for page in objects.pages(max_results=budget, **window):
                 budget -= len(page)
                 report.scanned += len(page)
                 old = [stored for stored in page if stored.created_at is not None and stored.created_at < cutoff]
@@ -141,7 +144,7 @@ class RetentionSweeper:
                 orphans = [(stored.name, stored.generation) for stored in old if stored.name not in known]
                 if orphans:
                     # Only the generation we saw: an object written since then is not ours to judge.
-                    report.orphans += self._objects.delete(orphans)
+                    report.orphans += objects.delete(orphans)
             if budget <= 0:
                 return
 

@@ -85,11 +85,6 @@ class DocumentEraser:
         return snapshot.exists, name if isinstance(name, str) else None
 
     # -- deleting ----------------------------------------------------------------------------------
-    def erase_tenant(self, tenant_id: str, counted: Counter) -> None:
-        """Every document under the tenant, then the tenant document itself (all chunks in one go)."""
-        for _ in self.erase_tenant_chunks(tenant_id, counted):
-            pass
-
     def erase_tenant_chunks(self, tenant_id: str, counted: Counter) -> Iterator[None]:
         """Deletes the tenant's documents chunk by chunk, yielding after each chunk has been written, so
         the caller can stop between chunks (a time-boxed attempt) and a later attempt goes on where this
