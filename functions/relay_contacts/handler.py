@@ -28,12 +28,12 @@ def validator_and_service(config: Settings, store: Store) -> tuple[TokenValidato
     from functions.relay_contacts.service import ContactRelayService
     from shared import wiring
 
-    session = wiring.egress_session(config, pool_size=32)
+    egress = wiring.egress_session(config, pool_size=32)
     # Every full sync holds one of the tenant's RELAY_FULL_SYNCS_PER_TENANT leases (admission.py).
     admission = SyncAdmission(store.sync_leases, config.relay_full_syncs_per_tenant, utc_now)
-    service = ContactRelayService(store.devices, wiring.graph_client(config, session),
+    service = ContactRelayService(store.devices, wiring.graph_client(config, egress),
                                   CursorCodec(config.cursor_key), utc_now, admission=admission)
-    return wiring.token_validator(config, store.tenants, session), service
+    return wiring.token_validator(config, store.tenants, egress), service
 
 
 def _relay(request: Request) -> Response:

@@ -43,12 +43,12 @@ def portal(config: Settings, store: Store) -> Portal:
     from shared.auth import JwksCache, jwks_url
     from shared.clock import utc_now
 
-    session = wiring.egress_session(config, pool_size=4)
+    egress = wiring.egress_session(config, pool_size=4)
     microsoft = MicrosoftSignin(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
-                                f"{config.portal_base_url}/auth/callback", session,
-                                JwksCache(session, jwks_url(config.entra_authority_host)))
+                                f"{config.portal_base_url}/auth/callback", egress,
+                                JwksCache(egress, jwks_url(config.entra_authority_host)))
     service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now)
-    onboarding_service = OnboardingService(store.tenants, wiring.app_tokens(config, session), utc_now,
+    onboarding_service = OnboardingService(store.tenants, wiring.app_tokens(config, egress), utc_now,
                                            authority_host=config.entra_authority_host,
                                            client_id=config.entra_client_id,
                                            portal_base_url=config.portal_base_url)
