@@ -7,6 +7,7 @@ grace period, so children (the emulators' JVMs, gunicorn's workers) go with thei
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -128,10 +129,8 @@ class Process:
         raise StackError(f"{self.name} did not answer within {timeout:.0f} s (log: {self.log_path})")
 
     def signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self, grace: float = 10.0) -> None:
         stop_all([self], grace)

@@ -73,6 +73,9 @@ def assert_within_contract(function: str, method: str, response) -> None:
     status = response.status_code
     if status >= 400:
         assert_problem(response)
+    if "\n" in path:  # functions-framework's catch-all `/<path:path>` stops at a decoded newline: no route
+        assert status == 404, f"{method} {path!r}: a path with a newline answered {status}"
+        return
     if path.endswith("/") and path != "/" and _template_for(path, function) is None:
         if status == 404:
             return
@@ -126,8 +129,11 @@ def requests_for(function: str, *known: str):
 
     def fill(template: str):
         names = re.findall(r"\{\w+\}", template)
-        return st.tuples(*[segment] * len(names)).map(
-            lambda values: re.sub(r"\{\w+\}", lambda _m, it=iter(values): next(it), template))
+        def filled(values: tuple[str, ...]) -> str:
+            it = iter(values)
+            return re.sub(r"\{\w+\}", lambda _m: next(it), template)
+
+        return st.tuples(*[segment] * len(names)).map(filled)
 
     documented = st.sampled_from(operations).flatmap(lambda op: st.tuples(st.just(op[0]), fill(op[1])))
     filled = st.sampled_from(sorted(templates)).flatmap(fill)
@@ -206,7 +212,10 @@ def _fill(text: str, known: dict[str, str]) -> str:
 
 def send(client, function: str, known: dict[str, str], method: str, path: str, body: bytes, content_type: str,
          headers: dict[str, str | None]):
-    path = _fill(path, known)
+    # A control character reaches a function only percent-encoded (a request line cannot carry it raw); sent
+    # raw, the test client's URL parser would drop it, so "/\n/x" would become the network path "//x" that
+    # _usable keeps out.
+    path = _fill(path, known).replace("\t", "%09").replace("\n", "%0A").replace("\r", "%0D")
     body = _fill(body.decode("latin-1"), known).encode("latin-1")
     headers = {name: _fill(value, known) for name, value in headers.items() if value is not None}
     response = client.open(path, method=method, data=body, content_type=content_type or None, headers=headers)

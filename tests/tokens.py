@@ -57,9 +57,10 @@ def hs256_with_public_key(stack, body: dict) -> str:
     """The classic confusion attack: HMAC keyed with the published RSA public key."""
     jwks = requests.get(f"{stack.urls['entra']}/common/discovery/v2.0/keys", timeout=10).json()
     key = jwks["keys"][0]
+    from cryptography.hazmat.primitives import serialization
+
     public_pem = jwt.PyJWK(key, "RS256").key.public_bytes(
-        encoding=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
-        format=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo)
+        encoding=serialization.Encoding.PEM, format=serialization.PublicFormat.SubjectPublicKeyInfo)
     header = {"alg": "HS256", "typ": "JWT", "kid": key["kid"]}
     signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}"
     signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()

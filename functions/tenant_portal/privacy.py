@@ -91,11 +91,6 @@ class PrivacyPage:
     never_stored: tuple[str, ...]
     hosting: tuple[str, ...]
 
-    def named_fields(self) -> dict[str, set[str]]:
-        """The fields the page names, per collection (what the tests compare with the data model)."""
-        return {collection.key: {f.name for f in collection.fields} for collection in self.collections}
-
-
 def language(requested: str | None) -> str:
     """`requested` if the page exists in it, else English."""
     return requested if requested in LANGUAGES else DEFAULT_LANGUAGE
@@ -140,13 +135,3 @@ def privacy_page(lang: str, settings: Settings | None = None) -> PrivacyPage:
     return PrivacyPage(lang, text, tuple(collections), objects, tuple(say(k) for k in _NEVER),
                        tuple(say(k) for k in _HOSTING))
 
-
-def catalogue_fields() -> dict[str, set[str]]:
-    """The fields the catalogue has texts for, per collection (for the test that no text outlives its field)."""
-    reserved = {"id", "retention"}
-    out: dict[str, set[str]] = {}
-    for key in TEXTS:
-        collection, _, name = key.partition(".")
-        if collection in COLLECTION_PATHS and name and name not in reserved:
-            out.setdefault(collection, set()).add(name)
-    return out

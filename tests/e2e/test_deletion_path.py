@@ -18,7 +18,10 @@ pytestmark = pytest.mark.e2e
 
 def others(tenant_id: str):
     documents, objects = support.world()
-    keep = lambda path: not seed.belongs_to(path, tenant_id) and not path.startswith("deletionReceipts/")
+
+    def keep(path: str) -> bool:
+        return not seed.belongs_to(path, tenant_id) and not path.startswith("deletionReceipts/")
+
     return {p: d for p, d in documents.items() if keep(p)}, {n: o for n, o in objects.items() if keep(n)}
 
 

@@ -313,13 +313,14 @@ def test_every_refusal_has_a_status_and_texts():
 ])
 def test_privacy_page_is_public_in_the_portal_layout(client, emulators, lang, heading, switch_to):
     from functions.tenant_portal.privacy import privacy_page
+    from tests.functions.test_tenant_portal_privacy import named_fields
 
     answer, body = page(client, "/privacy", query_string={"lang": lang})
     assert answer.status_code == 200 and f'<html lang="{lang}">' in body and f"<h1>{heading}</h1>" in body
     assert '<link rel="stylesheet" href="/assets/portal.css">' in body  # the portal's layout
     assert f'href="/privacy?lang={"de" if lang == "en" else "en"}"' in body and f">{switch_to}</a>" in body
     rows = set(re.findall(r'<tr data-field="([^"]+)">', body))
-    model = privacy_page(lang).named_fields()
+    model = named_fields(privacy_page(lang))
     assert rows == {f"{collection}.{name}" for collection, names in model.items() for name in names}
     assert "<script" not in body and "style=" not in body
     assert "Content-Security-Policy" in answer.headers
