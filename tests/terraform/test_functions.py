@@ -229,7 +229,7 @@ def test_scaling_defaults_per_function(functions):
         "register_device": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi",
                             "available_cpu": "1", "max_instance_request_concurrency": 40, "timeout_seconds": 60},
         "relay_contacts": {"max_instance_count": 100, "min_instance_count": 0, "available_memory": "512Mi",
-                           "available_cpu": "1", "max_instance_request_concurrency": 20, "timeout_seconds": 540},
+                           "available_cpu": "1", "max_instance_request_concurrency": 80, "timeout_seconds": 3600},
         "manage_tenants": {"max_instance_count": 5, "min_instance_count": 0, "available_memory": "512Mi",
                            "available_cpu": "1", "max_instance_request_concurrency": 10, "timeout_seconds": 120},
         "handle_deletion": {"max_instance_count": 20, "min_instance_count": 0, "available_memory": "512Mi",
@@ -255,7 +255,7 @@ def test_request_concurrency_is_served_by_as_many_threads_and_fits_the_instance(
         assert 1 <= scaling["max_instance_request_concurrency"] <= 1000, name
     assert functions["sweep_retention"]["scaling"]["max_instance_request_concurrency"] == 1
     assert Settings().deletion_attempt_seconds + 60 <= functions["handle_deletion"]["scaling"]["timeout_seconds"]
-    assert functions["relay_contacts"]["scaling"]["timeout_seconds"] < LEASE_SECONDS
+    assert functions["relay_contacts"]["scaling"]["timeout_seconds"] == 3600 < LEASE_SECONDS  # the 2nd gen maximum
 
 
 def test_only_event_functions_are_internal(functions, contract):
