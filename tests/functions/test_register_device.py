@@ -142,7 +142,7 @@ def test_bad_tokens_are_refused_without_echo_and_write_nothing(stack, app, log_l
     cases = _token_cases(stack)
     before = support.world()
     seen_reasons = set()
-    for name, (access, status) in cases.items():
+    for _name, (access, status) in cases.items():
         device_id = str(uuid.uuid4())
         for method, path, kwargs in (("POST", "/", {"json": {"deviceId": device_id}}),
                                      ("DELETE", f"/{device_id}", {}),
