@@ -1,10 +1,11 @@
 """The contact relay: Graph's directory to the device as NDJSON, page by page, storing nothing.
 
 Which users are sent is the tenant's directory scope (functions/relay_contacts/scope.py, the syncs in
-functions/relay_contacts/syncs.py). Memory stays flat: at most two Graph pages are held at a time. While one page is turned into lines and
-sent, the next one is fetched in a helper thread (Graph's latency overlaps the relay's work); nothing is
-fetched beyond that until the client has taken the page, so a disconnected client stops the fetching
-(at most the one page already in flight completes). Repeated items are passed on as they come; the app
+functions/relay_contacts/syncs.py). Memory stays flat: a full sync holds two Graph pages at a time (while
+one page is turned into lines and sent, the next is fetched in a helper thread, so Graph's latency
+overlaps the relay's work; nothing is fetched beyond that until the client has taken the page, so a
+disconnected client stops the fetching); an incremental sync of a group-scoped tenant first reads up to
+READ_AHEAD_PAGES pages of user changes (syncs.py) to choose between per-user checks and a full sync. Repeated items are passed on as they come; the app
 merges by `id`, so a later repeat simply wins.
 """
 from __future__ import annotations
