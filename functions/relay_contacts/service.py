@@ -5,8 +5,8 @@ functions/relay_contacts/syncs.py). Memory stays flat: a full sync holds two Gra
 one page is turned into lines and sent, the next is fetched in a helper thread, so Graph's latency
 overlaps the relay's work; nothing is fetched beyond that until the client has taken the page, so a
 disconnected client stops the fetching); an incremental sync of a group-scoped tenant first reads up to
-READ_AHEAD_PAGES pages of user changes (syncs.py) to choose between per-user checks and a full sync. Repeated items are passed on as they come; the app
-merges by `id`, so a later repeat simply wins.
+READ_AHEAD_PAGES pages of user changes (syncs.py) to choose between per-user checks and a full sync.
+Repeated items are passed on as they come; the app merges by `id`, so a later repeat simply wins.
 """
 from __future__ import annotations
 
