@@ -38,10 +38,10 @@ def local_stack(name: str, with_functions: bool = True, extra_env: dict[str, str
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as state_dir:
         started = time.perf_counter()
         with LocalStack(state_dir=Path(state_dir), with_functions=with_functions,
-                        extra_env=dict(extra_env or {})) as stack:
-            with environment(dict.fromkeys(CA_VARIABLES, stack.urls["ca"])):
-                log(f"local stack up in {time.perf_counter() - started:.1f} s ({state_dir})")
-                yield stack
+                        extra_env=dict(extra_env or {})) as stack, \
+                environment(dict.fromkeys(CA_VARIABLES, stack.urls["ca"])):
+            log(f"local stack up in {time.perf_counter() - started:.1f} s ({state_dir})")
+            yield stack
 
 
 def session(stack: LocalStack | None = None, pool: int = 16) -> requests.Session:
@@ -141,7 +141,8 @@ def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]], note
 
     def line(row: list[str]) -> str:
         first, *rest = row
-        return "| " + " | ".join([first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:])]) + " |"
+        padded = [first.ljust(widths[0])] + [c.rjust(w) for c, w in zip(rest, widths[1:], strict=False)]
+        return "| " + " | ".join(padded) + " |"
 
     out = [f"### {title}", "", line(cells[0]), "|" + "|".join(["-" * (widths[0] + 2)] +
                                                               ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"]

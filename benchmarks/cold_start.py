@@ -113,7 +113,7 @@ def _via(chain: list[str], name: str) -> str:
 
 
 def cold_start(stack, sizes: Sizes) -> dict:
-    env = {k: v for k, v in stack.env.items()}
+    env = dict(stack.env.items())
     env.pop("PYTHONPATH", None)
     relay_env = dict(env, FUNCTION_TARGET="relay_contacts")
     with tempfile.TemporaryDirectory(prefix="bench-bare-function-") as bare_dir:
@@ -132,7 +132,8 @@ def cold_start(stack, sizes: Sizes) -> dict:
         wiring_times = []
         for _ in range(max(2, sizes.import_runs // 2)):
             out = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); import main; "
-                                  "from functions.relay_contacts.handler import validator_and_service; validator_and_service(); "
+                                  "from functions.relay_contacts.handler import validator_and_service; "
+                                  "validator_and_service(); "
                                   "print(time.perf_counter() - t)"], cwd=ROOT, env=relay_env, capture_output=True,
                                  text=True, timeout=120)
             if out.returncode == 0:

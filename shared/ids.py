@@ -20,7 +20,7 @@ def require_id(value: object, what: str) -> str:
     """Returns value if it is a canonical GUID/UUID, else raises BadRequest naming `what` (not the value)."""
     if not is_canonical_id(value):
         raise BadRequest(f"{what} must be a lower-case UUID (8-4-4-4-12 hex)", slug=f"invalid-{what.lower()}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def new_id() -> str:

@@ -1,17 +1,20 @@
-"""Builds the collaborators of every entry point from settings: Google clients (once per process),
+"""Builds the collaborators of every entry point from settings, once per process: Google clients,
 repositories, object store, token validator, Graph client and deletion requester.
 
-Each handler's wiring is one short function over these (decorated with `shared.runtime.components`),
-built once per process; tests rebuild it from other settings with its `.reset()`. Everything Google is
-imported inside the builders, so a cold start imports an SDK only when the first request needs it.
+Each handler's wiring is one short function over these, decorated with `components` (below): its
+settings are checked at cold start and it is built once per process; tests rebuild it from other
+settings with its `.reset()`. Everything Google is imported inside the builders, so a cold start
+imports an SDK only when the first request needs it.
 """
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from shared.clock import Clock, utc_now
-from shared.config import Settings
+from shared.config import Settings, function_target, settings_for
 from shared.ids import new_id
 from shared.store import Store
 
@@ -26,6 +29,59 @@ if TYPE_CHECKING:
     from shared.events import DeletionPublisher
     from shared.graph.client import AppTokens, GraphClient
     from shared.store.repositories import TenantRepository
+
+T = TypeVar("T")
+
+
+# -- once per process: an entry point's collaborators ---------------------------------------------
+def cold_start_check(function_name: str) -> None:
+    """Fails the cold start of `function_name` when a setting it needs is missing (names the variable)."""
+    if function_target() == function_name:
+        settings_for(function_name)
+
+
+def components(function_name: str) -> Callable[[Callable[[Settings, Store], T]], Once[T]]:
+    """Decorates an entry point's builder `build(config, store)`: the function's settings are checked at
+    cold start, and its collaborators are built once per process on first use (`.reset()` rebuilds)."""
+    cold_start_check(function_name)
+
+    def decorate(build: Callable[[Settings, Store], T]) -> Once[T]:
+        def built() -> T:
+            config = settings_for(function_name)
+            return build(config, store(config))
+
+        return Once(built)
+
+    return decorate
+
+
+class Once(Generic[T]):
+    """A lazily built process-wide singleton (clients, services), built exactly once even when the
+    first requests of a cold instance arrive concurrently (functools.cache would build one per thread).
+    `reset()` drops it, so the next call builds it again (e.g. from other settings)."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self._factory = factory
+        self._lock = threading.Lock()
+        self._built: list[T] = []
+        functools.update_wrapper(self, factory)
+
+    def __call__(self) -> T:
+        if not self._built:
+            with self._lock:
+                if not self._built:
+                    self._built.append(self._factory())
+        return self._built[0]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._built.clear()
+
+
+def once(factory: Callable[[], T]) -> Once[T]:
+    """`Once(factory)`, as a decorator."""
+    return Once(factory)
+
 
 # -- Google clients: one per process; with *_EMULATOR_HOST set they talk to the emulators by themselves --
 @functools.cache

@@ -7,6 +7,7 @@ knows about this: the service simply gets clients, as in production.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from google.api_core.exceptions import ServiceUnavailable
@@ -88,10 +89,8 @@ class FaultyClients:
         The emulator keeps an abandoned transaction (and its locks) open, so the test fast-forwards that.
         """
         for transaction in list(self.open_transactions):
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 self._api.rollback(request={"database": self.db._database_string, "transaction": transaction})
-            except Exception:  # noqa: BLE001 - already gone
-                pass
         self.open_transactions.clear()
 
     def service(self, continuations=None, attempt_seconds: float = 420.0, chunk_size: int | None = None):

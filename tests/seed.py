@@ -100,7 +100,8 @@ def belongs_to(path: str, tenant_id: str) -> bool:
 # -- events ----------------------------------------------------------------------------------------
 def deletion_message(kind: str, tenant_id: str, request_id: str | None = None, target: str | None = None,
                      **extra: Any) -> bytes:
-    body: dict[str, Any] = {"type": f"{kind}.delete", "tenantId": tenant_id, "requestId": new_id() if request_id is None else request_id}
+    body: dict[str, Any] = {"type": f"{kind}.delete", "tenantId": tenant_id,
+                            "requestId": new_id() if request_id is None else request_id}
     if kind == "device":
         body["deviceId"] = target
     if kind == "file":

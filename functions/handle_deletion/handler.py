@@ -18,8 +18,8 @@ from shared import logs
 from shared.clock import utc_now
 from shared.errors import PoisonMessage, TransientError, reason_slug
 from shared.events import DeletionRequest, parse_deletion_message
-from shared.runtime import components
 from shared.store.schema import DeletionKind
+from shared.wiring import components
 
 if TYPE_CHECKING:
     from functions.handle_deletion.service import DeletionService

@@ -9,8 +9,8 @@ from flask import Request, Response
 from shared import http
 from shared.clock import utc_now
 from shared.errors import BadRequest
-from shared.runtime import components
 from shared.store.schema import CONTENT_TYPES
+from shared.wiring import components
 
 if TYPE_CHECKING:
     from functions.manage_tenants.service import TenantAdminService

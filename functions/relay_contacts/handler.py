@@ -9,7 +9,7 @@ from flask import Request, Response
 
 from shared import http
 from shared.clock import utc_now
-from shared.runtime import components
+from shared.wiring import components
 
 if TYPE_CHECKING:
     from functions.relay_contacts.photos import PhotoService

@@ -3,9 +3,11 @@
 Which users are sent is the tenant's directory scope (functions/relay_contacts/scope.py, the syncs in
 functions/relay_contacts/syncs.py). Full syncs go through shared rounds (functions/relay_contacts/rounds.py):
 the phones of one tenant and settings on this instance share one Graph read of the directory, each page
-turned into lines once. An incremental sync is the phone's own: while one page is turned into lines and
-sent, the next one is fetched in a helper thread; nothing is fetched beyond that until the client has taken
-the page, so a disconnected client stops the fetching (at most the one page already in flight completes).
+turned into lines once. An incremental sync is the phone's own and holds two Graph pages at a time (while
+one page is turned into lines and sent, the next is fetched in a helper thread; nothing is fetched beyond
+that until the client has taken the page, so a disconnected client stops the fetching); one of a
+group-scoped tenant first reads up to READ_AHEAD_PAGES pages of user changes (syncs.py) to choose between
+per-user checks and a full sync.
 Repeated items are passed on as they come; the app merges by `id`, so a later repeat simply wins.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ from cloudevents.http import CloudEvent
 
 from shared import logs
 from shared.clock import utc_now
-from shared.runtime import components
+from shared.wiring import components
 
 if TYPE_CHECKING:
     from functions.sweep_retention.service import RetentionSweeper

@@ -22,7 +22,7 @@ from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Portal, PortalCo
 from shared import http, logs
 from shared.errors import AppError, BadRequest, Forbidden, ServiceUnavailable, TransientError, Unauthorized
 from shared.origins import origin
-from shared.runtime import components
+from shared.wiring import components
 
 if TYPE_CHECKING:
     from shared.config import Settings

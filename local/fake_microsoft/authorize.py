@@ -79,7 +79,7 @@ class Authorization:
                                            f"does not match the redirect URIs configured for the application "
                                            f"'{app.client_id}'.")
         state_param = params.get("state")
-        fail = lambda error, code, text: _redirect(redirect_uri, {  # noqa: E731
+        fail = lambda error, code, text: _redirect(redirect_uri, {  # noqa: E731 - a one-line closure over the request
             "error": error, "error_description": _description(code, text), "state": state_param})
         if segment.lower() not in ("organizations", "common") and self._tenant_of(segment) is None:
             return fail("invalid_request", 90002, f"Tenant '{segment}' not found.")

@@ -49,7 +49,7 @@ _DEFAULT_PAGE = 100
 class _Headers(dict):
     """Case-insensitive header lookup for batch items (the stdlib Message's `.get`)."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]  # case-insensitive, unlike dict.get
         for key, value in self.items():
             if key.lower() == name.lower():
                 return value

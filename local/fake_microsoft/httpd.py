@@ -148,17 +148,17 @@ class HttpsServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[override]
+    def process_request(self, request, client_address) -> None:  # type: ignore[override]  # socketserver leaves it untyped
         with self._connections_lock:
             self._connections.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request) -> None:  # type: ignore[override]
+    def shutdown_request(self, request) -> None:  # type: ignore[override]  # socketserver leaves it untyped
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]  # socketserver leaves it untyped
         # Clients that hang up, fail the handshake or time out are normal here.
         import sys
 

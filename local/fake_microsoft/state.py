@@ -206,7 +206,7 @@ class TenantState:
     granted_roles: tuple[str, ...] | None = None  # application permissions consented here; None: the app's
     consented_at: float = 0.0  # time.monotonic() of the last grant (consent_replication_seconds)
     groups: Groups = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
-    photos: Photos = None  # type: ignore[assignment]
+    photos: Photos = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
     in_flight_photos: int = 0  # photo requests being answered right now (Outlook allows 4 per mailbox)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStat
 class Tenant:
     tenant_id: str
     name: str
-    status: TenantStatus
+    status: TenantStatus | None  # None: a stored value outside the schema's enum
     created_at: datetime | None
     settings: dict[str, Any] = field(default_factory=dict)
     deletion_request_id: str | None = None
@@ -50,9 +50,9 @@ class FileManifest:
 @dataclass(frozen=True)
 class Receipt:
     request_id: str
-    kind: DeletionKind
+    kind: DeletionKind | None  # None: a stored value outside the schema's enum
     subject: str
-    status: ReceiptStatus
+    status: ReceiptStatus | None
     requested_at: datetime | None = None
     completed_at: datetime | None = None
     documents: int = 0

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.base_document import DocumentSnapshot
+from google.cloud.firestore_v1.base_query import BaseQuery, FieldFilter
+from google.cloud.firestore_v1.collection import CollectionReference
+from google.cloud.firestore_v1.document import DocumentReference
+from google.cloud.firestore_v1.transaction import Transaction
 
 from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests, TransientError
 from shared.ids import is_canonical_id
@@ -27,8 +32,19 @@ _CONTENDED = Retry(predicate=if_exception_type(gexc.Aborted), initial=0.05,
                    maximum=1.0, multiplier=2.0, timeout=30.0)
 
 
-def _transaction_or_contended(db: firestore.Client, apply: Callable[[Any], Any], contended: Callable[[], Any]) -> Any:
-    """Runs a `@firestore.transactional` function; when every attempt was Aborted ("Failed to commit
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_E = TypeVar("_E", bound=Enum)
+
+
+def _transactional(apply: Callable[Concatenate[Transaction, _P], _R]) -> Callable[Concatenate[Transaction, _P], _R]:
+    """`firestore.transactional` with the wrapped function's own signature (the library's is untyped)."""
+    return cast(Callable[Concatenate[Transaction, _P], _R], firestore.transactional(apply))
+
+
+def _transaction_or_contended(db: firestore.Client, apply: Callable[[Transaction], _R],
+                              contended: Callable[[], _R]) -> _R:
+    """Runs a `@_transactional` function; when every attempt was Aborted ("Failed to commit
     transaction in N attempts": contention, e.g. duplicate deliveries at once), asks `contended` what
     the outcome is instead. Other errors propagate."""
     try:
@@ -39,30 +55,34 @@ def _transaction_or_contended(db: firestore.Client, apply: Callable[[Any], Any],
         return contended()
 
 
-def _enum(kind, value):
+def _enum(kind: type[_E], value: object) -> _E | None:
     try:
         return kind(value)
     except ValueError:
         return None
 
 
-def _tenant(tenant_id: str, document: dict[str, Any]) -> Tenant:
+def _tenant(tenant_id: str, document: Mapping[str, Any] | None) -> Tenant:
+    document = document or {}
     return Tenant(tenant_id, document.get("name", ""), _enum(TenantStatus, document.get("status")),
                   document.get("createdAt"), dict(document.get("settings") or {}),
                   document.get("deletionRequestId"), document.get("deletionRequestedAt"))
 
 
-def _device(device_id: str, document: dict[str, Any]) -> Device:
+def _device(device_id: str, document: Mapping[str, Any] | None) -> Device:
+    document = document or {}
     return Device(device_id, document.get("registeredAt"), document.get("lastSeenAt"))
 
 
-def _manifest(file_id: str, document: dict[str, Any]) -> FileManifest:
+def _manifest(file_id: str, document: Mapping[str, Any] | None) -> FileManifest:
+    document = document or {}
     return FileManifest(file_id, document.get("objectName"), _enum(FileFormat, document.get("format")),
                         _enum(FileOwner, document.get("owner")), document.get("deviceId"),
                         document.get("createdAt"), document.get("deleteAfter"))
 
 
-def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
+def _receipt(request_id: str, document: Mapping[str, Any] | None) -> Receipt:
+    document = document or {}
     deleted = document.get("deleted") or {}
     return Receipt(request_id, _enum(DeletionKind, document.get("kind")), document.get("subject", ""),
                    _enum(ReceiptStatus, document.get("status")), document.get("requestedAt"),
@@ -70,8 +90,9 @@ def _receipt(request_id: str, document: dict[str, Any]) -> Receipt:
                    bool(document.get("verified")), document.get("tenantSubject"), document.get("progressAt"))
 
 
-def _diagnostics_used(document: dict[str, Any], day: str) -> int:
+def _diagnostics_used(document: Mapping[str, Any] | None, day: str) -> int:
     """Uploads the device made on `day` (a count of another day means none yet)."""
+    document = document or {}
     count = document.get("diagnosticsCount")
     return count if document.get("diagnosticsDay") == day and isinstance(count, int) and count > 0 else 0
 
@@ -90,13 +111,13 @@ def _deleting(request_id: str, now: datetime) -> dict[str, Any]:
                                     "deletionRequestedAt": now})
 
 
-def _due_pages(query, page_size: int, max_pages: int, collection: str, deadline_of: Callable[[Any], Any]
-               ) -> Iterator[DuePage]:
+def _due_pages(query: BaseQuery, page_size: int, max_pages: int, collection: str,
+               deadline_of: Callable[[DocumentSnapshot[Any]], Any]) -> Iterator[DuePage]:
     """Pages of a collection-group deadline query as plain values, at most `max_pages` of them."""
     after = None
     for _ in range(max_pages):
         page_query = query.limit(page_size) if after is None else query.start_after(after).limit(page_size)
-        snapshots = list(page_query.stream())
+        snapshots: list[Any] = list(page_query.stream())  # type: ignore[arg-type]  # sync client: a plain generator
         if not snapshots:
             return
         due, skipped = [], 0
@@ -128,26 +149,29 @@ class _Paths:
     def __init__(self, db: firestore.Client):
         self.db = db
 
-    def tenant(self, tenant_id: str):
+    def tenant(self, tenant_id: str) -> DocumentReference:
         return self.db.collection(schema.TENANTS).document(tenant_id)
 
-    def devices(self, tenant_id: str):
-        return self.tenant(tenant_id).collection(schema.DEVICES)
+    def devices(self, tenant_id: str) -> CollectionReference:
+        return cast(CollectionReference, self.tenant(tenant_id).collection(schema.DEVICES))
 
-    def files(self, tenant_id: str):
-        return self.tenant(tenant_id).collection(schema.FILES)
+    def files(self, tenant_id: str) -> CollectionReference:
+        return cast(CollectionReference, self.tenant(tenant_id).collection(schema.FILES))
 
-    def rate_window(self, tenant_id: str, window: str):
-        return self.tenant(tenant_id).collection(schema.RATE_WINDOWS).document(window)
+    def rate_window(self, tenant_id: str, window: str) -> DocumentReference:
+        return self.collection_of(tenant_id, schema.RATE_WINDOWS).document(window)
 
-    def receipt(self, request_id: str):
+    def collection_of(self, tenant_id: str, collection: str) -> CollectionReference:
+        return cast(CollectionReference, self.tenant(tenant_id).collection(collection))
+
+    def receipt(self, request_id: str) -> DocumentReference:
         return self.db.collection(schema.RECEIPTS).document(request_id)
 
-    def tenant_in(self, tenant_id: str, transaction) -> Tenant | None:
+    def tenant_in(self, tenant_id: str, transaction: Transaction | None) -> Tenant | None:
         snapshot = self.tenant(tenant_id).get(transaction=transaction)
         return _tenant(tenant_id, snapshot.to_dict()) if snapshot.exists else None
 
-    def active_tenant_in(self, tenant_id: str, transaction) -> Tenant:
+    def active_tenant_in(self, tenant_id: str, transaction: Transaction | None) -> Tenant:
         tenant = self.tenant_in(tenant_id, transaction)
         if tenant is None or not tenant.active:
             raise Forbidden("tenant is not onboarded or not active", slug="tenant-not-active")
@@ -187,12 +211,12 @@ class TenantRepository:
         changes = checked(schema.TENANTS, changes)
         ref = self._paths.tenant(tenant_id)
 
-        @firestore.transactional
-        def apply(transaction) -> Tenant:
+        @_transactional
+        def apply(transaction: Transaction) -> Tenant:
             snapshot = ref.get(transaction=transaction)
             if not snapshot.exists:
                 raise NotFound("tenant not found", slug="tenant-not-found")
-            document = snapshot.to_dict()
+            document = snapshot.to_dict() or {}
             if document.get("status") != TenantStatus.ACTIVE:
                 raise Conflict("tenant is being deleted", slug="tenant-deleting")
             if changes:
@@ -210,13 +234,13 @@ class TenantRepository:
         repeated DELETE neither forks receipts nor loses the original request.
         """
 
-        @firestore.transactional
-        def apply(transaction):
+        @_transactional
+        def apply(transaction: Transaction) -> tuple[str, bool]:
             tenant = self._paths.tenant_in(tenant_id, transaction)
             if tenant is None:
                 raise NotFound("tenant not found", slug="tenant-not-found")
             if tenant.status == TenantStatus.DELETING:
-                return tenant.deletion_request_id, False
+                return str(tenant.deletion_request_id), False
             transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             transaction.create(self._paths.receipt(request_id),
                                _pending_receipt_document(DeletionKind.TENANT, subject, now, tenant_subject))
@@ -227,8 +251,8 @@ class TenantRepository:
     def mark_deleting(self, tenant_id: str, request_id: str, now: datetime) -> bool:
         """Sets `deleting` if the tenant still exists and is active; returns whether the tenant exists."""
 
-        @firestore.transactional
-        def apply(transaction):
+        @_transactional
+        def apply(transaction: Transaction) -> bool:
             tenant = self._paths.tenant_in(tenant_id, transaction)
             if tenant is None:
                 return False
@@ -272,8 +296,8 @@ class DeviceRepository:
         """
         device_ref = self._paths.devices(tenant_id).document(device_id)
 
-        @firestore.transactional
-        def apply(transaction, count_checked: bool):
+        @_transactional
+        def apply(transaction: Transaction, count_checked: bool) -> Registration | None:
             self._paths.active_tenant_in(tenant_id, transaction)
             existing = device_ref.get(transaction=transaction)
             if existing.exists:
@@ -289,10 +313,11 @@ class DeviceRepository:
             return result
         admit_new()
         # New device: the quota is checked with an aggregation count (approximate under races, as allowed).
-        count = self._paths.devices(tenant_id).count().get()[0][0].value
-        if count >= max_devices:
+        if self.count(tenant_id) >= max_devices:
             raise TooManyRequests("the tenant's device quota is reached", slug="device-quota")
-        return apply(self._db.transaction(), True)
+        registered = apply(self._db.transaction(), True)
+        assert registered is not None  # with the count checked, apply creates or refreshes
+        return registered
 
     def registrations_in_window(self, tenant_id: str, window: str) -> int:
         """New devices counted in the tenant's rate window `window` (UTC minute YYYYMMDDHHMM)."""
@@ -314,8 +339,8 @@ class DeviceRepository:
         """
         device_ref = self._paths.devices(tenant_id).document(device_id)
 
-        @firestore.transactional
-        def apply(transaction):
+        @_transactional
+        def apply(transaction: Transaction) -> None:
             snapshot = device_ref.get(transaction=transaction)
             if not snapshot.exists:
                 raise NotFound("device is not registered in this tenant", slug="device-not-found")
@@ -332,8 +357,8 @@ class DeviceRepository:
         """Gives back a slot taken by `reserve_diagnostics` for an upload that did not complete."""
         device_ref = self._paths.devices(tenant_id).document(device_id)
 
-        @firestore.transactional
-        def apply(transaction):
+        @_transactional
+        def apply(transaction: Transaction) -> None:
             snapshot = device_ref.get(transaction=transaction)
             if snapshot.exists and _diagnostics_used(snapshot.to_dict(), day) > 0:
                 transaction.update(device_ref, checked(schema.DEVICES, {
@@ -347,7 +372,8 @@ class DeviceRepository:
 
     def count(self, tenant_id: str) -> int:
         """How many devices the tenant has (an aggregation query: no document is read)."""
-        return int(self._paths.devices(tenant_id).count().get()[0][0].value)
+        devices: Any = self._paths.devices(tenant_id)  # the library leaves count() untyped
+        return int(devices.count().get()[0][0].value)
 
     def touch(self, tenant_id: str, device_id: str, now: datetime) -> bool:
         """Updates lastSeenAt; never re-creates a deleted device. Returns False if it is gone."""
@@ -388,8 +414,8 @@ class FileRepository:
         file_ref = self._paths.files(tenant_id).document(file_id)
         manifest = checked(schema.FILES, manifest)
 
-        @firestore.transactional
-        def apply(transaction):
+        @_transactional
+        def apply(transaction: Transaction) -> None:
             self._paths.active_tenant_in(tenant_id, transaction)
             if device_id is not None:
                 device = self._paths.devices(tenant_id).document(device_id)
@@ -512,8 +538,8 @@ class ReceiptRepository:
         """Completes a pending receipt, once: returns False when another attempt completed it first."""
         ref = self._paths.receipt(request_id)
 
-        @firestore.transactional
-        def apply(transaction) -> bool:
+        @_transactional
+        def apply(transaction: Transaction) -> bool:
             snapshot = ref.get(transaction=transaction)
             if snapshot.exists and snapshot.get("status") == ReceiptStatus.COMPLETED:
                 return False

@@ -15,7 +15,7 @@ import requests
 from functions.tenant_portal import session as cookies
 from tests import portal, support
 from tests.e2e.processes import Processes
-from tests.e2e.test_portal_browser import accessible, browser, page, relay_fields, shoot, url  # noqa: F401
+from tests.e2e.test_portal_browser import accessible, browser, page, relay_fields, shoot, url  # noqa: F401 - fixtures by name
 from tests.fake_ms import FakeMicrosoftControl
 
 pytestmark = pytest.mark.e2e

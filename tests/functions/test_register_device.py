@@ -110,7 +110,7 @@ EXTERNAL_ENTITY = (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY xxe SYSTEM "file
 
 def _token_cases(stack):
     now = int(time.time())
-    c = lambda **o: tokens.claims(stack, TENANT, **o)  # noqa: E731
+    c = lambda **o: tokens.claims(stack, TENANT, **o)  # noqa: E731 - short alias for the table below
     deleting = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
     unknown = "2b3c4d5e-6f70-4b8c-9d0e-1f2a3b4c5d6e"
     return {
@@ -142,7 +142,7 @@ def test_bad_tokens_are_refused_without_echo_and_write_nothing(stack, app, log_l
     cases = _token_cases(stack)
     before = support.world()
     seen_reasons = set()
-    for name, (access, status) in cases.items():
+    for _name, (access, status) in cases.items():
         device_id = str(uuid.uuid4())
         for method, path, kwargs in (("POST", "/", {"json": {"deviceId": device_id}}),
                                      ("DELETE", f"/{device_id}", {}),

@@ -30,7 +30,8 @@ def _authorize_url(stack, segment="organizations"):
 
 def _params(stack, verifier, **overrides):
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    params = {"client_id": ENTRA_CLIENT_ID, "response_type": "code", "redirect_uri": f"{stack.portal_url}/auth/callback",
+    params = {"client_id": ENTRA_CLIENT_ID, "response_type": "code",
+              "redirect_uri": f"{stack.portal_url}/auth/callback",
               "scope": "openid profile", "state": "s-123", "nonce": "n-456", "code_challenge": challenge,
               "code_challenge_method": "S256", "response_mode": "query"}
     params.update(overrides)

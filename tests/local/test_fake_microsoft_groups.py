@@ -6,7 +6,7 @@ import base64
 import pytest
 
 from local.fake_microsoft.client import FakeMicrosoftClient
-from tests.local.test_fake_microsoft import (  # noqa: F401
+from tests.local.test_fake_microsoft import (  # noqa: F401 - pytest fixtures, used by name
     TENANT,
     assert_graph_error,
     auth,

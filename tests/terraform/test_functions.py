@@ -40,11 +40,13 @@ COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"
 ENTRA_ENV = {"ENTRA_AUTHORITY_HOST", "ENTRA_CLIENT_ID", "ENTRA_REQUIRED_SCOPE"}
 # Settings each function reads beyond the common ones (shared/config.py), and the variable behind each.
 EXTRA_ENV = {
-    "register_device": {"DIAGNOSTICS_RETENTION_DAYS": "diagnostics_retention_days", "MAX_DEVICES_PER_TENANT": "max_devices_per_tenant",
+    "register_device": {"DIAGNOSTICS_RETENTION_DAYS": "diagnostics_retention_days",
+                        "MAX_DEVICES_PER_TENANT": "max_devices_per_tenant",
                         "DEVICE_REGISTRATIONS_PER_TENANT_PER_MINUTE": "device_registrations_per_tenant_per_minute",
                         "DEVICE_REGISTRATIONS_PER_USER_PER_10_MINUTES": "device_registrations_per_user_per_10_minutes",
                         "DIAGNOSTICS_PER_DEVICE_PER_DAY": "diagnostics_per_device_per_day"},
-    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url", "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds",
+    "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url",
+                       "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds",
                        "RELAY_FULL_SYNCS_PER_TENANT": "relay_full_syncs_per_tenant"},
     "manage_tenants": {},
     "handle_deletion": {
@@ -52,7 +54,8 @@ EXTRA_ENV = {
         "DELETION_MAX_OPS_PER_SECOND": "deletion_max_ops_per_second",
         "DELETION_ATTEMPT_SECONDS": "deletion_attempt_seconds",
     },
-    "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days", "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
+    "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days",
+                        "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
     "tenant_portal": {"PORTAL_BASE_URL": "portal_base_url"},
 }
 ENTRY_ATTRIBUTES = {"description", "account_description", "ingress", "grants", "scaling"}  # required in every entry
@@ -301,7 +304,8 @@ def test_terraform_evaluates_the_map_as_these_tests_read_it(terraform, tmp_path,
     assert set(evaluated) == set(functions)
     for name, fn in functions.items():
         got = evaluated[name]
-        for key in ("description", "account_description", "ingress", "entra", "secrets", "grants", "delivery", "trigger_topic"):
+        for key in ("description", "account_description", "ingress", "entra", "secrets", "grants", "delivery",
+                    "trigger_topic"):
             assert got[key] == fn[key], f"{name}.{key}: Terraform {got[key]!r}, parsed {fn[key]!r}"
         expected_scaling = dict(fn["scaling"], **({"max_instance_count": 150} if name == "relay_contacts" else {}))
         assert got["scaling"] == expected_scaling, name

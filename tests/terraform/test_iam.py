@@ -35,7 +35,8 @@ def role_permissions(tf, hcl, role: str) -> set[str]:
 def role_id(tf, hcl, role: str) -> str:
     custom = tf.locals["custom_roles"]
     if role in custom:
-        return tf.resources_of("google_project_iam_custom_role")[hcl.one_ref(custom[role], "google_project_iam_custom_role")]["role_id"]
+        resource = hcl.one_ref(custom[role], "google_project_iam_custom_role")
+        return tf.resources_of("google_project_iam_custom_role")[resource]["role_id"]
     return role
 
 
@@ -86,7 +87,8 @@ def test_no_primitive_roles_and_no_admin_owner_editor_role_at_project_level(tf, 
     firestore = grants["firestore"]
     assert firestore["for_each"] == "${local.functions}"
     assert firestore["member"] == RUNTIME
-    assert firestore["role"] == "${lookup(local.custom_roles, each.value.grants.firestore, each.value.grants.firestore)}"
+    assert firestore["role"] == (
+        "${lookup(local.custom_roles, each.value.grants.firestore, each.value.grants.firestore)}")
     roles = [role_id(tf, hcl, fn["grants"]["firestore"]) for fn in functions.values()]
     roles.append(grants["build_log_writer"]["role"])
     for role in roles:
@@ -120,12 +122,14 @@ def test_project_level_grants_are_additive_and_firestore_ones_are_narrowed_to_th
 def test_grants_of_the_map_are_wired_to_each_functions_identity(tf):
     bucket = tf.resource("google_storage_bucket_iam_member.technical_files")
     assert bucket["for_each"] == (
-        "${{for name, fn in local.function_config : name => fn.grants.technical_files if fn.grants.technical_files != null}}"
+        "${{for name, fn in local.function_config : "
+        "name => fn.grants.technical_files if fn.grants.technical_files != null}}"
     )
     assert bucket["bucket"] == '${google_storage_bucket.bucket["technical_files"].name}'
     publisher = tf.resource("google_pubsub_topic_iam_member.deletion_publisher")
     assert publisher["for_each"] == (
-        "${{for name, fn in local.function_config : name => fn.grants.deletion_requests if fn.grants.deletion_requests != null}}"
+        "${{for name, fn in local.function_config : "
+        "name => fn.grants.deletion_requests if fn.grants.deletion_requests != null}}"
     )
     assert publisher["topic"] == '${google_pubsub_topic.topic["deletion_requests"].name}'
     for body in (bucket, publisher):
@@ -189,7 +193,8 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
         ("google_storage_bucket_iam_member", '${google_storage_bucket.bucket["technical_files"].name}'),
         ("google_pubsub_topic_iam_member", '${google_pubsub_topic.topic["deletion_requests"].name}'),
     ):
-        others = [name for name, body in tf.resources_of(rtype).items() if target in (body.get("bucket"), body.get("topic"))]
+        others = [name for name, body in tf.resources_of(rtype).items()
+                  if target in (body.get("bucket"), body.get("topic"))]
         assert len(others) == 1, f"{rtype}: grants outside the map on {target}: {others}"
 
 
@@ -201,12 +206,14 @@ def test_data_access_follows_each_functions_job(tf, hcl, functions):
 def test_invokers_come_from_the_map_and_delivery_identities(tf):
     grants = {rtype: tf.resources_of(rtype) for rtype in RUN_INVOKER_TYPES}
     assert set(grants["google_cloud_run_v2_service_iam_member"]) == {"invoker"}
-    assert not grants["google_cloud_run_service_iam_member"] and not grants["google_cloudfunctions2_function_iam_member"]
+    assert not grants["google_cloud_run_service_iam_member"]
+    assert not grants["google_cloudfunctions2_function_iam_member"]
     invoker = tf.resource("google_cloud_run_v2_service_iam_member.invoker")
     assert invoker["for_each"] == "${local.invokers}"
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "${each.value.member}"
-    assert invoker["name"] == "${google_cloudfunctions2_function.function[each.value.function].service_config[0].service}"
+    assert invoker["name"] == (
+        "${google_cloudfunctions2_function.function[each.value.function].service_config[0].service}")
     invokers = tf.locals["invokers"]
     assert 'for member in fn.invokers : "${name} ${member}" => {function = name, member = member}' in invokers
     assert 'for name in keys(local.delivery_identities) : "${name} delivery"' in invokers

@@ -42,7 +42,8 @@ def test_location_variables_default_to_the_eu_and_refuse_others_without_override
     assert tf.variables["allow_non_eu_locations"]["default"] is False
     (validation,) = spec["validation"]
     condition = validation["condition"]
-    assert condition.startswith("${var.allow_non_eu_locations || contains("), f"{variable}: the override must be the only way out"
+    assert condition.startswith("${var.allow_non_eu_locations || contains("), (
+        f"{variable}: the override must be the only way out")
     assert "local.eu_regions" in condition, f"{variable} must be checked against the one EU list"
     listed = re.findall(r'"([A-Za-z0-9-]+)"', condition)
     assert all(eu(item) for item in listed), f"{variable} allows non-EU locations: {[i for i in listed if not eu(i)]}"

@@ -25,7 +25,8 @@ OUTPUTS = {
 
 def test_module_is_split_by_concern(terraform_dir: Path) -> None:
     names = {path.name for path in terraform_dir.glob("*.tf")}
-    for required in ("versions.tf", "variables.tf", "outputs.tf", "main.tf", "functions.tf", "cloudfunctions.tf", "iam.tf"):
+    for required in ("versions.tf", "variables.tf", "outputs.tf", "main.tf", "functions.tf", "cloudfunctions.tf",
+                     "iam.tf"):
         assert required in names, f"terraform/{required} is missing"
     assert (terraform_dir / "README.md").is_file()
     assert (terraform_dir / "terraform.tfvars.example").is_file()

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from shared.runtime import once
+from shared.wiring import once
 
 
 def test_once_builds_a_single_instance_under_concurrent_first_calls():
