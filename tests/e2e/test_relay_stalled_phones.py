@@ -28,7 +28,7 @@ def stalled_phone(port: int, headers: dict[str, str]) -> socket.socket:
     connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     connection.connect(("127.0.0.1", port))
-    lines = [f"GET / HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close",
+    lines = ["GET / HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close",
              *(f"{name}: {value}" for name, value in headers.items())]
     connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     return connection
