@@ -2,15 +2,19 @@
 GAPIC call) and every HTTP request (Storage JSON API) passes through a counter.
 
 `FaultyClients(fail_after=k)` lets k calls through and fails every later one, as if the function had
-died right there; `failures=1` fails only call k+1 (a transient glitch). Nothing in production code
-knows about this: the service simply gets clients, as in production.
+died right there; `failures=1` fails only call k+1 (a transient glitch). `FirestoreFaults` rewrites
+Firestore's answers the way Firestore answers under load and contention (bulk writes UNAVAILABLE or
+ABORTED, transactions aborted), which the emulator never does. Nothing in production code knows about
+this: the service simply gets clients, as in production.
 """
 from __future__ import annotations
 
 import contextlib
 import threading
+import zlib
 
-from google.api_core.exceptions import ServiceUnavailable
+from google.api_core.exceptions import Aborted, InternalServerError, ServiceUnavailable
+from google.api_core.retry import Retry
 
 from local.stack import BUCKET, PROJECT
 
@@ -111,3 +115,127 @@ class FaultyClients:
                                                          config.deletion_max_ops_per_second, chunk_size))
         return DeletionService(store, config.receipt_key, utc_now,
                                continuations or wiring.deletion_publisher(config), attempt_seconds)
+
+
+# -- Firestore's answers under load and contention -------------------------------------------------
+UNAVAILABLE, ABORTED, INTERNAL = 14, 10, 13  # google.rpc.Code
+
+
+def _write_name(write) -> str:
+    return write.delete or write.update.name
+
+
+def _transaction_of(request) -> bytes | None:
+    if isinstance(request, dict):
+        return request.get("transaction") or None
+    return getattr(request, "transaction", None) or None
+
+
+class _RewrittenAnswers:
+    """The GAPIC Firestore API of a real client, with some answers rewritten by `FirestoreFaults`."""
+
+    def __init__(self, api, faults: FirestoreFaults):
+        self._api = api
+        self._faults = faults
+
+    def __getattr__(self, name: str):
+        return getattr(self._api, name)
+
+    def batch_write(self, request, **kwargs):
+        return self._faults.batch_write(self._api, request, **kwargs)
+
+    def commit(self, request, **kwargs):
+        transaction = _transaction_of(request)
+        if transaction is not None and self._faults.take("aborted_commits"):
+            # Firestore aborts the whole transaction: nothing is written and its locks are released.
+            self._api.rollback(request={"database": request["database"], "transaction": transaction})
+            raise Aborted("injected: too much contention on these documents")
+        retry = kwargs.get("retry")
+        if transaction is None and isinstance(retry, Retry):
+            # The fault must meet the caller's retry as Firestore's answer would (below it, not above).
+            def once():
+                if self._faults.take("aborted_writes"):
+                    raise Aborted("injected: the write met a transaction's lock")  # nothing written
+                return self._api.commit(request=request, **{**kwargs, "retry": None})
+            return retry(once)()
+        if transaction is None and self._faults.take("aborted_writes"):
+            raise Aborted("injected: the write met a transaction's lock")
+        return self._api.commit(request=request, **kwargs)
+
+    def batch_get_documents(self, request, **kwargs):
+        if _transaction_of(request) is not None and self._faults.take("aborted_reads"):
+            raise Aborted("injected: transaction lock timeout")
+        return self._api.batch_get_documents(request=request, **kwargs)
+
+
+class FirestoreFaults:
+    """Firestore answering as it does under load and contention, which the emulator never does: the
+    client's answers are rewritten in the test process; production code gets a plain client.
+
+    - BatchWrite (the BulkWriter): a document whose name hashes into `one_in` gets its first `times`
+      writes answered with `codes` in turn (UNAVAILABLE, ABORTED) in the per-write status of BatchWrite's answer;
+      those writes are not sent (Firestore did not apply them). The first `whole_batches` BatchWrite calls
+      fail as a whole with INTERNAL (not retried by the client library's own retry), nothing applied.
+    - Transactions: the first `aborted_reads` reads and `aborted_commits` commits inside a transaction
+      answer ABORTED, as Firestore does when transactions contend for a lock; the first `aborted_writes`
+      commits outside a transaction too (a write that met a transaction's lock). Nothing of them is applied.
+    """
+
+    def __init__(self, db=None, *, one_in: int = 0, times: int = 2, codes: tuple[int, ...] = (UNAVAILABLE, ABORTED),
+                 whole_batches: int = 0, aborted_reads: int = 0, aborted_commits: int = 0, aborted_writes: int = 0):
+        from google.cloud import firestore
+
+        self.db = db if db is not None else firestore.Client(project=PROJECT)
+        self.one_in, self.times, self.codes = one_in, times, codes
+        self._left = {"whole_batches": whole_batches, "aborted_reads": aborted_reads,
+                      "aborted_commits": aborted_commits, "aborted_writes": aborted_writes}
+        self._seen: dict[str, int] = {}  # writes per document name
+        self._lock = threading.Lock()
+        self.faulted_writes = 0  # writes answered UNAVAILABLE / ABORTED / INTERNAL
+        self.batch_writes = 0
+        self.db._firestore_api_internal = _RewrittenAnswers(self.db._firestore_api, self)
+
+    def take(self, kind: str) -> bool:
+        with self._lock:
+            if self._left[kind] <= 0:
+                return False
+            self._left[kind] -= 1
+            return True
+
+    def left(self, kind: str) -> int:
+        return self._left[kind]
+
+    def _code_for(self, name: str) -> int | None:
+        if not self.one_in or zlib.crc32(name.encode()) % self.one_in:
+            return None
+        with self._lock:
+            seen = self._seen[name] = self._seen.get(name, 0) + 1
+        return None if seen > self.times else self.codes[(seen - 1) % len(self.codes)]
+
+    def batch_write(self, api, request, **kwargs):
+        from google.cloud.firestore_v1.types.firestore import BatchWriteResponse
+        from google.cloud.firestore_v1.types.write import WriteResult
+        from google.rpc.status_pb2 import Status
+
+        writes = list(request["writes"])
+        with self._lock:
+            self.batch_writes += 1
+        if self.take("whole_batches"):
+            with self._lock:
+                self.faulted_writes += len(writes)
+            raise InternalServerError("injected: the BatchWrite call failed")
+        codes = [self._code_for(_write_name(write)) for write in writes]
+        sent = [write for write, code in zip(writes, codes, strict=True) if code is None]
+        answer = api.batch_write(request={**request, "writes": sent}, **kwargs) if sent else None
+        results, statuses = iter(answer.write_results if answer else ()), iter(answer.status if answer else ())
+        write_results, status = [], []
+        for code in codes:
+            if code is None:
+                write_results.append(next(results))
+                status.append(next(statuses))
+            else:
+                write_results.append(WriteResult())
+                status.append(Status(code=code, message="injected"))
+        with self._lock:
+            self.faulted_writes += sum(code is not None for code in codes)
+        return BatchWriteResponse(write_results=write_results, status=status)

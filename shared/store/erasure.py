@@ -7,43 +7,83 @@ BulkWriter starts at `initial_ops_per_second` and grows by 50 % every 5 minutes 
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.cloud.firestore_v1._helpers import WriteOption
+from google.cloud.firestore_v1.base_document import BaseDocumentReference, DocumentSnapshot
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.bulk_writer import BulkWriter, BulkWriterOptions
+from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
+from google.cloud.firestore_v1.bulk_writer import BulkWriteFailure, BulkWriter, BulkWriterOptions
+from google.cloud.firestore_v1.client import Client
+from google.cloud.firestore_v1.collection import CollectionReference
 from google.cloud.firestore_v1.field_path import FieldPath
+from google.cloud.firestore_v1.types.firestore import BatchWriteResponse
+from google.cloud.firestore_v1.types.write import WriteResult
+from google.rpc.status_pb2 import Status
 
 from shared.errors import TransientError
 from shared.store import schema
 
 Counter = Callable[[int], None]  # told how many documents went; called from BulkWriter threads too
 
-_NOT_FOUND = 5  # google.rpc.Code.NOT_FOUND: the document was already gone (precondition `exists`)
-_WRITE_ATTEMPTS = 5  # per document, then verification notices and Pub/Sub redelivers
+# google.rpc.Code of a write the BulkWriter may send again: Firestore did not apply it and says so for a
+# while (load, contention, a restart). Anything else (PERMISSION_DENIED, INVALID_ARGUMENT, ...) will not
+# change by retrying. NOT_FOUND is success: the document was already gone (precondition `exists`).
+_TRANSIENT = frozenset({10, 14, 8, 4, 13})  # ABORTED, UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED, INTERNAL
+_NOT_FOUND = 5
+_WRITE_RETRIES = 10  # per document (the BulkWriter waits 1 s, 2 s, ... between them: 55 s at most)
 CHUNK_SIZE = 1000  # documents per chunk: about 2 s at the initial 500 writes/s, so an attempt stops on time
 
 
 class _ExistingOnlyWriter(BulkWriter):
-    """`Client.recursive_delete` calls `delete(reference)`; this adds the precondition `exists`."""
+    """A BulkWriter whose deletes carry the precondition `exists` and count what they deleted.
 
-    def __init__(self, client, options: BulkWriterOptions, counted: Counter):
+    As python-firestore's BulkWriter (2.x) works: a write answered with an error is retried through
+    `delete(reference, option=, attempts=)` (so the override takes `attempts`), and a retry that falls due
+    while `close()` runs is refused ("BulkWriter is closed"), so `close()` flushes first. A BatchWrite call
+    that fails as a whole would drop its writes without a callback (the exception stays in the executor's
+    future): `_send` turns it into that error for each write, which the retry policy then sees.
+    """
+
+    def __init__(self, client: Client, options: BulkWriterOptions, counted: Counter):
         super().__init__(client, options)
         self._exists = client.write_option(exists=True)
-        self.failed = 0  # deletes given up after _WRITE_ATTEMPTS (not found is not a failure)
+        self.failed = 0  # deletes given up (not found is not a failure)
         self.on_write_result(lambda reference, result, writer: counted(1))
         self.on_write_error(self._retry)
 
-    def _retry(self, failure, writer) -> bool:
+    def _retry(self, failure: BulkWriteFailure, writer: BulkWriter) -> bool:
         if failure.code == _NOT_FOUND:
             return False
-        if failure.attempts < _WRITE_ATTEMPTS:
+        if failure.code in _TRANSIENT and failure.attempts < _WRITE_RETRIES:
             return True
         self.failed += 1
         return False
 
-    def delete(self, reference, option=None):
-        return super().delete(reference, option=option or self._exists)
+    def delete(self, reference: BaseDocumentReference, option: WriteOption | None = None,
+               attempts: int = 0) -> None:
+        super().delete(reference, option=option or self._exists, attempts=attempts)
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+    def _send(self, batch: BulkWriteBatch) -> BatchWriteResponse:
+        try:
+            return super()._send(batch)
+        except gexc.GoogleAPIError as error:
+            status = getattr(error, "grpc_status_code", None)
+            # No gRPC code: the client library's own retry ran out of time (RetryError), DEADLINE_EXCEEDED.
+            failed = Status(code=status.value[0] if status is not None else 4, message=type(error).__name__)
+            return BatchWriteResponse(write_results=[WriteResult() for _ in range(len(batch))],
+                                      status=[failed] * len(batch))
+
+    def raise_if_failed(self) -> None:
+        if self.failed:
+            raise TransientError(f"{self.failed} documents could not be deleted")
 
 
 class DocumentEraser:
@@ -86,41 +126,58 @@ class DocumentEraser:
 
     # -- deleting ----------------------------------------------------------------------------------
     def erase_tenant_chunks(self, tenant_id: str, counted: Counter) -> Iterator[None]:
-        """Deletes the tenant's documents chunk by chunk, yielding after each chunk has been written, so
-        the caller can stop between chunks (a time-boxed attempt) and a later attempt goes on where this
-        one stopped (what is deleted is no longer found). The tenant document goes last: while it says
-        `deleting`, the sweeper can re-drive an unfinished deletion."""
+        """Deletes the tenant's documents chunk by chunk, yielding after each chunk has been handed to the
+        writer, so the caller can stop between chunks (a time-boxed attempt; stopping waits for what was
+        handed over) and a later attempt goes on where this one stopped (what is deleted is no longer
+        found). The tenant document goes last: while it says `deleting`, the sweeper can re-drive an
+        unfinished deletion."""
         tenant = self._tenant(tenant_id)
-        for collection in tenant.collections():
-            # recursive() orders by document name and bounds the range to this collection's subtree.
-            query = collection.recursive().select([FieldPath.document_id()]).limit(self._chunk_size)
-            after = None
-            while True:
-                snapshots = list((query if after is None else query.start_after(after)).stream())
-                if snapshots:
-                    # A writer per chunk: a BulkWriter sends nothing more once flushed (its executor is shut down).
-                    writer = _ExistingOnlyWriter(self._db, self._options, counted)
-                    for snapshot in snapshots:
+        with self._writer(counted) as writer:
+            for collection in tenant.collections():
+                for chunk in self._chunks(collection):
+                    for snapshot in chunk:
                         writer.delete(snapshot.reference)
-                    writer.close()
-                    if writer.failed:
-                        # Never yield over a chunk that could not go: continuations would circle around it.
-                        raise TransientError(f"{writer.failed} documents could not be deleted")
+                    # Never yield over a write given up: continuations would circle around it.
+                    writer.raise_if_failed()
                     yield
-                if len(snapshots) < self._chunk_size:
-                    break
-                after = snapshots[-1]
         if not _documents_under(tenant):
             self._delete(tenant, counted)
 
     def erase_device(self, tenant_id: str, device_id: str, manifest_ids: Iterable[str], counted: Counter) -> None:
         """The device's manifests, whatever is under the device, and the device document."""
-        for file_id in manifest_ids:
-            self._delete(self._manifest(tenant_id, file_id), counted)
         device = self._device(tenant_id, device_id)
-        for collection in device.collections():
-            self._db.recursive_delete(collection, bulk_writer=_ExistingOnlyWriter(self._db, self._options, counted))
+        with self._writer(counted) as writer:
+            for file_id in manifest_ids:
+                writer.delete(self._manifest(tenant_id, file_id))
+            for collection in device.collections():
+                for chunk in self._chunks(collection):
+                    for snapshot in chunk:
+                        writer.delete(snapshot.reference)
         self._delete(device, counted)
+
+    @contextlib.contextmanager
+    def _writer(self, counted: Counter) -> Iterator[_ExistingOnlyWriter]:
+        """One BulkWriter for a whole attempt, so its 500/50/5 ramp can grow (a writer starts again at
+        `initial_ops_per_second`); on leaving, every write it was given has been answered."""
+        writer = _ExistingOnlyWriter(self._db, self._options, counted)
+        try:
+            yield writer
+        finally:
+            writer.close()
+        writer.raise_if_failed()
+
+    def _chunks(self, collection: CollectionReference) -> Iterator[list[DocumentSnapshot[Any]]]:
+        """The documents at any depth under `collection`, `chunk_size` at a time (IDs only)."""
+        # recursive() orders by document name and bounds the range to this collection's subtree.
+        query = collection.recursive().select([FieldPath.document_id()]).limit(self._chunk_size)
+        after = None
+        while True:
+            snapshots = list((query if after is None else query.start_after(after)).stream())
+            if snapshots:
+                yield snapshots
+            if len(snapshots) < self._chunk_size:
+                return
+            after = snapshots[-1]
 
     def erase_manifest(self, tenant_id: str, file_id: str, counted: Counter) -> None:
         self._delete(self._manifest(tenant_id, file_id), counted)

@@ -27,9 +27,14 @@ from shared.store.records import Device, Due, DuePage, FileManifest, Receipt, Re
 from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked
 
 # Writes that may meet a transaction's lock: Aborted means nothing was written, so retrying is safe (the
-# client's default retry leaves Aborted out).
-_CONTENDED = Retry(predicate=if_exception_type(gexc.Aborted), initial=0.05,
-                   maximum=1.0, multiplier=2.0, timeout=30.0)
+# client's default retry of a commit, ResourceExhausted and ServiceUnavailable, leaves Aborted out).
+_CONTENDED = Retry(predicate=if_exception_type(gexc.Aborted, gexc.ResourceExhausted, gexc.ServiceUnavailable),
+                   initial=0.05, maximum=1.0, multiplier=2.0, timeout=30.0)
+# A transaction Firestore aborted (contention: a read that waited too long for a lock, or a commit that lost
+# to another transaction) wrote nothing, so it runs again from the start. The client library retries only an
+# aborted commit, five times without a pause, and never an aborted read (python-firestore issue 879).
+_ABORTED_AGAIN = Retry(predicate=if_exception_type(gexc.Aborted), initial=0.05, maximum=1.0, multiplier=2.0,
+                       timeout=10.0)
 
 
 _P = ParamSpec("_P")
@@ -42,16 +47,31 @@ def _transactional(apply: Callable[Concatenate[Transaction, _P], _R]) -> Callabl
     return cast(Callable[Concatenate[Transaction, _P], _R], firestore.transactional(apply))
 
 
+def _transaction(db: firestore.Client, apply: Callable[Concatenate[Transaction, _P], _R],
+                 *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Runs a `@_transactional` function in a new transaction, again while Firestore aborts it;
+    TransientError when it is still contended after 10 s. Other errors propagate."""
+    def attempt() -> _R:
+        try:
+            return apply(db.transaction(), *args, **kwargs)
+        except ValueError as error:  # "Failed to commit transaction in 5 attempts"
+            if isinstance(error.__cause__, gexc.Aborted):
+                raise gexc.Aborted(str(error)) from error  # type: ignore[no-untyped-call]
+            raise
+
+    try:
+        return _ABORTED_AGAIN(attempt)()
+    except gexc.RetryError as error:
+        raise TransientError("the transaction stayed contended") from error
+
+
 def _transaction_or_contended(db: firestore.Client, apply: Callable[[Transaction], _R],
                               contended: Callable[[], _R]) -> _R:
-    """Runs a `@_transactional` function; when every attempt was Aborted ("Failed to commit
-    transaction in N attempts": contention, e.g. duplicate deliveries at once), asks `contended` what
-    the outcome is instead. Other errors propagate."""
+    """`_transaction`; when it stayed contended (e.g. duplicate deliveries at once), asks `contended`
+    what the outcome is instead."""
     try:
-        return apply(db.transaction())
-    except ValueError as error:
-        if not isinstance(error.__cause__, gexc.Aborted):
-            raise
+        return _transaction(db, apply)
+    except TransientError:
         return contended()
 
 
@@ -224,7 +244,7 @@ class TenantRepository:
             document.update(changes)
             return _tenant(tenant_id, document)
 
-        return apply(self._db.transaction())
+        return _transaction(self._db, apply)
 
     def request_deletion(self, tenant_id: str, request_id: str, now: datetime, subject: str,
                          tenant_subject: str | None = None) -> tuple[str, bool]:
@@ -246,7 +266,7 @@ class TenantRepository:
                                _pending_receipt_document(DeletionKind.TENANT, subject, now, tenant_subject))
             return request_id, True
 
-        return apply(self._db.transaction())
+        return _transaction(self._db, apply)
 
     def mark_deleting(self, tenant_id: str, request_id: str, now: datetime) -> bool:
         """Sets `deleting` if the tenant still exists and is active; returns whether the tenant exists."""
@@ -308,14 +328,14 @@ class DeviceRepository:
             transaction.create(device_ref, checked(schema.DEVICES, {"registeredAt": now, "lastSeenAt": now}))
             return Registration(now, True)
 
-        result = apply(self._db.transaction(), False)
+        result = _transaction(self._db, apply, False)
         if result is not None:
             return result
         admit_new()
         # New device: the quota is checked with an aggregation count (approximate under races, as allowed).
         if self.count(tenant_id) >= max_devices:
             raise TooManyRequests("the tenant's device quota is reached", slug="device-quota")
-        registered = apply(self._db.transaction(), True)
+        registered = _transaction(self._db, apply, True)
         assert registered is not None  # with the count checked, apply creates or refreshes
         return registered
 
@@ -329,7 +349,8 @@ class DeviceRepository:
         """Adds one new device to the window with a blind increment (no read, no transaction), so
         concurrent registrations of all instances add up without contending for the document."""
         self._paths.rate_window(tenant_id, window).set(
-            checked(schema.RATE_WINDOWS, {"count": firestore.Increment(1), "expiresAt": expires_at}), merge=True)
+            checked(schema.RATE_WINDOWS, {"count": firestore.Increment(1), "expiresAt": expires_at}), merge=True,
+            retry=_CONTENDED)
 
     def reserve_diagnostics(self, tenant_id: str, device_id: str, day: str, per_day: int,
                             retry_after: float) -> None:
@@ -351,7 +372,7 @@ class DeviceRepository:
             transaction.update(device_ref, checked(schema.DEVICES, {"diagnosticsDay": day,
                                                                      "diagnosticsCount": used + 1}))
 
-        apply(self._db.transaction())
+        _transaction(self._db, apply)
 
     def release_diagnostics(self, tenant_id: str, device_id: str, day: str) -> None:
         """Gives back a slot taken by `reserve_diagnostics` for an upload that did not complete."""
@@ -364,7 +385,7 @@ class DeviceRepository:
                 transaction.update(device_ref, checked(schema.DEVICES, {
                     "diagnosticsCount": _diagnostics_used(snapshot.to_dict(), day) - 1}))
 
-        apply(self._db.transaction())
+        _transaction(self._db, apply)
 
     def get(self, tenant_id: str, device_id: str) -> Device | None:
         snapshot = self._paths.devices(tenant_id).document(device_id).get()
@@ -423,7 +444,7 @@ class FileRepository:
                     raise NotFound("device is not registered", slug="device-not-found")
             transaction.create(file_ref, manifest)
 
-        apply(self._db.transaction())
+        _transaction(self._db, apply)
 
     def owner_active(self, tenant_id: str, device_id: str | None = None) -> bool:
         """Whether the tenant is still active (and the device still registered) right now."""
