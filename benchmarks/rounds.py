@@ -15,6 +15,7 @@ when they asked for gzip), so the relay, not this process, is what is measured.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import tempfile
 import threading
@@ -193,8 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             onboard(stack, tenant, scope=WHOLE_DIRECTORY)
             fake.directory(tenant, size)
         devices = []
-        for _ in range(PHONES):
-            device = Device(fake.mint("user", T_ROUND), str(uuid.uuid4()))
+        people = [entry["user"]["userPrincipalName"] for entry in itertools.islice(fake.iter_users(T_ROUND), PHONES)]
+        for person in people:  # one phone per person (a user may register only a few new devices)
+            device = Device(fake.mint("user", T_ROUND, username=person), str(uuid.uuid4()))
             register_device(stack, device.token, device.device_id)
             devices.append(device)
         warm = Device(fake.mint("user", T_WARM), str(uuid.uuid4()))

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +108,29 @@ def json_response(body: Any, status: int = 200) -> Response:
 GZIP_LEVEL = 6
 
 
-def streamed_response(request: Request, chunks: Iterator[str | bytes], content_type: str,
+class SharedChunk:
+    """Bytes that many streams write (a shared round's page): compressed once, for every stream that asked
+    for gzip, the first time one of them needs it."""
+
+    __slots__ = ("_deflated", "_lock", "data")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self._deflated: bytes | None = None
+        self._lock = threading.Lock()
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:
+            with self._lock:
+                if self._deflated is None:
+                    self._deflated = _deflate(self.data)
+        return self._deflated
+
+
+Chunk = str | bytes | SharedChunk
+
+
+def streamed_response(request: Request, chunks: Iterator[Chunk], content_type: str,
                       write_timeout: float | None = None) -> Response:
     """A streamed `200`, gzip-compressed when the client accepts it (`Accept-Encoding`, q-values honoured,
     parsed by werkzeug). Each chunk is flushed as it is produced, so the client still reads lines as they
@@ -132,7 +157,7 @@ class _Body:
     """The response body: closing it closes `chunks` too, also when the server never started reading it (a
     generator closed before its first step skips its own `finally`)."""
 
-    def __init__(self, chunks: Iterator[str | bytes], encoded: Iterator[bytes]):
+    def __init__(self, chunks: Iterator[Chunk], encoded: Iterator[bytes]):
         self._chunks = chunks
         self._encoded = encoded
 
@@ -146,19 +171,40 @@ class _Body:
                 close()
 
 
-def _encoded(chunks: Iterator[str | bytes]) -> Iterator[bytes]:
+def _plain(chunk: Chunk) -> bytes:
+    if isinstance(chunk, SharedChunk):
+        return chunk.data
+    return chunk if isinstance(chunk, bytes) else chunk.encode()
+
+
+def _encoded(chunks: Iterator[Chunk]) -> Iterator[bytes]:
     for chunk in chunks:
-        yield chunk if isinstance(chunk, bytes) else chunk.encode()
+        yield _plain(chunk)
 
 
-def _gzipped(chunks: Iterator[str | bytes]) -> Iterator[bytes]:
-    import zlib
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name or time, unknown OS
+_LAST_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
 
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+
+def _deflate(data: bytes) -> bytes:
+    """`data` as raw deflate blocks of their own, sync-flushed (byte-aligned, not final): such pieces, each from
+    a fresh compressor, can follow one another in any order inside one deflate stream."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _gzipped(chunks: Iterator[Chunk]) -> Iterator[bytes]:
+    """One gzip member (RFC 1952) whose deflate data is each chunk compressed on its own: a shared chunk's
+    compressed bytes are made once for every stream, a stream only adds the header, its CRC-32 and length."""
+    crc = length = 0
+    head = _GZIP_HEADER
     for chunk in chunks:
-        data = chunk if isinstance(chunk, bytes) else chunk.encode()
-        yield compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    yield compressor.flush(zlib.Z_FINISH)
+        data = _plain(chunk)
+        crc = zlib.crc32(data, crc)
+        length += len(data)
+        yield head + (chunk.deflated() if isinstance(chunk, SharedChunk) else _deflate(data))
+        head = b""
+    yield head + _LAST_BLOCK + struct.pack("<II", crc, length & 0xFFFFFFFF)
 
 
 def dispatch(request: Request, router: Router, function: str, project: str = "") -> Response:

@@ -3,9 +3,11 @@ time on this instance (docs/architecture.md, "Shared rounds").
 
 Full syncs of one tenant whose settings fingerprint (fields, region, scope) is the same share a **feed**:
 one thread reads the directory from Graph round after round, turns each page into NDJSON lines once, and
-every phone in the feed (a listener) writes those same bytes to its own stream (compressing them itself
-when it asked for gzip). A phone that arrives while a round runs joins at once: it gets the rest of that
-round and then the whole next one (or just this one, when its first page is still buffered). Graph
+every phone in the feed (a listener) writes those same bytes to its own stream; a page is gzip-compressed
+once too, the first time a phone that asked for gzip needs it (`shared.http.SharedChunk`: each stream adds
+only the gzip header, CRC-32 and length of its own). A phone that arrives while a round runs joins at once:
+it gets the rest of that round and then the whole next one (or just this one, when its first page is still
+buffered). Graph
 promises no page order and pages shift as users are added, so a phone is complete only through one whole
 round; its cursor is the delta link of the earliest round it received pages from (the link covers every
 change since that round began, so nothing made while the rounds ran is lost; repeats merge by `id`).
@@ -40,6 +42,7 @@ from functions.relay_contacts.syncs import Sync, failure_line
 from shared import logs
 from shared.errors import AppError, ServiceUnavailable
 from shared.graph.client import RequestCount, counting_requests
+from shared.http import SharedChunk
 from shared.store.leases import Lease
 
 log = logs.get_logger(__name__)
@@ -47,6 +50,7 @@ log = logs.get_logger(__name__)
 RESET = ndjson({"op": "reset"}).encode()
 SLOW_CLIENT = ndjson({"op": "error", "code": "slow-client", "retryable": True}).encode()
 INCOMPLETE = ndjson({"op": "error", "code": "incomplete", "retryable": True}).encode()
+_EMPTY = SharedChunk(b"")
 # How long a phone waits for the feed it joined to read its first page (admission and Graph's retry deadline
 # are inside it); after that it gets what the starting phone got, or a 503.
 START_WAIT_SECONDS = 120.0
@@ -72,7 +76,7 @@ class RoundPlan:
 @dataclass
 class _Piece:
     round: int
-    data: bytes  # the page's lines, built once for every listener; b"" for the round's end
+    data: SharedChunk  # the page's lines, built (and gzip-compressed) once for every listener; empty at the end
     contacts: int = 0
     links: tuple[str | None, str | None] | None = None  # on the round's end: users and groups delta links
 
@@ -265,9 +269,9 @@ class Feed:
             chunk = next(chunks, None)
             if chunk is None:
                 break
-            self._append(_Piece(self._round, chunk.encode(), sync.contacts - before))
+            self._append(_Piece(self._round, SharedChunk(chunk.encode()), sync.contacts - before))
         users_link, groups_link = sync.links()
-        self._append(_Piece(self._round, b"", links=(users_link, groups_link)))
+        self._append(_Piece(self._round, _EMPTY, links=(users_link, groups_link)))
         return True
 
     def _next_round(self, plan: RoundPlan) -> Sync | None:
@@ -412,7 +416,7 @@ class Rounds:
         self._lock = threading.Lock()
         self._feeds: dict[RoundKey, Feed] = {}
 
-    def join(self, key: RoundKey, plan: RoundPlan) -> Iterator[bytes]:
+    def join(self, key: RoundKey, plan: RoundPlan) -> Iterator[bytes | SharedChunk]:
         """A phone's full sync through the key's feed (started by this phone when there is none): errors
         before the first byte are raised here (`503 sync-busy`, Graph's 503/502)."""
         while True:
@@ -440,7 +444,7 @@ class Rounds:
             if self._feeds.get(feed.key) is feed:
                 del self._feeds[feed.key]
 
-    def _lines(self, feed: Feed, listener: Listener, plan: RoundPlan) -> Generator[bytes, None, None]:
+    def _lines(self, feed: Feed, listener: Listener, plan: RoundPlan) -> Generator[bytes | SharedChunk, None, None]:
         pages = contacts = 0
         links: tuple[str | None, str | None] | None = None
         completed = False
@@ -478,14 +482,14 @@ class Rounds:
 class _Stream:
     """A listener's lines; closing it leaves the feed even when nobody ever started reading them."""
 
-    def __init__(self, lines: Generator[bytes, None, None], leave: Callable[[], None]):
+    def __init__(self, lines: Generator[bytes | SharedChunk, None, None], leave: Callable[[], None]):
         self._lines = lines
         self._leave = leave
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[bytes | SharedChunk]:
         return self
 
-    def __next__(self) -> bytes:
+    def __next__(self) -> bytes | SharedChunk:
         return next(self._lines)
 
     def close(self) -> None:

@@ -28,6 +28,7 @@ from shared.clock import Clock
 from shared.errors import BadGateway, Forbidden, ServiceUnavailable
 from shared.graph.batch import GraphBatcher
 from shared.graph.client import DeltaExpired, GraphClient, GraphRefused, GraphUnavailable
+from shared.http import Chunk
 from shared.ids import require_id
 from shared.store.repositories import DeviceRepository
 from shared.store.schema import RELAY_FIELDS
@@ -40,7 +41,7 @@ class RelayStream:
     """A sync whose first Graph page is already fetched (errors before the first byte become HTTP errors);
     `write_timeout`: how long one write to the phone may block before the stream is dropped."""
 
-    lines: Iterator[str | bytes]
+    lines: Iterator[Chunk]
     write_timeout: float | None = None
 
 

@@ -414,3 +414,30 @@ def test_a_group_scoped_full_sync_shares_rounds_too(stack, relay, fake):
     assert pages.get("graph_delta_pages", 0) <= 4  # the delta links "from now" of two rounds, no directory read
     follow_up = Phone(relay, registered_device(stack, TENANT), late.lines[-1]["cursor"]).finish()
     assert follow_up[0]["op"] != "reset" and follow_up[-1]["op"] == "end"
+
+
+def test_phones_asking_for_gzip_share_the_round_and_its_compressed_pages(stack, relay, fake):
+    """Each page is compressed once for the round; every gzip stream is still a complete gzip member that
+    inflates to the same lines as a plain one."""
+    import zlib
+
+    headers = [{**registered_device(stack, TENANT), "Accept-Encoding": "gzip"} for _ in range(2)]
+    plain = Phone(relay, registered_device(stack, TENANT))
+    zipped = [relay.get("/", headers=h, buffered=False) for h in headers]
+    assert all(r.headers["Content-Encoding"] == "gzip" for r in zipped)
+    streams = [iter(r.response) for r in zipped]
+    inflaters = [zlib.decompressobj(16 + zlib.MAX_WBITS) for _ in zipped]
+    bodies = [b"", b""]
+    reading = True
+    while reading:
+        reading = plain.read()
+        for index, stream in enumerate(streams):
+            chunk = next(stream, None)
+            if chunk is not None:
+                bodies[index] += inflaters[index].decompress(chunk)
+                reading = True
+    assert all(inflater.eof and not inflater.unused_data for inflater in inflaters)
+    expected = "".join(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n" for line in plain.lines)
+    assert bodies[0] == bodies[1] == expected.encode()
+    complete(plain, set(in_scope(fake)))
+    assert delta_pages(fake) == PAGES
