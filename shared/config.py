@@ -44,6 +44,8 @@ class Settings:
     portal_session_key: bytes = field(default=b"", repr=False)
     deletion_attempt_seconds: float = 420.0
     relay_full_syncs_per_tenant: int = 20
+    relay_round_buffer_pages: int = 4
+    relay_write_timeout_seconds: float = 60.0
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -79,6 +81,8 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "PORTAL_SESSION_KEY": ("portal_session_key", _SECRET),
     "DELETION_ATTEMPT_SECONDS": ("deletion_attempt_seconds", "positive_float"),
     "RELAY_FULL_SYNCS_PER_TENANT": ("relay_full_syncs_per_tenant", "positive_int"),
+    "RELAY_ROUND_BUFFER_PAGES": ("relay_round_buffer_pages", "positive_int"),
+    "RELAY_WRITE_TIMEOUT_SECONDS": ("relay_write_timeout_seconds", "positive_float"),
 }
 
 # What each entry point needs before it can serve (checked at cold start).

@@ -105,30 +105,60 @@ def json_response(body: Any, status: int = 200) -> Response:
 GZIP_LEVEL = 6
 
 
-def streamed_response(request: Request, chunks: Iterator[str], content_type: str) -> Response:
+def streamed_response(request: Request, chunks: Iterator[str | bytes], content_type: str,
+                      write_timeout: float | None = None) -> Response:
     """A streamed `200`, gzip-compressed when the client accepts it (`Accept-Encoding`, q-values honoured,
     parsed by werkzeug). Each chunk is flushed as it is produced, so the client still reads lines as they
-    come; closing the response closes `chunks` (a sync releases its lease and stops fetching)."""
+    come; closing the response closes `chunks` (a sync releases its lease and stops fetching).
+
+    `write_timeout`: a write to a client that stopped reading fails after this many seconds (the connection's
+    socket timeout, under gunicorn and werkzeug's server), so the server closes `chunks` and frees its thread
+    instead of blocking on that client until the function's timeout."""
     compress = request.accept_encodings["gzip"] > 0
-    response = Response(_gzipped(chunks) if compress else chunks, status=200, content_type=content_type)
+    if write_timeout is not None:
+        connection = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+        settimeout = getattr(connection, "settimeout", None)
+        if settimeout is not None:
+            settimeout(write_timeout)
+    body = _Body(chunks, _gzipped(chunks) if compress else _encoded(chunks))
+    response = Response(body, status=200, content_type=content_type)
     if compress:
         response.headers["Content-Encoding"] = "gzip"
     response.headers["Vary"] = "Accept-Encoding"
     return response
 
 
-def _gzipped(chunks: Iterator[str]) -> Iterator[bytes]:
+class _Body:
+    """The response body: closing it closes `chunks` too, also when the server never started reading it (a
+    generator closed before its first step skips its own `finally`)."""
+
+    def __init__(self, chunks: Iterator[str | bytes], encoded: Iterator[bytes]):
+        self._chunks = chunks
+        self._encoded = encoded
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._encoded
+
+    def close(self) -> None:
+        for part in (self._encoded, self._chunks):
+            close = getattr(part, "close", None)
+            if close is not None:
+                close()
+
+
+def _encoded(chunks: Iterator[str | bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk if isinstance(chunk, bytes) else chunk.encode()
+
+
+def _gzipped(chunks: Iterator[str | bytes]) -> Iterator[bytes]:
     import zlib
 
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
-    try:
-        for chunk in chunks:
-            yield compressor.compress(chunk.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        yield compressor.flush(zlib.Z_FINISH)
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    for chunk in chunks:
+        data = chunk if isinstance(chunk, bytes) else chunk.encode()
+        yield compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    yield compressor.flush(zlib.Z_FINISH)
 
 
 def dispatch(request: Request, router: Router, function: str, project: str = "") -> Response:

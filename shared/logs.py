@@ -29,6 +29,8 @@ SAFE_KEYS = frozenset({
     "devices", "tenants", "orphans", "scanned", "skipped", "full", "scopeRequests",
     # capacity (issue 13): deletion continuations, sync admission, Graph throttling
     "continuation", "progressing", "sync", "leases", "limit", "throttleLimitPercentage", "pausedMs",
+    # shared rounds (issue 21): one line per round, counts only
+    "round", "listeners", "graphRequests", "completed", "behind",
 })
 
 _UUID = re.compile(UUID_PATTERN)

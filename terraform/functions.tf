@@ -57,9 +57,11 @@ locals {
       # Read and update (a deleted device is never re-created by a sync), plus its sync leases. Stores
       # nothing else, so no Storage or Pub/Sub access.
       grants = { firestore = "relay_firestore" }
-      # docs/capacity.md: a stream waits on Graph most of the time; 20 full syncs (≈ 53 ms of CPU per
-      # 999-contact page each, ≈ 6 MiB each) fill 1 vCPU; 100 instances carry a rollout at Graph's budget.
-      scaling = { max_instance_count = 100, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 20, timeout_seconds = 540 }
+      # docs/capacity.md: the phones of a tenant share rounds (one Graph read, lines built once), so a stream
+      # costs only writing and gzipping shared bytes; 80 streams per instance (a few rounds' CPU, ≈ 0.3 MiB of
+      # gzip state each). 3,600 s (the 2nd gen HTTP maximum): a phone's stream may span two rounds of a large
+      # directory; the sync leases lapse after it (LEASE_SECONDS 3,660).
+      scaling = { max_instance_count = 100, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 80, timeout_seconds = 3600 }
       env     = { GRAPH_BASE_URL = var.graph_base_url, GRAPH_RETRY_DEADLINE_SECONDS = tostring(var.graph_retry_deadline_seconds), RELAY_FULL_SYNCS_PER_TENANT = tostring(var.relay_full_syncs_per_tenant) }
     }
 

@@ -1,15 +1,15 @@
-"""Sync admission: at most `RELAY_FULL_SYNCS_PER_TENANT` full syncs of one tenant at once, across every
+"""Sync admission: at most `RELAY_FULL_SYNCS_PER_TENANT` shared rounds of one tenant at once, across every
 relay instance (docs/capacity.md).
 
 A full sync pages the tenant's whole directory from Graph, which allows each app a fixed resource-unit
-budget per tenant; a rollout morning (thousands of phones of one tenant starting at once) would otherwise
-run into Graph's 429s and end streams with errors. So every full round of `/users/delta` (a first sync,
-and one that starts from an expired delta token or changed settings) first takes a lease; when none is
-free the app gets `503` problem+json `sync-busy` with a jittered `Retry-After` of 5–120 s before the first
-byte, and tries again later. Incremental syncs (a few changes, one page mostly) are never limited.
+budget per tenant. The phones of one instance share that read (rounds.py): the phone that starts a feed of
+rounds first takes a lease, the phones joining it take none. When the tenant has no lease left the app gets
+`503` problem+json `sync-busy` with a jittered `Retry-After` of 5–120 s before the first byte, and tries
+again later. Incremental syncs (a few changes, one page mostly) are never limited.
 
-The lease is taken before the first byte (ContactRelayService._started) and released when the stream ends
-(completed, error, disconnect); a lease of an instance that died lapses after LEASE_SECONDS.
+The lease is taken before the first byte (rounds.Feed.begin), kept over the feed's consecutive rounds
+(renewed once half its time has passed) and released when the feed stops reading; a lease of an instance
+that died lapses after LEASE_SECONDS.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ from shared.store.leases import Lease, SyncLeaseRepository
 
 log = logs.get_logger(__name__)
 
-# The relay's timeout is 540 s (Terraform): no stream outlives it, so a lease outliving it belongs to a
-# dead instance.
-LEASE_SECONDS = 600.0
+# The relay's timeout is 3,600 s (Terraform, the 2nd gen HTTP maximum): no stream outlives it and a feed
+# renews its lease while it runs, so a lease outliving it belongs to a dead instance.
+LEASE_SECONDS = 3660.0
 RETRY_AFTER_RANGE = (5.0, 120.0)
 
 
@@ -35,12 +35,12 @@ class SyncAdmission:
         self._leases = leases
         self._limit = limit
         self._clock = clock
-        self._lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds
         self._jitter = jitter
 
     def admit(self, tenant_id: str) -> Lease:
         """A lease for one full sync of the tenant, or ServiceUnavailable `sync-busy` (nothing streamed)."""
-        lease = self._leases.acquire(tenant_id, self._limit, self._clock(), self._lease_seconds)
+        lease = self._leases.acquire(tenant_id, self._limit, self._clock(), self.lease_seconds)
         if lease is None:
             # Jittered, so phones refused together do not come back together.
             retry_after = self._jitter(*RETRY_AFTER_RANGE)
@@ -49,6 +49,17 @@ class SyncAdmission:
             raise ServiceUnavailable("too many full syncs of this tenant are running; try again later",
                                      retry_after=retry_after, slug="sync-busy")
         return lease
+
+    def renew(self, lease: Lease) -> Lease:
+        """The same lease for another LEASE_SECONDS (a feed that reads on); kept as it is when that fails."""
+        try:
+            renewed = self._leases.renew(lease, self._clock(), self.lease_seconds)
+        except Exception:  # noqa: BLE001 - the stream goes on; at worst the lease lapses early
+            renewed = None
+        if renewed is None:
+            log.warning("sync lease not renewed", tenantId=lease.tenant_id)
+            return lease
+        return renewed
 
     def release(self, lease: Lease) -> None:
         try:

@@ -25,14 +25,17 @@ FUNCTION = "relay_contacts"
 def validator_and_service(config: Settings, store: Store) -> tuple[TokenValidator, ContactRelayService]:
     from functions.relay_contacts.admission import SyncAdmission
     from functions.relay_contacts.cursor import CursorCodec
+    from functions.relay_contacts.rounds import Rounds
     from functions.relay_contacts.service import ContactRelayService
     from shared import wiring
 
     egress = wiring.egress_session(config, pool_size=32)
-    # Every full sync holds one of the tenant's RELAY_FULL_SYNCS_PER_TENANT leases (admission.py).
+    # Every shared round (feed) holds one of the tenant's RELAY_FULL_SYNCS_PER_TENANT leases (admission.py);
+    # the phones joining it hold none (rounds.py).
     admission = SyncAdmission(store.sync_leases, config.relay_full_syncs_per_tenant, utc_now)
+    rounds = Rounds(admission, config.relay_round_buffer_pages, config.relay_write_timeout_seconds)
     service = ContactRelayService(store.devices, wiring.graph_client(config, egress),
-                                  CursorCodec(config.cursor_key), utc_now, admission=admission)
+                                  CursorCodec(config.cursor_key), utc_now, rounds)
     return wiring.token_validator(config, store.tenants, egress), service
 
 
@@ -40,7 +43,7 @@ def _relay(request: Request) -> Response:
     validator, service = validator_and_service()
     caller = validator.authenticate(request.headers.get("Authorization"))
     stream = service.open(caller, request.headers.get("X-Device-Id"), request.args.get("cursor"))
-    response = http.streamed_response(request, stream.lines, "application/x-ndjson")
+    response = http.streamed_response(request, stream.lines, "application/x-ndjson", stream.write_timeout)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -26,10 +26,18 @@ from typing import Any
 from urllib.parse import quote
 
 from functions.relay_contacts.cursor import Cursor
-from functions.relay_contacts.lines import ContactMapper, PageAhead
-from functions.relay_contacts.scope import MAX_TRACKED_GROUPS, USER_TYPE, Resolution, Scope, ScopeResolver, SeenFilter
+from functions.relay_contacts.lines import ContactMapper, PageAhead, ndjson
+from functions.relay_contacts.scope import (
+    MAX_TRACKED_GROUPS,
+    USER_TYPE,
+    Resolution,
+    Scope,
+    ScopeCheckFailed,
+    ScopeResolver,
+    SeenFilter,
+)
 from shared import logs
-from shared.graph.client import GraphClient, GraphNotFound, Page
+from shared.graph.client import DeltaExpired, GraphClient, GraphNotFound, GraphRefused, GraphUnavailable, Page
 
 log = logs.get_logger(__name__)
 
@@ -343,3 +351,21 @@ def plan_sync(context: SyncContext, cursor: Cursor | None) -> Sync:
     if cursor is None or not cursor.groups_link:
         return GroupFullSync(context)
     return GroupIncrementalSync(context, cursor)
+
+
+def failure_line(error: BaseException, tenant_id: str, pages: int) -> str:
+    """The line that ends a stream whose sync failed after the first byte (logged without contact data); a
+    shared round ends every listener with the same line."""
+    if isinstance(error, GraphUnavailable):
+        log.warning("graph unavailable mid-stream", tenantId=tenant_id, pages=pages)
+        return ndjson({"op": "error", "code": "graph-unavailable", "retryable": True})
+    if isinstance(error, DeltaExpired):
+        return ndjson({"op": "error", "code": "resync-required", "retryable": True})
+    if isinstance(error, GraphRefused):
+        log.warning("graph refused mid-stream", tenantId=tenant_id, pages=pages, graphCode=error.code)
+        return ndjson({"op": "error", "code": "graph-refused", "retryable": False})
+    if isinstance(error, ScopeCheckFailed):
+        log.warning("scope check refused mid-stream", tenantId=tenant_id, pages=pages, status=error.status)
+        return ndjson({"op": "error", "code": "graph-refused", "retryable": False})
+    log.error("sync failed mid-stream", tenantId=tenant_id, pages=pages, error=type(error).__name__)
+    return ndjson({"op": "error", "code": "internal", "retryable": True})

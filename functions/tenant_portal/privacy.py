@@ -56,7 +56,7 @@ TEXTS: dict[str, T] = _catalogue_texts()
 # The order the page shows collections in (every collection of the data model must be here).
 COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.SYNC_LEASES,
                     schema.RECEIPTS)
-_NEVER = ("never.contacts", "never.profiles", "never.credentials", "never.m365")
+_NEVER = ("never.contacts", "never.memory", "never.profiles", "never.credentials", "never.m365")
 _HOSTING = ("hosting.firestore", "hosting.storage", "hosting.functions", "hosting.no-third-parties")
 
 
@@ -105,7 +105,8 @@ def privacy_page(lang: str, settings: Settings | None = None) -> PrivacyPage:
     values = {"inactivity_days": settings.device_inactivity_days,
               "diagnostics_days": settings.diagnostics_retention_days,
               "firestore": FIRESTORE_LOCATION, "storage": STORAGE_LOCATION, "functions": FUNCTIONS_REGION,
-              "fields": ", ".join(schema.RELAY_FIELDS), "claims": ", ".join(USER_CLAIMS)}
+              "fields": ", ".join(schema.RELAY_FIELDS), "claims": ", ".join(USER_CLAIMS),
+              "round_pages": settings.relay_round_buffer_pages}
 
     def say(key: str) -> str:
         try:

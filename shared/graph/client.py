@@ -7,11 +7,13 @@ deadline; after that the caller gets GraphUnavailable with the wait Graph asked 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import contextvars
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +41,31 @@ PACE_TARGET = 0.85  # the share of the learnt budget an instance's own units sta
 # instances' requests must not slow this one to a request per window.
 PACE_MIN_BUDGET = 20.0
 _MAX_TENANT_APPS = 1024
+
+
+class RequestCount:
+    """Graph requests sent (retries included) while it is counting (`counting_requests`): a shared round's
+    log line says what the round cost. Threads that copy the context (page-ahead, `$batch`) count into it."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+_COUNTING: contextvars.ContextVar[RequestCount | None] = contextvars.ContextVar("graph_requests", default=None)
+
+
+@contextlib.contextmanager
+def counting_requests(count: RequestCount) -> Generator[RequestCount, None, None]:
+    token = _COUNTING.set(count)
+    try:
+        yield count
+    finally:
+        _COUNTING.reset(token)
 
 
 class GraphError(Exception):
@@ -205,6 +232,9 @@ class GraphClient:
                 self._sleep(reservation.wait)
             token = self._tokens.token(tenant_id, refresh=force_refresh)
             force_refresh = False
+            count = _COUNTING.get()
+            if count is not None:
+                count.add()
             try:
                 response = self._session.request(method, url, json=body, timeout=30, stream=stream, headers={
                     "Accept": "application/json", "Prefer": f"odata.maxpagesize={MAX_PAGE_SIZE}",

@@ -67,6 +67,17 @@ class SyncLeaseRepository:
             return Lease(tenant_id, ref.id, expires_at, result.update_time)
         return None
 
+    def renew(self, lease: Lease, now: datetime, seconds: float) -> Lease | None:
+        """Extends our lease to `now + seconds`; None when it is not ours any more (lapsed and taken over)."""
+        expires_at = now + timedelta(seconds=seconds)
+        document = checked(schema.SYNC_LEASES, {"expiresAt": expires_at})
+        ref = self._slots(lease.tenant_id).document(lease.lease_id)
+        try:
+            result = ref.update(document, option=self._db.write_option(last_update_time=lease.version))
+        except (gexc.FailedPrecondition, gexc.NotFound):
+            return None
+        return Lease(lease.tenant_id, lease.lease_id, expires_at, result.update_time)
+
     def release(self, lease: Lease) -> None:
         """Frees the slot, unless it lapsed and another sync holds it now."""
         with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -62,6 +63,28 @@ class Processes:
                             headers={"Content-Type": content_type})
         assert response.status_code == 201, response.text
         return response.json()["fileId"]
+
+    # -- relay_contacts (the app) --------------------------------------------------------------
+    def sync_together(self, phones: list[tuple[str, str]], stagger: float = 0.15) -> list[list[dict]]:
+        """Full syncs of several phones `(tenantId, deviceId)` at once through the relay process, each started
+        `stagger` seconds after the one before (so phones join rounds that run, also mid-round), every other
+        one asking for gzip; each phone's lines, in the order given."""
+        results: list[list[dict]] = [[] for _ in phones]
+
+        def run(index: int, tenant_id: str, device_id: str) -> None:
+            time.sleep(index * stagger)
+            headers = {"Authorization": f"Bearer {tokens.token(self.stack, tenant_id)}", "X-Device-Id": device_id,
+                       "Accept-Encoding": "gzip" if index % 2 else "identity"}
+            response = requests.get(self.stack.urls["relay_contacts"] + "/", headers=headers, timeout=120)
+            assert response.status_code == 200, response.text[:300]
+            results[index] = [json.loads(line) for line in response.text.splitlines()]
+
+        threads = [threading.Thread(target=run, args=(i, *phone)) for i, phone in enumerate(phones)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=180)
+        return results
 
     # -- Pub/Sub emulator (REST, as `gcloud`/curl would) ----------------------------------------
     def pubsub(self, method: str, path: str, body: dict | None = None) -> dict:

@@ -20,6 +20,7 @@ import pytest
 from local.stack import SWEEP_TOPIC
 from tests import portal, seed, support
 from tests.e2e.processes import Processes
+from tests.fake_ms import FakeMicrosoftControl
 
 pytestmark = pytest.mark.e2e
 
@@ -137,7 +138,7 @@ def check_receipt(ids: dict, document: dict) -> list[str]:
 
 
 def check_sync_lease(ids: dict, document: dict) -> list[str]:
-    """A full sync's admission lease: when it lapses, nothing else (docs/capacity.md)."""
+    """A shared round's admission lease: when it lapses, nothing else (docs/capacity.md)."""
     problems = _fields(document, {"expiresAt"})
     if not isinstance(document.get("expiresAt"), datetime):
         problems.append("expiresAt")
@@ -204,6 +205,22 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
             processes.diagnostics(tenant_id, device_id, body, content_type)
         processes.attach(tenant_id, b'{"source":"crm"}', "application/json", days=3)
         processes.attach(tenant_id, b"<x/>", "application/xml", days=10)
+    # Shared rounds: three phones of each of two tenants full-sync at once, joining running rounds; what a
+    # round holds stays in the relay's memory (its lease is the only trace, and it is given back).
+    fake = FakeMicrosoftControl(deletion_push)
+    for tenant_id in (leaving, staying):
+        fake.directory(tenant_id, 2500)
+    fake.configure(page_delay_seconds=0.2)
+    try:
+        synced = processes.sync_together([(tenant_id, device_id) for tenant_id in (leaving, staying)
+                                          for device_id in devices[tenant_id]])
+    finally:
+        fake.configure(page_delay_seconds=0.0)
+    assert all(lines[0] == {"op": "reset"} and lines[-1]["op"] == "end" for lines in synced)
+    deadline = time.monotonic() + 10
+    while any("/syncLeases/" in path for path in support.firestore_snapshot()):
+        assert time.monotonic() < deadline, "a round's lease was not given back"
+        time.sleep(0.2)
     assert processes.admin("PATCH", f"/tenants/{staying}", json={"name": "Contoso SE", "settings": {
         "defaultRegion": "AT", "scope": {"groups": [str(uuid.uuid4())], "requirePhone": True},
         "photos": False}}).ok

@@ -14,16 +14,18 @@ import requests
 
 from shared.phones import to_e164
 from tests import portal, support, tokens
+from tests.e2e.processes import Processes
 from tests.fake_ms import FakeMicrosoftControl
 
 TENANT = "8e9fa0b1-c2d3-4e4f-8a5b-6c7d8e9fa0b1"
+SECOND_TENANT = "8e9fa0b1-c2d3-4e4f-8a5b-6c7d8e9fa0b2"
 FUNCTION_LOGS = ("register_device", "relay_contacts", "manage_tenants", "handle_deletion", "sweep_retention",
                  "tenant_portal")
 
 
-def _directory_values(fake: FakeMicrosoftControl) -> set[str]:
+def _directory_values(fake: FakeMicrosoftControl, tenant_id: str = TENANT) -> set[str]:
     values: set[str] = set()
-    for entry in fake.users(TENANT):
+    for entry in fake.users(tenant_id):
         user = entry["user"] or {}
         for field in ("displayName", "mail", "userPrincipalName", "mobilePhone"):
             value = user.get(field)
@@ -45,7 +47,7 @@ def _directory_values(fake: FakeMicrosoftControl) -> set[str]:
 def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
     fake = FakeMicrosoftControl(stack)
     fake.reset()
-    fake.directory(TENANT, 400)
+    fake.directory(TENANT, 2500)  # three Graph pages: phones can join a round mid-way
     log_offsets = {name: (stack.state_dir / f"{name}.log").stat().st_size
                    for name in FUNCTION_LOGS if (stack.state_dir / f"{name}.log").exists()}
     admin, devices, relay = (stack.urls[n] for n in ("manage_tenants", "register_device", "relay_contacts"))
@@ -66,6 +68,23 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
     second = requests.get(f"{relay}/", params={"cursor": lines[-1]["cursor"]},
                           headers={**auth, "X-Device-Id": device_id})
     assert second.text.splitlines()[-1].startswith('{"op":"end"')
+    # Shared rounds: phones of two tenants sync at once (pages slowed down so they join running rounds,
+    # mid-round too); each gets exactly its own tenant's directory, and nothing of a round outlives it.
+    processes = Processes(stack)
+    assert requests.post(f"{admin}/tenants", json={"tenantId": SECOND_TENANT, "name": "Privacy Probe Zwei AG",
+                                                   "settings": {"defaultRegion": "DE"}}).status_code == 201
+    fake.directory(SECOND_TENANT, 2500)
+    phones = [(tenant_id, processes.register(tenant_id)) for _ in range(3) for tenant_id in (TENANT, SECOND_TENANT)]
+    fake.configure(page_delay_seconds=0.2)
+    try:
+        together = processes.sync_together(phones)
+    finally:
+        fake.configure(page_delay_seconds=0.0)
+    in_scope = {tenant_id: {e["user"]["id"] for e in fake.users(tenant_id) if e["user"] and e["user"]["accountEnabled"]
+                            and e["user"]["userType"] == "Member"} for tenant_id in (TENANT, SECOND_TENANT)}
+    for (tenant_id, _), synced in zip(phones, together, strict=True):
+        assert synced[0] == {"op": "reset"} and synced[-1]["op"] == "end"
+        assert {line["id"] for line in synced if line["op"] == "upsert"} == in_scope[tenant_id]
     # A refused token carrying user claims, and a mid-stream failure, must not leak either.
     expired = tokens.token(stack, TENANT, exp=1, nbf=0, iat=0)
     refused = requests.post(f"{devices}/", json={"deviceId": device_id}, headers={"Authorization": f"Bearer {expired}"})
@@ -93,11 +112,12 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
     codes |= {onboarding["code"], onboarding["state"]}
     user_ids = {entry["user"]["id"] for entry in users if entry["user"]}
 
-    secrets = _directory_values(fake) | {"+491701234567", "491701234567"} | set(tokens.USER_CLAIMS.values())
+    secrets = _directory_values(fake) | _directory_values(fake, SECOND_TENANT) | {"+491701234567", "491701234567"}
+    secrets |= set(tokens.USER_CLAIMS.values())
     secrets |= codes | user_ids | {onboarding["login"]}
     secrets |= {access, expired, stack.env["ENTRA_CLIENT_SECRET"], stack.env["CURSOR_KEY"], stack.env["RECEIPT_KEY"],
                 stack.env["PORTAL_SESSION_KEY"]}
-    assert len(secrets) > 400
+    assert len(secrets) > 5000
 
     stored = json.dumps(support.firestore_snapshot(), default=str)
     objects = support.bucket_snapshot()
@@ -108,6 +128,9 @@ def test_no_contact_value_or_user_claim_is_stored_or_logged(stack, emulators):
             handle.seek(offset)
             logs += handle.read().decode(errors="replace")
     assert "sync streamed" in logs  # the relay process did log, so the scan is not vacuous
+    rounds = [json.loads(line) for line in logs.splitlines() if '"round streamed"' in line]
+    for tenant_id in (TENANT, SECOND_TENANT):  # the phones did share rounds
+        assert any(r["tenantId"] == tenant_id and r["listeners"] >= 2 for r in rounds), rounds
     assert '"function": "tenant_portal"' in logs and "settings saved" in logs  # so did the portal
     assert '"reason": "onboarded"' in logs  # and onboarding
     for secret in secrets:

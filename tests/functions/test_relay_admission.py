@@ -1,7 +1,8 @@
 """Sync admission of relay_contacts (functions/relay_contacts/admission.py) through the real entry point,
-the fake Graph and the Firestore emulator: full syncs take one of RELAY_FULL_SYNCS_PER_TENANT leases,
-`503 sync-busy` before the first byte past it, leases released at the end and lapsing when an instance
-dies, incremental syncs never refused."""
+the fake Graph and the Firestore emulator: a shared round takes one of RELAY_FULL_SYNCS_PER_TENANT leases
+(phones joining it take none), `503 sync-busy` before the first byte when a new round is needed past it,
+leases released at the end and lapsing when an instance dies, incremental syncs never refused. In-process,
+another instance is a freshly built service (`instance()`): rounds are never shared across processes."""
 from __future__ import annotations
 
 import json
@@ -45,6 +46,12 @@ def relay(emulators, fake, stack, monkeypatch):
     relay_handler.validator_and_service.reset()
 
 
+def instance():
+    """The relay of another instance (its own rounds)."""
+    relay_handler.validator_and_service.reset()
+    return make_client("relay_contacts")
+
+
 def new_device(stack) -> dict[str, str]:
     return registered_device(stack, TENANT)
 
@@ -83,34 +90,45 @@ def wait_until(condition, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_full_syncs_take_slots_and_give_them_back(stack, relay):
-    phones = [new_device(stack) for _ in range(LIMIT + 1)]
+def test_rounds_take_slots_and_give_them_back(stack, relay):
+    phones = [new_device(stack) for _ in range(LIMIT + 2)]
     cursor = lines_of(start(relay, phones[0]))[-1]["cursor"]  # a finished sync holds nothing
     assert held() == 0
 
-    open_streams = [start(relay, phone) for phone in phones[:LIMIT]]
-    assert all(r.status_code == 200 for r in open_streams) and held() == LIMIT
+    first = start(relay, phones[0])
+    joined = start(relay, phones[1])  # the same round on the same instance: no lease of its own
+    assert first.status_code == joined.status_code == 200 and held() == 1
+    other = instance()
+    second = start(other, phones[2])
+    assert second.status_code == 200 and held() == LIMIT
     assert all(set(document) == {"expiresAt"} for document in leases().values())
     assert set(leases()) <= {str(slot) for slot in range(LIMIT)}
 
-    refused = start(relay, phones[LIMIT])
+    refused = start(instance(), phones[3])  # a third instance needs a third round
     assert_busy(refused)
     # Incremental syncs are never limited, however busy the tenant is.
-    incremental = start(relay, phones[0], cursor)
+    incremental = start(other, phones[0], cursor)
     assert incremental.status_code == 200 and lines_of(incremental)[0]["op"] != "reset"
 
-    finished = lines_of(open_streams[0])
-    assert finished[0] == {"op": "reset"} and finished[-1]["op"] == "end"
-    assert held() == LIMIT - 1
-    admitted = start(relay, phones[LIMIT])
+    for stream in (first, joined):
+        finished = lines_of(stream)
+        assert finished[0] == {"op": "reset"} and finished[-1]["op"] == "end"
+    wait_until(lambda: held() == LIMIT - 1)
+    admitted = start(instance(), phones[3])
     assert admitted.status_code == 200 and lines_of(admitted)[-1]["op"] == "end"
-    lines_of(open_streams[1])
-    assert held() == 0
+    lines_of(second)
+    wait_until(lambda: held() == 0)
+
+
+def fill(stack) -> list:
+    """Every lease of the tenant held by a round of its own instance; the streams, to read at the end."""
+    return [start(instance(), new_device(stack)) for _ in range(LIMIT)]
 
 
 def test_the_retry_after_is_jittered(stack, relay):
     phone = new_device(stack)
-    streams = [start(relay, new_device(stack)) for _ in range(LIMIT)]
+    streams = fill(stack)
+    relay = instance()
     waits = set()
     for _ in range(6):
         response = start(relay, phone)
@@ -142,24 +160,26 @@ def test_leases_of_a_dead_instance_lapse(stack, relay):
     assert_busy(start(relay, new_device(stack)))
 
 
-def test_a_full_sync_from_an_expired_cursor_or_changed_settings_takes_a_lease(stack, relay, fake):
+def test_a_full_sync_from_an_expired_cursor_or_changed_settings_needs_a_round(stack, relay, fake):
     phone = new_device(stack)
     cursor = lines_of(start(relay, phone))[-1]["cursor"]
-    streams = [start(relay, new_device(stack)) for _ in range(LIMIT)]
+    streams = fill(stack)
     assert held() == LIMIT
 
     fake.call("POST", f"tenants/{TENANT}/expire-delta-tokens")
+    relay = instance()
     assert_busy(start(relay, phone, cursor))
     for stream in streams:
         lines_of(stream)
+    wait_until(lambda: held() == 0)
     again = lines_of(start(relay, phone, cursor))
     assert again[0] == {"op": "reset"} and again[-1]["op"] == "end"
 
     cursor = again[-1]["cursor"]
-    streams = [start(relay, new_device(stack)) for _ in range(LIMIT)]
+    streams = fill(stack)
     assert make_client("manage_tenants").patch(f"/tenants/{TENANT}", json={
         "settings": {"defaultRegion": "AT"}}).status_code == 200
-    assert_busy(start(relay, phone, cursor))
+    assert_busy(start(instance(), phone, cursor))
     for stream in streams:
         lines_of(stream)
 
@@ -184,14 +204,14 @@ def test_concurrent_acquisitions_never_exceed_the_limit(emulators):
     assert repository.held(TENANT, utc_now() + timedelta(seconds=601)) == 1
 
 
-def test_a_group_scoped_full_sync_takes_a_lease_too(stack, relay, fake):
-    """A scoped full sync reads group members, not /users/delta: it is admitted all the same."""
+def test_a_group_scoped_round_takes_a_lease_too(stack, relay, fake):
+    """A scoped full sync reads group members, not /users/delta: its round is admitted all the same."""
     group = fake.create_group(TENANT, users={"range": [0, 1500]})  # two member pages: the stream stays open
     assert make_client("manage_tenants").patch(f"/tenants/{TENANT}", json={
         "settings": {"scope": {"groups": [group]}}}).status_code == 200
-    streams = [start(relay, new_device(stack)) for _ in range(LIMIT)]
+    streams = fill(stack)
     assert all(r.status_code == 200 for r in streams) and held() == LIMIT
-    assert_busy(start(relay, new_device(stack)))
+    assert_busy(start(instance(), new_device(stack)))
     for stream in streams:
         assert lines_of(stream)[-1]["op"] == "end"
-    assert held() == 0
+    wait_until(lambda: held() == 0)
