@@ -5,6 +5,7 @@ VENV := .venv
 CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 BROWSER_TOOLS := tests/browser/node_modules/.installed
+PROVIDER_SCHEMA := tests/terraform/provider-schema/node_modules/.installed
 
 .PHONY: dev test lint bench load venv clean
 
@@ -23,12 +24,17 @@ $(BROWSER_TOOLS): tests/browser/package.json tests/browser/package-lock.json tes
 	sh tests/browser/install.sh
 	touch $@
 
+# The google provider's schema for the Terraform checks (@cdktf/provider-google's .jsii, npm, pinned).
+$(PROVIDER_SCHEMA): tests/terraform/provider-schema/package.json tests/terraform/provider-schema/package-lock.json tests/terraform/provider-schema/install.sh
+	sh tests/terraform/provider-schema/install.sh
+	touch $@
+
 venv: $(VENV)/.installed
 
 dev: $(VENV)/.installed
 	$(PY) -m local
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS)
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS) $(PROVIDER_SCHEMA)
 	@command -v chromium >/dev/null || { echo "chromium is missing: run 'sh tests/browser/install.sh'" >&2; exit 1; }
 	$(PY) -m pytest
 
@@ -45,4 +51,4 @@ load: $(VENV)/.installed
 	$(PY) -m loadtest
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack tests/browser/node_modules test-artifacts
+	rm -rf $(VENV) $(CHECKOV_VENV) .local-stack tests/browser/node_modules tests/terraform/provider-schema/node_modules test-artifacts

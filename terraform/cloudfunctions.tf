@@ -53,10 +53,10 @@ resource "google_artifact_registry_repository" "functions" {
 # for_each iterates local.functions as written, because checkov renders every instance of a plain map
 # (not of local.function_config): so it sees each function's ingress. The other settings come from
 # local.function_config, the same entries completed with defaults and overrides. The skip below applies to
-# all five instances; it is meant for the three with ingress ALLOW_ALL (tests/terraform checks that
+# all six instances; it is meant for the four with ingress ALLOW_ALL (tests/terraform checks that
 # handle_deletion and sweep_retention pass CKV_GCP_124 without it).
 resource "google_cloudfunctions2_function" "function" {
-  # checkov:skip=CKV_GCP_124: register_device and relay_contacts are called by the mobile app from the internet, every request authenticated in code with an Entra ID access token; operators call manage_tenants from their own networks and Cloud Run IAM admits only var.tenant_admin_invokers
+  # checkov:skip=CKV_GCP_124: register_device and relay_contacts are called by the mobile app from the internet, every request authenticated in code with an Entra ID access token; operators call manage_tenants from their own networks and Cloud Run IAM admits only var.tenant_admin_invokers; tenant administrators' browsers reach tenant_portal, which signs them in with Entra ID
   for_each = local.functions
 
   name        = replace(each.key, "_", "-")

@@ -42,6 +42,10 @@ resource "google_storage_bucket" "bucket" {
     content {
       condition {
         days_since_custom_time = lifecycle_rule.value
+        # The provider leaves a 0 out of the request unless told to send it, and the rule is then not
+        # the one written (terraform-provider-google #17990: a condition that lost its 0 deleted every
+        # object). technical_files_lifecycle_grace_days may be 0.
+        send_days_since_custom_time_if_zero = true
       }
       action {
         type = "Delete"

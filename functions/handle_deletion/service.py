@@ -32,10 +32,11 @@ from typing import Protocol
 
 from shared import logs
 from shared.clock import Clock
+from shared.config import ConfigError
 from shared.errors import PoisonMessage, TransientError
 from shared.events import DeletionRequest, parse_deletion_message, receipt_subject, tenant_subject
 from shared.store import Store
-from shared.store.objects import ObjectsNotDeleted, device_prefix, tenant_prefix
+from shared.store.objects import ObjectsNotDeleted, ObjectStore, device_prefix, tenant_prefix
 from shared.store.schema import DeletionKind
 
 log = logs.get_logger(__name__)
@@ -71,7 +72,7 @@ class AttemptBudget:
 class _Tally:
     """What this attempt deleted; the eraser reports from its BulkWriter threads."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.documents = 0
         self.files = 0
@@ -88,8 +89,10 @@ class _Tally:
 class DeletionService:
     def __init__(self, store: Store, receipt_key: bytes, clock: Clock, continuations: Continuations,
                  attempt_seconds: float = 420.0, timer: Callable[[], float] = time.monotonic):
-        self._tenants, self._receipts, self._eraser, self._objects = (store.tenants, store.receipts, store.eraser,
-                                                                      store.objects)
+        if store.objects is None:
+            raise ConfigError("handle_deletion needs TECHNICAL_FILES_BUCKET (the deletion deletes objects too)")
+        self._tenants, self._receipts, self._eraser = store.tenants, store.receipts, store.eraser
+        self._objects: ObjectStore = store.objects
         self._receipt_key = receipt_key
         self._clock = clock
         self._continuations = continuations
@@ -152,7 +155,7 @@ class DeletionService:
                         documents=tally.documents, files=tally.files)
 
     # -- tenant ----------------------------------------------------------------------------------
-    def _tenant_steps(self, request: DeletionRequest):
+    def _tenant_steps(self, request: DeletionRequest) -> _Steps:
         tenant_id = request.tenant_id
         prefix = tenant_prefix(tenant_id)
 
@@ -174,8 +177,8 @@ class DeletionService:
         return run, leftovers
 
     # -- device ----------------------------------------------------------------------------------
-    def _device_steps(self, request: DeletionRequest):
-        tenant_id, device_id = request.tenant_id, request.target_id
+    def _device_steps(self, request: DeletionRequest) -> _Steps:
+        tenant_id, device_id = request.tenant_id, _target(request)
         prefix = device_prefix(tenant_id, device_id)
         outside_prefix: set[str] = set()  # manifest objects of this device not under its prefix
 
@@ -197,8 +200,8 @@ class DeletionService:
         return run, leftovers
 
     # -- file ------------------------------------------------------------------------------------
-    def _file_steps(self, request: DeletionRequest):
-        tenant_id, file_id = request.tenant_id, request.target_id
+    def _file_steps(self, request: DeletionRequest) -> _Steps:
+        tenant_id, file_id = request.tenant_id, _target(request)
         prefix = tenant_prefix(tenant_id)
         names: set[str] = set()
 
@@ -254,15 +257,23 @@ class DeletionService:
             raise
 
 
+# An attempt's work (steps that yield where it may stop) and its check of what is left (None: nothing).
+_Steps = tuple[Callable[["_Tally"], Iterator[None]], Callable[[], "str | None"]]
+
+
+def _target(request: DeletionRequest) -> str:
+    """The deviceId or fileId of a device or file request (parse_deletion_message requires one)."""
+    if request.target_id is None:
+        raise PoisonMessage(f"a {request.kind} deletion names no target")
+    return request.target_id
+
+
 def _within(budget: AttemptBudget, work: Iterator[None]) -> bool:
     """Runs `work` step by step until it is done (True) or the budget is spent after a step (False).
     At least one step runs, and a step yields only after deleting something (a step that cannot delete
     raises), so every attempt makes progress however small its budget."""
     try:
-        for _ in work:
-            if budget.spent():
-                return False
-        return True
+        return all(not budget.spent() for _ in work)
     finally:
         close = getattr(work, "close", None)
         if close is not None:

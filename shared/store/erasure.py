@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1._helpers import WriteOption
@@ -19,7 +19,9 @@ from google.cloud.firestore_v1.bulk_batch import BulkWriteBatch
 from google.cloud.firestore_v1.bulk_writer import BulkWriteFailure, BulkWriter, BulkWriterOptions
 from google.cloud.firestore_v1.client import Client
 from google.cloud.firestore_v1.collection import CollectionReference
+from google.cloud.firestore_v1.document import DocumentReference
 from google.cloud.firestore_v1.field_path import FieldPath
+from google.cloud.firestore_v1.query import Query
 from google.cloud.firestore_v1.types.firestore import BatchWriteResponse
 from google.cloud.firestore_v1.types.write import WriteResult
 from google.rpc.status_pb2 import Status
@@ -68,8 +70,8 @@ class _ExistingOnlyWriter(BulkWriter):
         super().delete(reference, option=option or self._exists, attempts=attempts)
 
     def close(self) -> None:
-        self.flush()
-        super().close()
+        self.flush()  # type: ignore[no-untyped-call]  # the library leaves flush/close untyped
+        super().close()  # type: ignore[no-untyped-call]
 
     def _send(self, batch: BulkWriteBatch) -> BatchWriteResponse:
         try:
@@ -87,7 +89,7 @@ class _ExistingOnlyWriter(BulkWriter):
 
 
 class DocumentEraser:
-    def __init__(self, db, initial_ops_per_second: int = 500, max_ops_per_second: int = 10000,
+    def __init__(self, db: Client, initial_ops_per_second: int = 500, max_ops_per_second: int = 10000,
                  chunk_size: int = CHUNK_SIZE):
         self._db = db
         self._chunk_size = chunk_size
@@ -95,23 +97,26 @@ class DocumentEraser:
                                           max_ops_per_second=max_ops_per_second)
 
     # -- what to delete ----------------------------------------------------------------------------
-    def _tenant(self, tenant_id: str):
+    # The sync client's references and queries (the library types them as sync-or-async).
+    def _tenant(self, tenant_id: str) -> DocumentReference:
         return self._db.collection(schema.TENANTS).document(tenant_id)
 
-    def _device(self, tenant_id: str, device_id: str):
-        return self._tenant(tenant_id).collection(schema.DEVICES).document(device_id)
+    def _collection(self, tenant_id: str, name: str) -> CollectionReference:
+        return cast(CollectionReference, self._tenant(tenant_id).collection(name))
 
-    def _manifest(self, tenant_id: str, file_id: str):
-        return self._tenant(tenant_id).collection(schema.FILES).document(file_id)
+    def _device(self, tenant_id: str, device_id: str) -> DocumentReference:
+        return self._collection(tenant_id, schema.DEVICES).document(device_id)
 
-    def _device_manifests(self, tenant_id: str, device_id: str):
-        return self._tenant(tenant_id).collection(schema.FILES).where(
-            filter=FieldFilter("deviceId", "==", device_id))
+    def _manifest(self, tenant_id: str, file_id: str) -> DocumentReference:
+        return self._collection(tenant_id, schema.FILES).document(file_id)
+
+    def _device_manifests(self, tenant_id: str, device_id: str) -> Query:
+        return self._collection(tenant_id, schema.FILES).where(filter=FieldFilter("deviceId", "==", device_id))
 
     def object_names(self, tenant_id: str, device_id: str | None = None) -> dict[str, str | None]:
         """{fileId: objectName} of the tenant's manifests (only the device's when `device_id` is given)."""
-        query = (self._tenant(tenant_id).collection(schema.FILES) if device_id is None
-                 else self._device_manifests(tenant_id, device_id))
+        query: CollectionReference | Query = (self._collection(tenant_id, schema.FILES) if device_id is None
+                                              else self._device_manifests(tenant_id, device_id))
         names = {}
         for snapshot in query.select(["objectName"]).stream():
             name = (snapshot.to_dict() or {}).get("objectName")
@@ -182,7 +187,7 @@ class DocumentEraser:
     def erase_manifest(self, tenant_id: str, file_id: str, counted: Counter) -> None:
         self._delete(self._manifest(tenant_id, file_id), counted)
 
-    def _delete(self, reference, counted: Counter) -> None:
+    def _delete(self, reference: DocumentReference, counted: Counter) -> None:
         try:
             reference.delete(option=self._db.write_option(exists=True))
         except gexc.NotFound:
@@ -203,6 +208,6 @@ class DocumentEraser:
         return self._manifest(tenant_id, file_id).get().exists
 
 
-def _documents_under(reference) -> bool:
+def _documents_under(reference: DocumentReference) -> bool:
     return any(next(iter(collection.recursive().limit(1).get()), None) is not None
                for collection in reference.collections())

@@ -344,11 +344,43 @@ def hcl() -> Any:
     return Helpers
 
 
+def missing_tool(reason: str) -> None:
+    """A tool the Terraform checks need is missing: a skip on a developer's machine, a failure in CI
+    (`CI=true`), where a skipped check would pass for a green one."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the Terraform checks must run)", pytrace=False)
+    print(f"SKIP reason: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def tool_missing() -> Callable[[str], None]:
+    return missing_tool
+
+
 @pytest.fixture(scope="session")
 def terraform() -> TerraformRunner:
     binary = shutil.which("terraform")
     if binary is None:
-        reason = "terraform binary not found on PATH; checks that run Terraform itself not run"
-        print(f"SKIP reason: {reason}")
-        pytest.skip(reason)
+        missing_tool("terraform binary not found on PATH; checks that run Terraform itself not run")
+    assert binary is not None
     return TerraformRunner(binary)
+
+
+@pytest.fixture(scope="session")
+def provider_schema() -> Any:
+    """The google provider's schema (tests/terraform/provider_schema.py), installed by npm when missing."""
+    from tests.terraform import provider_schema as schema
+
+    if not schema.JSII.exists():
+        if shutil.which("npm") is None:
+            missing_tool("npm not found on PATH: the google provider's schema (@cdktf/provider-google) cannot be "
+                         "installed; the schema check not run")
+        schema.install()
+
+    class Schema:
+        data = schema.load()
+        check_body = staticmethod(schema.check_body)
+        meta_arguments = schema.META_ARGUMENTS
+
+    return Schema

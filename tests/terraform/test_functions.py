@@ -316,3 +316,27 @@ def test_terraform_evaluates_the_map_as_these_tests_read_it(terraform, tmp_path,
             assert got["invokers"] == fn["invokers"], name
         assert set(got["env"]) == set(fn["env"]), name
     assert evaluated["register_device"]["env"]["DIAGNOSTICS_RETENTION_DAYS"] == "30"
+
+
+_NUMBERS = {word: value for value, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_COUNTED = re.compile(r"\b(" + "|".join(_NUMBERS) + r")( Cloud)? (functions|instances|entry points)\b"
+                      r"|\b(" + "|".join(_NUMBERS) + r") with ingress ([A-Z_]+)", re.IGNORECASE)
+
+
+def test_comments_that_count_the_functions_count_them_right(terraform_dir: Path, functions):
+    """A comment saying "the six Cloud Functions" or "the four with ingress ALLOW_ALL" goes stale when a
+    function is added: the number words in terraform/ are held to the function map."""
+    found = []
+    for path in sorted(terraform_dir.glob("*.tf")) + [terraform_dir / "README.md"]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in _COUNTED.finditer(line):
+                if match.group(1):
+                    said, meant = _NUMBERS[match.group(1).lower()], len(functions)
+                else:
+                    said = _NUMBERS[match.group(4).lower()]
+                    meant = sum(fn["ingress"] == match.group(5) for fn in functions.values())
+                found.append((f"{path.name}:{number}: {match.group(0)!r}", said, meant))
+    assert found, "no counting comment found: the check would be vacuous"
+    wrong = [f"{where} (there are {meant})" for where, said, meant in found if said != meant]
+    assert not wrong, "\n".join(wrong)

@@ -22,7 +22,10 @@ def test_technical_files_are_erased_for_real_with_a_lifecycle_safety_net(tf, hcl
     assert hcl.block(body, "versioning")["enabled"] is False
     for_each, rule = hcl.dynamic(body, "lifecycle_rule")
     assert for_each == "${each.value}"
-    assert hcl.block(rule, "condition")["days_since_custom_time"] == "${lifecycle_rule.value}"
+    condition = hcl.block(rule, "condition")
+    assert condition["days_since_custom_time"] == "${lifecycle_rule.value}"
+    # google provider 6.x drops a 0 days_since_custom_time unless asked to send it, and the grace may be 0.
+    assert condition["send_days_since_custom_time_if_zero"] is True
     assert hcl.block(rule, "action")["type"] == "Delete"
     days = body["for_each"]
     assert days["technical_files"] == ["${var.technical_files_lifecycle_grace_days}"]

@@ -15,7 +15,7 @@ CHECKOV_VENV = ".venv-checkov"
 SKIP = re.compile(r"#\s*checkov:skip=(CKV2?_[A-Z]+_\d+):")
 RESOURCE = re.compile(r'^resource\s+"([^"]+)"\s+"([^"]+)"\s*\{')
 # A skip applies to every instance of its resource. These instances would pass without it: the function
-# resource's CKV_GCP_124 skip is meant for the three ALLOW_ALL functions; the event functions are internal.
+# resource's CKV_GCP_124 skip is meant for the four ALLOW_ALL functions; the event functions are internal.
 PASS_DESPITE_SKIP = {
     ("CKV_GCP_124", 'google_cloudfunctions2_function.function["handle_deletion"]'),
     ("CKV_GCP_124", 'google_cloudfunctions2_function.function["sweep_retention"]'),
@@ -49,15 +49,13 @@ def base_address(resource: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def checkov(repo_root: Path):
+def checkov(repo_root: Path, tool_missing):
     binary = repo_root / CHECKOV_VENV / "bin" / "checkov"
     if not binary.exists():
-        reason = (
+        tool_missing(
             f"{binary} not found: create it with `make {CHECKOV_VENV}/.installed` "
             "(checkov pins an hcl2 that clashes with python-hcl2, so it has its own virtualenv)"
         )
-        print(f"SKIP reason: {reason}")
-        pytest.skip(reason)
 
     def run(directory: Path) -> tuple[dict, int]:
         result = subprocess.run(
