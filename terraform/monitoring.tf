@@ -22,6 +22,10 @@ locals {
       description = "Tenant deletions the sweeper published again: no progress for STUCK_DELETION_MINUTES."
       filter      = "resource.type=\"cloud_run_revision\" AND jsonPayload.message=\"stuck tenant deletion published again\""
     }
+    deletion_failures = {
+      description = "Deletion attempts that failed and will be delivered again (a 429 for lack of an instance never gets here)."
+      filter      = "resource.type=\"cloud_run_revision\" AND jsonPayload.function=\"handle_deletion\" AND jsonPayload.message=\"deletion failed; Pub/Sub will redeliver\""
+    }
     sweep_failures = {
       description = "Retention sweeps that failed (the tick is delivered again)."
       filter      = "resource.type=\"cloud_run_revision\" AND jsonPayload.message=\"retention sweep failed; the tick will be delivered again\""
@@ -34,6 +38,7 @@ locals {
     relay_sync_busy     = { title = "Relay: many full syncs refused (sync-busy)", threshold = 2000, window = 900, section = "relay-sync-busy" }
     graph_throttled     = { title = "Graph: throttling (429)", threshold = 100, window = 300, section = "graph-throttling" }
     stuck_deletions     = { title = "Deletion stuck longer than STUCK_DELETION_MINUTES", threshold = 0, window = 900, section = "deletion-stuck" }
+    deletion_failures   = { title = "Deletions failing", threshold = 3, window = 900, section = "deletion-failures" }
     sweep_failures      = { title = "Retention sweep failing", threshold = 0, window = 1800, section = "sweep-failures" }
   }
 

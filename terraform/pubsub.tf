@@ -40,8 +40,11 @@ resource "google_pubsub_subscription" "handle_deletion" {
     }
   }
 
+  # A push that finds no free instance of handle_deletion (Cloud Run answers 429) counts as a delivery
+  # attempt. With at least 60 s between two deliveries of a message, deletion_max_delivery_attempts (60)
+  # outlasts the largest burst three times over even if the backoff never grew (docs/deletion.md, "Bursts").
   retry_policy {
-    minimum_backoff = "10s"
+    minimum_backoff = "60s"
     maximum_backoff = "600s"
   }
 

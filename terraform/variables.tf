@@ -310,8 +310,8 @@ variable "retention_sweep_schedule" {
 
 variable "deletion_max_delivery_attempts" {
   type        = number
-  default     = 10
-  description = "Deliveries of a deletion request before Pub/Sub moves it to deletion-requests-dead-letter."
+  default     = 60
+  description = "Deliveries of a deletion request before Pub/Sub moves it to deletion-requests-dead-letter; pushes refused for lack of a free instance (429) count too (docs/deletion.md, \"Bursts\")."
 
   validation {
     condition     = var.deletion_max_delivery_attempts >= 5 && var.deletion_max_delivery_attempts <= 100

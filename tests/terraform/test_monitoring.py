@@ -8,7 +8,8 @@ import re
 
 from shared.logs import SAFE_KEYS
 
-ALERTS = {"relay_server_errors", "relay_sync_busy", "graph_throttled", "stuck_deletions", "sweep_failures"}
+ALERTS = {"relay_server_errors", "relay_sync_busy", "graph_throttled", "stuck_deletions", "deletion_failures",
+          "sweep_failures"}
 
 
 def _source_text(repo_root) -> str:

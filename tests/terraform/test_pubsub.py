@@ -67,3 +67,41 @@ def test_dead_lettered_requests_are_kept_for_operators(tf, hcl):
     assert "push_config" not in subscription, "operators pull from it"
     assert subscription["message_retention_duration"] == "604800s"
     assert hcl.block(subscription, "expiration_policy")["ttl"] == ""
+
+
+# docs/deletion.md, "Bursts": what a small deletion holds one of handle_deletion's slots for (assumed,
+# generous: benchmarks/deletion_ramp.py measured 0.7 s p50 for device.delete on a busy emulator), and how
+# many times the drain time the attempts must last even if Pub/Sub's backoff never grew.
+SMALL_DELETION_SECONDS = 1.0
+MARGIN = 3
+
+
+def _seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
+
+
+def test_the_largest_burst_of_deletion_requests_drains_before_any_request_is_dead_lettered(tf, hcl, functions):
+    """A push finding no free instance (429) counts as a delivery attempt: the attempts, at least
+    minimum_backoff apart, must outlast the time the largest burst takes to drain through the slots."""
+    import inspect
+
+    from functions.sweep_retention.service import RetentionSweeper
+
+    defaults = inspect.signature(RetentionSweeper).parameters
+    page_size, max_pages = defaults["page_size"].default, defaults["max_pages"].default
+    burst = 2 * page_size * max_pages + page_size  # expired files, silent devices, stuck tenants
+    scaling = functions["handle_deletion"]["scaling"]
+    slots = scaling["max_instance_count"] * scaling["max_instance_request_concurrency"]
+    drained = scaling["timeout_seconds"] + burst * SMALL_DELETION_SECONDS / slots
+
+    sub = tf.resource("google_pubsub_subscription.handle_deletion")
+    attempts = tf.resolve(hcl.block(sub, "dead_letter_policy")["max_delivery_attempts"])
+    retry = hcl.block(sub, "retry_policy")
+    guaranteed = (attempts - 1) * _seconds(retry["minimum_backoff"])
+    assert guaranteed >= MARGIN * drained, (
+        f"{attempts} attempts {retry['minimum_backoff']} apart last {guaranteed:.0f} s; a burst of {burst} over "
+        f"{slots} slots drains in {drained:.0f} s (x{MARGIN} needed)")
+    assert _seconds(retry["maximum_backoff"]) == 600  # Pub/Sub's maximum
+    # The figures docs/deletion.md states.
+    assert (burst, slots, round(drained), attempts, guaranteed) == (40_500, 80, 1046, 60, 3540)
