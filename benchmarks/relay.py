@@ -196,8 +196,8 @@ def throughput(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], siz
         if counts[(name, "relay")] != counts[(name, "raw")]:
             raise RuntimeError(f"{name}: relay streamed {counts[(name, 'relay')]} contacts, "
                                f"Graph served {counts[(name, 'raw')]} users")
-    ratios = {name: [r / w for r, w in zip(rates[(name, "relay")], rates[(name, "raw")])] for name in variants}
-    gzip_ratios = [g / w for g, w in zip(rates[("all", "relay_gzip")], rates[("all", "raw")])]
+    ratios = {name: [r / w for r, w in zip(rates[(name, "relay")], rates[(name, "raw")], strict=False)] for name in variants}
+    gzip_ratios = [g / w for g, w in zip(rates[("all", "relay_gzip")], rates[("all", "raw")], strict=False)]
     contacts_all = counts[("all", "raw")]
     plain_bytes, gzip_bytes = median(wire["relay"]) / contacts_all, median(wire["relay_gzip"]) / contacts_all
 
@@ -305,7 +305,7 @@ class RssSampler(threading.Thread):
 def memory(stack, devices: dict[str, Device], sizes: Sizes, log_dir: Path) -> dict:
     http = session(stack)
     rows, peaks = [], {}
-    for size, tenant in zip(sizes.memory_users, T_MEMORY):
+    for size, tenant in zip(sizes.memory_users, T_MEMORY, strict=False):
         with FunctionProcess(stack, "relay_contacts", log_dir) as relay:
             worker = relay.worker_pid()
             relay_sync(http, relay.url, devices[T_SMALL])  # warm-up: imports, wiring, phone metadata
@@ -396,7 +396,7 @@ def latency_and_cpu(stack, fake: FakeMicrosoftClient, devices: dict[str, Device]
                     raw_rates.append(contacts / seconds)
     finally:
         fake.configure(tenant=T_LATENCY, page_latency_seconds=0.0)
-    latency_ratio = median(r / w for r, w in zip(relay_rates, raw_rates))
+    latency_ratio = median(r / w for r, w in zip(relay_rates, raw_rates, strict=False))
     # CPU of a fresh relay worker for full syncs of the throughput tenant (all ten fields, region DE).
     with FunctionProcess(stack, "relay_contacts", log_dir) as relay:
         worker = relay.worker_pid()
@@ -464,7 +464,7 @@ def scoped_cost(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], si
                "them). 20 overlapping groups: users already streamed are checked with checkMemberGroups only when "
                "the 1 MiB Bloom filter says 'maybe seen' (every real overlap, ~no false positives).")
     peaks = {}
-    for size, tenant in zip(sizes.memory_users, T_SCOPED_MEMORY):
+    for size, tenant in zip(sizes.memory_users, T_SCOPED_MEMORY, strict=False):
         with FunctionProcess(stack, "relay_contacts", log_dir) as relay:
             worker = relay.worker_pid()
             relay_sync(http, relay.url, devices[T_SMALL])
@@ -496,7 +496,7 @@ def prepare_scoped(stack, fake: FakeMicrosoftClient, sizes: Sizes) -> dict[str, 
                 for i in range(20)]  # each overlaps the next by a quarter
     scopes = {T_SCOPED: [top], T_SCOPED_20: groups20, T_FLAGS: []}
     fake.directory(T_FLAGS, FLAGS_USERS)
-    for size, tenant in zip(sizes.memory_users, T_SCOPED_MEMORY):
+    for size, tenant in zip(sizes.memory_users, T_SCOPED_MEMORY, strict=False):
         fake.directory(tenant, size)
         scopes[tenant] = [fake.create_group(tenant, users={"range": [0, size]})]
     for tenant, groups in scopes.items():

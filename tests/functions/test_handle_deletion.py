@@ -42,8 +42,9 @@ def receipts_for(request: DeletionRequest) -> list[str]:
 def world_without(tenant_id: str, also: tuple[str, ...] = ()):
     """The world minus the tenant's documents/objects and minus receipts (which deletion writes)."""
     documents, objects = support.world()
-    keep = lambda path: not seed.belongs_to(path, tenant_id) and not path.startswith("deletionReceipts/") \
-        and path not in also
+    def keep(path):
+        return not seed.belongs_to(path, tenant_id) and not path.startswith("deletionReceipts/") \
+            and path not in also
     return ({p: d for p, d in documents.items() if keep(p)}, {n: o for n, o in objects.items() if keep(n)})
 
 
@@ -93,7 +94,7 @@ def test_tenant_deletion_removes_everything_and_writes_a_verified_receipt(handle
 @pytest.mark.parametrize("mode", MODES)
 def test_device_deletion_removes_the_device_and_its_files_only(handler, mode):
     shape = seed.populated_tenant(devices=3, files_per_device=2, tenant_files=1, stray_objects=0)
-    tenant_id, doomed, *others = shape["tenantId"], *shape["devices"]
+    tenant_id, doomed, *_others = shape["tenantId"], *shape["devices"]
     seed.put_object(f"tenants/{tenant_id}/devices/{doomed}/written-without-manifest.json")
     doomed_files = [path.rsplit("/", 1)[1] for path, document in support.firestore_snapshot().items()
                     if "/files/" in path and document.get("deviceId") == doomed]
@@ -315,7 +316,8 @@ def test_a_deletion_killed_after_k_steps_is_finished_by_redelivery(handler, emul
         return {"tenant": None, "device": shape["devices"][0], "file": shape["files"][0]}[kind]
 
     request_id = seed.new_id()
-    message_of = lambda shape: seed.deletion_message(kind, shape["tenantId"], request_id, target_of(shape))
+    def message_of(shape):
+        return seed.deletion_message(kind, shape["tenantId"], request_id, target_of(shape))
     steps = _count_steps(shape_factory, message_of)
     assert steps >= 8
 

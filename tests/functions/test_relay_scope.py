@@ -114,7 +114,7 @@ def test_twenty_overlapping_groups_send_each_user_once(relay, device, fake, admi
 
 
 def test_incremental_sync_follows_membership_and_flags(relay, device, fake, admin):
-    ids = ids_by_index(fake)
+    ids_by_index(fake)
     kept = enabled_members(fake, range(80))
     nested = fake.create_group(TENANT, users=kept[10:20])
     scoped = fake.create_group(TENANT, users=kept[0:12], groups=[nested])
@@ -175,7 +175,7 @@ def test_scope_change_resets_and_flags_apply(relay, device, fake, admin):
 
 
 def test_require_phone_removes_a_user_who_lost_the_last_number(relay, device, fake, admin):
-    ids = ids_by_index(fake)
+    ids_by_index(fake)
     kept = enabled_members(fake, range(60))
     group = fake.create_group(TENANT, users=kept[:30])
     set_scope(admin, groups=[group], requirePhone=True)
