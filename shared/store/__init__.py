@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from shared.store.erasure import DocumentEraser
     from shared.store.leases import SyncLeaseRepository
     from shared.store.objects import ObjectStore
+    from shared.store.portal_sessions import PortalSessionRepository
     from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
     from shared.store.technical_files import TechnicalFileStore
 
@@ -22,6 +23,7 @@ class Store:
     eraser: DocumentEraser
     objects: ObjectStore | None
     sync_leases: SyncLeaseRepository
+    portal_sessions: PortalSessionRepository
 
     @property
     def file_store(self) -> TechnicalFileStore:

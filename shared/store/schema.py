@@ -17,6 +17,7 @@ FILES = "files"
 RECEIPTS = "deletionReceipts"
 RATE_WINDOWS = "rateWindows"  # tenants/{tenantId}/rateWindows/{UTC minute YYYYMMDDHHMM}
 SYNC_LEASES = "syncLeases"  # tenants/{tenantId}/syncLeases/{leaseId}: full syncs running (relay admission)
+PORTAL_SESSIONS = "portalSessions"  # tenants/{tenantId}/portalSessions/{sessionId}: portal sign-ins
 
 
 class TenantStatus(StrEnum):
@@ -89,13 +90,14 @@ RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "complet
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
 RATE_WINDOW_FIELDS = frozenset({"count", "expiresAt"})
 SYNC_LEASE_FIELDS = frozenset({"expiresAt"})
+PORTAL_SESSION_FIELDS = frozenset({"role", "createdAt", "lastUsedAt", "expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
 _TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
-        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS}
+        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS, PORTAL_SESSIONS: PORTAL_SESSION_FIELDS}
 
 
 def stored_fields() -> dict[str, tuple[str, ...]]:
