@@ -60,6 +60,17 @@ class Scope:
     def filters_users(self) -> bool:
         return bool(self.groups) or bool(self.properties)
 
+    @property
+    def decided_on(self) -> tuple[str, ...]:
+        """What a delta item must carry for the flags to be decided on it. Graph's delta item (without
+        `Prefer: return=minimal`) carries every selected property that is set and leaves out those never
+        set, so a missing phone property is no phone; `accountEnabled` and `userType` are always set."""
+        return tuple(name for name in self.properties if name not in PHONE_PROPERTIES)
+
+    def decidable(self, user: Mapping[str, Any]) -> bool:
+        """Whether the flags can be decided on this delta item without asking Graph about the user."""
+        return all(name in user for name in self.decided_on)
+
     def touches(self, user: Mapping[str, Any]) -> bool:
         """True if a delta item reports a property the flags depend on (the user may have left or entered)."""
         return any(name in user for name in self.properties)
@@ -68,7 +79,8 @@ class Scope:
         return all(name in user for name in self.properties)
 
     def admits(self, user: Mapping[str, Any], phones: PhoneNormaliser) -> bool:
-        """The flags' verdict on a user whose `properties` are all present."""
+        """The flags' verdict on a user whose `decided_on` properties are present (a phone property left
+        out was never set)."""
         if self.exclude_disabled and user.get("accountEnabled") is False:
             return False
         if self.exclude_guests and user.get("userType") == "Guest":

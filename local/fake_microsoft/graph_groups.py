@@ -17,8 +17,10 @@
 - `POST /v1.0/$batch`: at most 20 requests (`id`, `method`, relative `url`, `headers`, `body`), answered
   200 with each response's own `status`, `headers` and `body` (binary bodies base64, as Graph does);
   an inner 429 carries its own `Retry-After`.
-Resource units: transitiveMembers 5 (4 with `$select`), checkMemberGroups and groups/delta 1 each
-(assumed: the throttling table does not list them), photos 1 (Outlook-bound; counted, not an identity cost).
+Resource units (every answer and every inner `$batch` answer says its cost in `x-ms-resource-unit`):
+transitiveMembers 5 (4 with `$select`), checkMemberGroups 4 (Graph's cost table), groups/delta 1 (a request
+the table does not list), photos 1 (Outlook-bound; counted, not an identity cost); the `$batch` envelope the
+sum of its requests' units.
 """
 
 from __future__ import annotations
@@ -382,6 +384,8 @@ class GroupsAndPhotos:
         responses = []
         for item in requests_:
             responses.append(self._batch_item(request, item, tenant))
+        # The envelope carries what its requests were charged (each inner answer carries its own).
+        call.units = sum(int(r["headers"].get("x-ms-resource-unit", 0)) for r in responses)
         return Response.json(200, {"responses": responses}, self._headers(call), content_type="application/json")
 
     def _batch_item(self, outer: Request, item: dict[str, Any], tenant: TenantState) -> dict[str, Any]:
