@@ -131,15 +131,20 @@ class ScopeResolver:
         return batch
 
     def resolutions(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...],
-                    answers: Mapping[str, Any]) -> dict[str, Resolution]:
+                    answers: Mapping[str, Any], failed: set[str] | None = None) -> dict[str, Resolution]:
         """`resolve`'s answer from the batched answers to `batch_for` (a user that is not a GUID: gone);
-        ScopeCheckFailed when Graph refused one of them."""
+        ScopeCheckFailed when Graph refused one of them, unless `failed` is given: then the users whose
+        check Graph refused are added to it (and resolved as neither gone nor members), the others answered."""
         asked = [user_id for user_id in user_ids if is_canonical_id(user_id)]
         found: dict[str, dict[str, Any]] = {}
+        refused: set[str] = set()
         for k in range(-(-len(asked) // USERS_PER_LOOKUP) if fetch else 0):
             answer = answers[f"u{k}"]
             if answer.status != 200 or not isinstance(answer.body, dict):
-                raise ScopeCheckFailed(answer.status)
+                if failed is None:
+                    raise ScopeCheckFailed(answer.status)
+                refused.update(asked[k * USERS_PER_LOOKUP:(k + 1) * USERS_PER_LOOKUP])
+                continue
             for user in answer.body.get("value") or []:
                 if isinstance(user, dict) and isinstance(user.get("id"), str):
                     found[user["id"]] = {key: value for key, value in user.items() if not key.startswith("@")}
@@ -153,9 +158,14 @@ class ScopeResolver:
                     gone, member = True, False
                 elif answer.status == 200 and isinstance(answer.body, dict):
                     member = bool(answer.body.get("value"))
-                else:
+                elif failed is None:
                     raise ScopeCheckFailed(answer.status)
-            out[user_id] = Resolution(user, gone, member and not gone)
+                else:
+                    refused.add(user_id)
+            out[user_id] = Resolution(None, False, False) if user_id in refused else \
+                Resolution(user, gone, member and not gone)
+        if failed is not None:
+            failed.update(refused)
         return out
 
 

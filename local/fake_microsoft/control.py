@@ -239,7 +239,8 @@ def _photo_route(tenant: TenantState, request: Request, rest: list[str]) -> Any:
             raise ControlError(400, f"unknown keys {sorted(unknown)}")
         done = {"set": [], "removed": []}
         for spec in body.get("set", []):
-            done["set"].append(photos.set(_resolve(directory, spec["user"]), int(spec.get("largest", 648))))
+            done["set"].append(photos.set(_resolve(directory, spec["user"]), int(spec.get("largest", 648)),
+                                          str(spec.get("content_type", "image/jpeg"))))
         for ref in body.get("remove", []):
             index = _resolve(directory, ref)
             photos.remove(index)

@@ -10,7 +10,8 @@
   (`members` and/or `displayName`) or `$expand=members`; the first round lists each group with
   `members@delta` = its direct members (split over pages for large groups: merge per group), later rounds
   the groups whose membership changed (`@removed: {"reason": "deleted"}` on removed members) and deleted
-  groups as `{"id", "@removed": {"reason": "changed"}}`; `$deltatoken=latest` starts from now.
+  groups as `{"id", "@removed": {"reason": "changed"}}`; `$deltatoken=latest` starts from now (not with
+  `$filter`: the documentation shows no such combination, so the fake refuses it).
 - `POST /v1.0/users/{id}/checkMemberGroups` `{"groupIds": [≤ 20]}` → `{"value": [the transitive ones]}`.
 - `GET /v1.0/users/{id}/photo`, `/photos/{size}` (metadata with `@odata.mediaEtag`, `width`, `height`) and
   `…/$value` (`image/jpeg`); no photo, or a size above the uploaded one: 404 `ImageNotFound`.
@@ -196,6 +197,8 @@ class GroupsAndPhotos:
 
     # ---- GET /groups/delta ---------------------------------------------------------------------------
     def _group_delta(self, request: Request, call, tenant: TenantState, query: dict[str, str]) -> Response:
+        from .graph import GraphError
+
         groups = tenant.groups
         size_given = "$top" in query or "odata.maxpagesize" in request.header("Prefer").lower()
         if "$skiptoken" in query:
@@ -203,6 +206,10 @@ class GroupsAndPhotos:
         elif query.get("$deltatoken"):
             raw = query["$deltatoken"]
             if raw == "latest":
+                if "$filter" in query:  # Graph's documentation shows `latest` only without a filter
+                    raise GraphError(400, "Request_UnsupportedQuery",
+                                     "fake_microsoft: $deltatoken=latest with $filter is not a documented "
+                                     "combination on groups/delta.")
                 filter_ids, select = self._group_delta_query(query)
                 link = self._seal(tenant, {"k": "gdl", "v": groups.version, "f": filter_ids, "s": select,
                                            "m": _DEFAULT_PAGE})
@@ -359,12 +366,12 @@ class GroupsAndPhotos:
                                                    "was thrown.")
         if params["value"]:
             headers = self._headers(call)
-            return Response(200, photos.content(index, requested), "image/jpeg", headers)
+            return Response(200, photos.content(index, requested), photos.content_type(index), headers)
         user_id = tenant.directory.user_id(index)
         path = "photo" if not size_name else f"photos('{size_name}')"
         return self._ok(call, {
             "@odata.context": f"{self.state.graph_base}/$metadata#users('{user_id}')/{path}/$entity",
-            "@odata.mediaContentType": "image/jpeg", "@odata.mediaEtag": photos.media_etag(index),
+            "@odata.mediaContentType": photos.content_type(index), "@odata.mediaEtag": photos.media_etag(index),
             "id": f"{requested}X{requested}", "width": requested, "height": requested})
 
     # ---- POST /$batch --------------------------------------------------------------------------------

@@ -84,9 +84,14 @@ def test_group_delta_first_round_latest_and_membership_changes(fakes, http, fake
     assert set(merged) == {group, nested}  # the filter holds; `other` is not listed
     assert {m["id"] for m in merged[group]} == set(ids[0:25]) | {nested}
     assert {"@odata.type": "#microsoft.graph.group", "id": nested} in merged[group]
-    latest = http.get(f"{fakes.graph_url}/groups/delta?{query}&$deltatoken=latest", headers=headers, timeout=10)
-    assert latest.json()["value"] == []
-    latest_link = latest.json()["@odata.deltaLink"]
+    # `$deltatoken=latest` with `$filter` is no combination Graph's documentation shows: refused, so the
+    # relay cannot come to rely on it; without the filter it starts from now.
+    assert_graph_error(http.get(f"{fakes.graph_url}/groups/delta?{query}&$deltatoken=latest", headers=headers,
+                                timeout=10), 400, "Request_UnsupportedQuery")
+    latest = http.get(f"{fakes.graph_url}/groups/delta?$select=members&$deltatoken=latest", headers=headers,
+                      timeout=10)
+    assert latest.json()["value"] == [] and "@odata.deltaLink" in latest.json()
+    _, latest_link = delta_round(http, f"{fakes.graph_url}/groups/delta?{query}", headers)  # the same: a round
     quiet, _ = delta_round(http, link, headers)
     assert quiet == []
 
