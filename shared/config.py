@@ -46,6 +46,7 @@ class Settings:
     relay_full_syncs_per_tenant: int = 20
     relay_round_buffer_pages: int = 4
     relay_write_timeout_seconds: float = 60.0
+    audit_retention_days: int = 365
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -83,6 +84,7 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "RELAY_FULL_SYNCS_PER_TENANT": ("relay_full_syncs_per_tenant", "positive_int"),
     "RELAY_ROUND_BUFFER_PAGES": ("relay_round_buffer_pages", "positive_int"),
     "RELAY_WRITE_TIMEOUT_SECONDS": ("relay_write_timeout_seconds", "positive_float"),
+    "AUDIT_RETENTION_DAYS": ("audit_retention_days", "positive_int"),
 }
 
 # What each entry point needs before it can serve (checked at cold start).
