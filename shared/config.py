@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,6 +99,12 @@ REQUIRED_BY_FUNCTION: dict[str, tuple[str, ...]] = {
 }
 
 _MIN_SECRET_BYTES = 16
+
+
+def secret_variables() -> tuple[str, ...]:
+    """The variables that hold secrets (their settings are left out of `repr`; Secret Manager in production)."""
+    hidden = {f.name for f in fields(Settings) if not f.repr}
+    return tuple(sorted(name for name, (attribute, _) in _VARIABLES.items() if attribute in hidden))
 
 
 def _parse(name: str, raw: str, kind: object) -> object:
