@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from shared.deletion_requests import DeletionRequester
     from shared.egress import AllowListedSession
     from shared.events import DeletionPublisher
-    from shared.graph.client import AppTokens, GraphClient
+    from shared.graph.client import AppTokens, GraphAccessCheck, GraphClient
     from shared.store.repositories import TenantRepository
 
 T = TypeVar("T")
@@ -110,7 +110,13 @@ def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
     """The repositories for `config`; `db` / `bucket` replace the process's clients (e.g. instrumented ones)."""
     from shared.store.erasure import DocumentEraser
     from shared.store.objects import ObjectStore
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.repositories import (
+        AuditRepository,
+        DeviceRepository,
+        FileRepository,
+        ReceiptRepository,
+        TenantRepository,
+    )
 
     db = db if db is not None else firestore_client(config.project)
     if bucket is None and config.technical_files_bucket:
@@ -121,7 +127,7 @@ def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
     return Store(TenantRepository(db), DeviceRepository(db), FileRepository(db), ReceiptRepository(db),
                  DocumentEraser(db, config.deletion_initial_ops_per_second, config.deletion_max_ops_per_second),
                  ObjectStore(bucket) if bucket is not None else None, sync_leases=SyncLeaseRepository(db),
-                 portal_sessions=PortalSessionRepository(db))
+                 audit=AuditRepository(db), portal_sessions=PortalSessionRepository(db))
 
 
 # -- deletion requests ---------------------------------------------------------------------------
@@ -157,12 +163,19 @@ def token_validator(config: Settings, tenants: TenantRepository,
 
 
 def app_tokens(config: Settings, session: AllowListedSession | None = None) -> AppTokens:
-    """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only); also what onboarding
-    uses to confirm a tenant's admin consent."""
+    """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only)."""
     from shared.graph.client import AppTokens
 
     return AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
                      session or egress_session(config))
+
+
+def graph_access_check(config: Settings, session: AllowListedSession | None = None) -> GraphAccessCheck:
+    """What onboarding asks to confirm a tenant's admin consent: Graph answering the app for that tenant."""
+    from shared.graph.client import GraphAccessCheck
+
+    session = session or egress_session(config)
+    return GraphAccessCheck(app_tokens(config, session), session, config.graph_base_url)
 
 
 def graph_client(config: Settings, session: AllowListedSession | None = None) -> GraphClient:

@@ -109,6 +109,20 @@ resource "google_firestore_field" "sync_lease_ttl" {
   index_config {}
 }
 
+# The tenants' audit trails (tenants/{tenantId}/auditEvents/{eventId}): an event carries `expiresAt` = `at` +
+# AUDIT_RETENTION_DAYS and this TTL policy removes it after that (typically within 24 hours); the tenant's
+# deletion removes its events before that. Read by the single-field index on `at` (newest first), which the
+# field config leaves in place: only `expiresAt` gets no index.
+resource "google_firestore_field" "audit_event_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "auditEvents"
+  field      = "expiresAt"
+
+  ttl_config {}
+  index_config {}
+}
+
 # tenant_portal's sessions (tenants/{tenantId}/portalSessions/{sessionId}: role, createdAt, lastUsedAt,
 # expiresAt). The portal refuses a session from its record's times the moment it lapses (idle 30 min, at most
 # 8 h); this TTL policy removes records nobody signed out of, typically within 24 hours of expiresAt. No

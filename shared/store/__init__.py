@@ -9,7 +9,13 @@ if TYPE_CHECKING:
     from shared.store.leases import SyncLeaseRepository
     from shared.store.objects import ObjectStore
     from shared.store.portal_sessions import PortalSessionRepository
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.repositories import (
+        AuditRepository,
+        DeviceRepository,
+        FileRepository,
+        ReceiptRepository,
+        TenantRepository,
+    )
     from shared.store.technical_files import TechnicalFileStore
 
 
@@ -23,6 +29,7 @@ class Store:
     eraser: DocumentEraser
     objects: ObjectStore | None
     sync_leases: SyncLeaseRepository
+    audit: AuditRepository
     portal_sessions: PortalSessionRepository
 
     @property

@@ -228,12 +228,15 @@ def test_the_tenants_deletion_deletes_its_sessions_and_counts_them_in_the_receip
     accepted = admin.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"})
     assert accepted.status_code == 303
     request_id = accepted.headers["Location"].rsplit("=", 1)[1]
+    under_tenant = [p for p in support.firestore_snapshot() if p == f"tenants/{tenant}"
+                    or p.startswith(f"tenants/{tenant}/")]
+    assert len([p for p in under_tenant if "/portalSessions/" in p]) == 2
     handler = make_client("handle_deletion")
     assert seed.post_event(handler, seed.pubsub_event(seed.deletion_message("tenant", tenant, request_id)),
                            "structured").status_code == 200
     receipt = support.db().document(f"deletionReceipts/{request_id}").get().to_dict()
     assert receipt["status"] == "completed" and receipt["verified"] is True
-    assert receipt["deleted"]["documents"] == 1 + 2  # the tenant and its two sessions
+    assert receipt["deleted"]["documents"] == len(under_tenant)  # the tenant, its two sessions (and audit events)
     assert records(tenant) == []
     for client in (app_admin, stolen):
         assert client.get("/devices", headers=HTML).status_code == 401
