@@ -270,6 +270,18 @@ def test_a_cookie_from_before_the_deletion_is_refused_after_the_tenant_is_onboar
     assert support.firestore_snapshot() == before
 
 
+def test_no_session_starts_while_the_tenants_data_is_being_deleted(emulators, tenant):
+    admin = signed_in_client(emulators, tenant)
+    body = admin.get("/deletion", headers=HTML).get_data(as_text=True)
+    assert admin.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"}
+                      ).status_code == 303
+    started = records(tenant)
+    other = make_client("tenant_portal")
+    answer = portal.sign_in(other, emulators, portal.accounts(emulators, tenant)["app-admin"])
+    assert answer.status_code == 409 and other.get_cookie(cookies.SESSION_COOKIE) is None
+    assert records(tenant) == started  # the deletion, when it runs, finds every session there is
+
+
 def test_a_role_removed_in_entra_between_sign_ins_ends_the_administration(emulators, tenant):
     login = portal.accounts(emulators, tenant)["admin"]
     client = signed_in_client(emulators, tenant)
