@@ -52,18 +52,20 @@ def portal(config: Settings, store: Store) -> Portal:
                                            authority_host=config.entra_authority_host,
                                            client_id=config.entra_client_id,
                                            portal_base_url=config.portal_base_url)
+    sealer = cookies.Sealer(config.portal_session_key)
     return Portal(PortalConfig(config.portal_base_url, config.entra_authority_host), service, microsoft,
-                  cookies.Sealer(config.portal_session_key), onboarding_service, config)
+                  sealer, onboarding_service, config, cookies.SessionKeeper(store.portal_sessions, sealer, utc_now))
 
 
 # -- routing -------------------------------------------------------------------------------------------
 LANG = ("lang",)
 ANY_QUERY = None  # the sign-in callback takes whatever Entra ID sends back
 ROUTER = http.Router([
-    http.Route("GET", "/", overview.home, ("onboarded", "lang")),
+    http.Route("GET", "/", overview.home, ("onboarded", "signedOut", "lang")),
     http.Route("GET", "/signin", signin.begin, ("next", "lang")),
     http.Route("GET", "/auth/callback", signin.callback, ANY_QUERY),
     http.Route("POST", "/signout", signin.signout, LANG),
+    http.Route("POST", "/signout/everywhere", signin.signout_everywhere, LANG),
     http.Route("GET", "/devices", devices.listing, ("pageToken", "revoked", "lang")),
     http.Route("POST", "/devices/<deviceId>/revoke", devices.revoke, LANG),
     http.Route("GET", "/settings", settings.page, ("saved", "lang")),
@@ -142,9 +144,9 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
     try:
         visit.portal = portal()
         raw_cookie = request.cookies.get(cookies.SESSION_COOKIE)
-        visit.session = cookies.open_session(visit.portal.sealer, raw_cookie, visit.now)
+        visit.session = visit.portal.sessions.open(raw_cookie) if raw_cookie else None
         if raw_cookie and visit.session is None:
-            visit.end_session = True  # forged, tampered or expired: cleared, and the visitor is signed out
+            visit.end_session = True  # forged, signed out, expired or its tenant deleted: the cookie is cleared
         matched, params = ROUTER.resolve(request.method, request.path)
         route_path = matched.path
         page.keep_query = () if matched.query is ANY_QUERY else matched.query
@@ -180,11 +182,6 @@ def _finish_cookies(visit: Visit, response: Response) -> None:
     if visit.end_session:
         response.headers.add("Set-Cookie", cookies.cleared_cookie_header(cookies.SESSION_COOKIE))
         visit.session = None
-    elif visit.session is not None and visit.portal is not None:
-        renewed = cookies.renewed(visit.session, visit.now)  # sliding idle time, same CSRF secret
-        lifetime = min(cookies.IDLE_SECONDS, renewed.issued_at + cookies.MAX_SECONDS - visit.now)
-        response.headers.add("Set-Cookie", cookies.cookie_header(
-            cookies.SESSION_COOKIE, cookies.seal_session(visit.portal.sealer, renewed), lifetime))
 
 
 @functions_framework.http

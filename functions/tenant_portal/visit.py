@@ -38,6 +38,7 @@ class Portal:
     sealer: cookies.Sealer
     onboarding: OnboardingService
     settings: Settings  # the retention periods /privacy names
+    sessions: cookies.SessionKeeper
 
 
 @dataclass
@@ -96,6 +97,7 @@ def tenant_of(visit: Visit, allow_deleting: bool = False) -> Tenant:
     session = admin(visit)
     tenant = visit.portal.service.tenant(session.tenant_id)
     if tenant is None:
+        visit.portal.sessions.end(session)
         visit.end_session = True
         raise Redirect("/")
     if not tenant.active and not allow_deleting:
