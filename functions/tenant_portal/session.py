@@ -20,6 +20,8 @@ from shared.ids import is_canonical_id
 SESSION_COOKIE = "__Host-portal"
 FLOW_COOKIE = "__Host-portal-signin"
 ONBOARDING_COOKIE = "__Host-portal-onboard"  # the pending onboarding (state, tid, name, time) until its callback
+# A verified consent that Microsoft has not confirmed yet (tid, name, since): the waiting page checks again.
+WAITING_COOKIE = "__Host-portal-onboard-wait"
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
 FLOW_SECONDS = 10 * 60
