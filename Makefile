@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 BROWSER_TOOLS := tests/browser/node_modules/.installed
 PROVIDER_SCHEMA := tests/terraform/provider-schema/node_modules/.installed
 
-.PHONY: dev test lint bench load venv clean
+.PHONY: dev test lint bench load record venv clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS) $(PROVIDER_
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# The record of processing (GDPR Art. 30(2)), generated from the data model and configuration.
+record: $(VENV)/.installed
+	$(PY) -m shared.processing_record > docs/record-of-processing.md
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,6 +46,7 @@ class Settings:
     relay_full_syncs_per_tenant: int = 20
     relay_round_buffer_pages: int = 4
     relay_write_timeout_seconds: float = 60.0
+    audit_retention_days: int = 365
 
     @property
     def allowed_egress(self) -> frozenset[tuple[str, str, int]]:
@@ -83,6 +84,7 @@ _VARIABLES: dict[str, tuple[str, object]] = {
     "RELAY_FULL_SYNCS_PER_TENANT": ("relay_full_syncs_per_tenant", "positive_int"),
     "RELAY_ROUND_BUFFER_PAGES": ("relay_round_buffer_pages", "positive_int"),
     "RELAY_WRITE_TIMEOUT_SECONDS": ("relay_write_timeout_seconds", "positive_float"),
+    "AUDIT_RETENTION_DAYS": ("audit_retention_days", "positive_int"),
 }
 
 # What each entry point needs before it can serve (checked at cold start).
@@ -97,6 +99,12 @@ REQUIRED_BY_FUNCTION: dict[str, tuple[str, ...]] = {
 }
 
 _MIN_SECRET_BYTES = 16
+
+
+def secret_variables() -> tuple[str, ...]:
+    """The variables that hold secrets (their settings are left out of `repr`; Secret Manager in production)."""
+    hidden = {f.name for f in fields(Settings) if not f.repr}
+    return tuple(sorted(name for name, (attribute, _) in _VARIABLES.items() if attribute in hidden))
 
 
 def _parse(name: str, raw: str, kind: object) -> object:

@@ -12,6 +12,7 @@ from shared.clock import Clock
 from shared.errors import TransientError
 from shared.events import DeletionPublisher, DeletionRequest, receipt_subject, tenant_subject
 from shared.store import Store
+from shared.store.records import AuditEvent
 from shared.store.schema import DeletionKind
 
 
@@ -32,23 +33,28 @@ class DeletionRequester:
         self._clock = clock
         self._new_request_id = new_request_id
 
-    def request(self, kind: DeletionKind, tenant_id: str, target_id: str | None = None) -> str:
-        """A new request for a device or file (a fresh requestId); returns the requestId."""
+    def request(self, kind: DeletionKind, tenant_id: str, target_id: str | None = None,
+                audit: AuditEvent | None = None) -> str:
+        """A new request for a device or file (a fresh requestId); returns the requestId. `audit`: the event
+        of the request (an administrator's or operator's revoke), written with the receipt."""
         request = DeletionRequest(kind, tenant_id, self._new_request_id(), target_id)
         self._receipts.create_pending(request.request_id, request.kind, self._subject(request), self._clock(),
-                                      self._tenant_subject(tenant_id))
+                                      self._tenant_subject(tenant_id),
+                                      (tenant_id, audit) if audit is not None else None)
         self._publish([request])
         return request.request_id
 
-    def request_tenant(self, tenant_id: str) -> str:
+    def request_tenant(self, tenant_id: str, audit: Callable[[str], AuditEvent] | None = None) -> str:
         """Marks the tenant `deleting` with its pending receipt (one transaction), then publishes.
 
         A tenant already being deleted keeps its first requestId; its request is published again, so a
-        lost publish is healed by asking again.
+        lost publish is healed by asking again. `audit` makes the event of the request from its requestId;
+        it is written in the same transaction, only by the request that marks the tenant.
         """
         request = DeletionRequest(DeletionKind.TENANT, tenant_id, self._new_request_id())
         request_id, _ = self._tenants.request_deletion(tenant_id, request.request_id, self._clock(),
-                                                       self._subject(request), self._tenant_subject(tenant_id))
+                                                       self._subject(request), self._tenant_subject(tenant_id),
+                                                       audit(request.request_id) if audit is not None else None)
         self._publish([request.with_request_id(request_id)])
         return request_id
 

@@ -110,7 +110,13 @@ def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
     """The repositories for `config`; `db` / `bucket` replace the process's clients (e.g. instrumented ones)."""
     from shared.store.erasure import DocumentEraser
     from shared.store.objects import ObjectStore
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.repositories import (
+        AuditRepository,
+        DeviceRepository,
+        FileRepository,
+        ReceiptRepository,
+        TenantRepository,
+    )
 
     db = db if db is not None else firestore_client(config.project)
     if bucket is None and config.technical_files_bucket:
@@ -119,7 +125,8 @@ def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
 
     return Store(TenantRepository(db), DeviceRepository(db), FileRepository(db), ReceiptRepository(db),
                  DocumentEraser(db, config.deletion_initial_ops_per_second, config.deletion_max_ops_per_second),
-                 ObjectStore(bucket) if bucket is not None else None, sync_leases=SyncLeaseRepository(db))
+                 ObjectStore(bucket) if bucket is not None else None, sync_leases=SyncLeaseRepository(db),
+                 audit=AuditRepository(db))
 
 
 # -- deletion requests ---------------------------------------------------------------------------

@@ -108,3 +108,17 @@ resource "google_firestore_field" "sync_lease_ttl" {
   ttl_config {}
   index_config {}
 }
+
+# The tenants' audit trails (tenants/{tenantId}/auditEvents/{eventId}): an event carries `expiresAt` = `at` +
+# AUDIT_RETENTION_DAYS and this TTL policy removes it after that (typically within 24 hours); the tenant's
+# deletion removes its events before that. Read by the single-field index on `at` (newest first), which the
+# field config leaves in place: only `expiresAt` gets no index.
+resource "google_firestore_field" "audit_event_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "auditEvents"
+  field      = "expiresAt"
+
+  ttl_config {}
+  index_config {}
+}

@@ -75,6 +75,7 @@ locals {
       grants   = { firestore = "roles/datastore.user", technical_files = "roles/storage.objectCreator", deletion_requests = "roles/pubsub.publisher" }
       # Operators' calls, technical files up to 10 MiB: 10 at once per instance.
       scaling = { max_instance_count = 5, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 10, timeout_seconds = 120 }
+      env     = { AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days) }
     }
 
     # Delivered by the handle-deletion push subscription in pubsub.tf (with dead-letter policy), not by an
@@ -112,7 +113,7 @@ locals {
       grants = { firestore = "portal_firestore", deletion_requests = "roles/pubsub.publisher" }
       # docs/capacity.md: administrators' pages, I/O-bound (a token exchange, a few reads); low traffic.
       scaling = { max_instance_count = 5, available_memory = "512Mi", available_cpu = "1", max_instance_request_concurrency = 20, timeout_seconds = 60 }
-      env     = { PORTAL_BASE_URL = var.portal_base_url }
+      env     = { PORTAL_BASE_URL = var.portal_base_url, AUDIT_RETENTION_DAYS = tostring(var.audit_retention_days) }
     }
 
     # Ticked by Cloud Scheduler through retention-sweep.

@@ -165,6 +165,17 @@ variable "diagnostics_retention_days" {
   }
 }
 
+variable "audit_retention_days" {
+  type        = number
+  default     = 365
+  description = "Days an audit event of a tenant is kept before the TTL policy removes it (AUDIT_RETENTION_DAYS)."
+
+  validation {
+    condition     = var.audit_retention_days >= 1 && var.audit_retention_days <= 3650 && floor(var.audit_retention_days) == var.audit_retention_days
+    error_message = "audit_retention_days must be a whole number between 1 and 3650."
+  }
+}
+
 variable "device_inactivity_days" {
   type        = number
   default     = 180

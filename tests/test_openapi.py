@@ -50,6 +50,8 @@ def test_manage_tenants_responses_conform(admin):
         ("GET", f"/tenants/{tenant}/devices?pageSize=10", {}),
         ("POST", f"/tenants/{tenant}/files?retentionDays=3", {"data": b"{}", "content_type": "application/json"}),
         ("GET", f"/tenants/{tenant}/files", {}),
+        ("GET", f"/tenants/{tenant}/audit?pageSize=1", {}),
+        ("GET", f"/tenants/{tenant}/audit?pageSize=0", {}),
         ("DELETE", f"/tenants/{tenant}/devices/{uuid.uuid4()}", {}),
         ("GET", f"/tenants/{uuid.uuid4()}", {}),
         ("GET", "/tenants/nope", {}),
@@ -67,7 +69,7 @@ def test_manage_tenants_responses_conform(admin):
     response = admin.get(f"/receipts/{request_id}")
     assert_conforms("GET", f"/receipts/{request_id}", response.status_code, response.headers["Content-Type"],
                     response.data, "manage_tenants")
-    assert statuses == [201, 409, 200, 200, 200, 201, 200, 404, 404, 400, 202]
+    assert statuses == [201, 409, 200, 200, 200, 201, 200, 200, 400, 404, 404, 400, 202]
 
 
 def test_register_device_responses_conform(stack, admin):

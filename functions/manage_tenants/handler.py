@@ -26,8 +26,10 @@ FILE_LIMIT = 10 * 1024 * 1024
 def admin_service(config: Settings, store: Store) -> TenantAdminService:
     from functions.manage_tenants.service import TenantAdminService
     from shared import wiring
+    from shared.audit import AuditTrail
 
-    return TenantAdminService(store, wiring.deletion_requester(config, store), utc_now)
+    return TenantAdminService(store, wiring.deletion_requester(config, store), utc_now,
+                              AuditTrail(utc_now, config.audit_retention_days))
 
 
 def _onboard(request: Request) -> Response:
@@ -74,6 +76,11 @@ def _files(request: Request, tenantId: str) -> Response:
     return http.json_response(admin_service().list_files(tenantId))
 
 
+def _audit(request: Request, tenantId: str) -> Response:
+    return http.json_response(admin_service().audit_trail(tenantId, request.args.get("pageSize"),
+                                                          request.args.get("pageToken")))
+
+
 def _receipt(request: Request, requestId: str) -> Response:
     return http.json_response(admin_service().read_receipt(requestId))
 
@@ -88,6 +95,7 @@ ROUTER = http.Router([
     http.Route("DELETE", "/tenants/<tenantId>/devices/<deviceId>", _revoke),
     http.Route("POST", "/tenants/<tenantId>/files", _attach_file, query=("retentionDays",)),
     http.Route("GET", "/tenants/<tenantId>/files", _files),
+    http.Route("GET", "/tenants/<tenantId>/audit", _audit, query=("pageSize", "pageToken")),
     http.Route("GET", "/receipts/<requestId>", _receipt),
 ])
 

@@ -7,14 +7,23 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from shared.audit import (
+    OPERATOR,
+    AuditTrail,
+    after_audit_event,
+    audit_page_token,
+    changed_keys,
+    event_view,
+    settings_target,
+)
 from shared.clock import Clock, timestamp
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, NotFound
 from shared.ids import is_canonical_id, require_id
 from shared.receipts import receipt_view
 from shared.store import Store, schema
-from shared.store.records import Device, FileManifest, Tenant
-from shared.store.schema import DeletionKind, FileFormat
+from shared.store.records import AuditEvent, Device, FileManifest, Tenant
+from shared.store.schema import AuditAction, DeletionKind, FileFormat
 from shared.store.technical_files import StoredFile
 from shared.tenant_settings import validate_name, validate_settings
 
@@ -82,18 +91,25 @@ def file_view(manifest: FileManifest) -> dict[str, Any]:
 
 
 class TenantAdminService:
-    def __init__(self, store: Store, requester: DeletionRequester, clock: Clock):
+    """Every change an operator makes here is recorded in the tenant's audit trail as the operator's
+    (`OPERATOR`), in the same write as the change; a refused or failed change records nothing."""
+
+    def __init__(self, store: Store, requester: DeletionRequester, clock: Clock, trail: AuditTrail):
         self._tenants, self._devices, self._files, self._receipts = (store.tenants, store.devices, store.files,
                                                                      store.receipts)
+        self._audit = store.audit
         self._file_store = store.file_store
         self._requester = requester
         self._clock = clock
+        self._trail = trail
 
     def onboard(self, tenant_id: str, name: Any, settings: Any = None) -> dict[str, Any]:
         require_id(tenant_id, "tenantId")
         name = validate_name(name)
         merged = validate_settings(settings if settings is not None else {})
-        return tenant_view(self._tenants.create(tenant_id, name, merged, self._clock()))
+        now = self._clock()
+        event = self._trail.event(OPERATOR, AuditAction.TENANT_ONBOARD, at=now)
+        return tenant_view(self._tenants.create(tenant_id, name, merged, now, event))
 
     def read(self, tenant_id: str) -> dict[str, Any]:
         return tenant_view(self._existing(tenant_id))
@@ -105,7 +121,24 @@ class TenantAdminService:
             changes["name"] = validate_name(name)
         if settings is not None:
             changes["settings"] = validate_settings(settings, current.settings)
-        return tenant_view(self._tenants.update(tenant_id, changes))
+
+        def audited(before: Tenant) -> AuditEvent | None:
+            changed = changed_keys({"name": before.name}, {"name": changes.get("name", before.name)})
+            if "settings" in changes:
+                changed += changed_keys(before.settings, changes["settings"])
+            return (self._trail.event(OPERATOR, AuditAction.SETTINGS_UPDATE, settings_target(changed))
+                    if changed else None)
+
+        return tenant_view(self._tenants.update(tenant_id, changes, audited))
+
+    def audit_trail(self, tenant_id: str, page_size: Any, page_token: Any) -> dict[str, Any]:
+        """One page of the tenant's audit trail, newest first: {"events": [...], "nextPageToken": opaque or None}."""
+        size = parse_page_size(page_size)
+        after = after_audit_event(page_token)
+        self._existing(tenant_id)
+        page = self._audit.page(tenant_id, size, after)
+        return {"events": [event_view(event) for event in page.events],
+                "nextPageToken": audit_page_token(page.after) if page.after else None}
 
     def list_tenants(self, page_size: Any, page_token: Any) -> dict[str, Any]:
         """One page of all tenants in ID order: {"tenants": [...], "nextPageToken": opaque or None}."""
@@ -127,11 +160,13 @@ class TenantAdminService:
         require_id(device_id, "deviceId")
         if self._devices.get(tenant_id, device_id) is None:
             raise NotFound("device is not registered in this tenant", slug="device-not-found")
-        return self._requester.request(DeletionKind.DEVICE, tenant_id, device_id)
+        return self._requester.request(DeletionKind.DEVICE, tenant_id, device_id,
+                                       self._trail.event(OPERATOR, AuditAction.DEVICE_REVOKE, device_id))
 
     def request_deletion(self, tenant_id: str) -> str:
         require_id(tenant_id, "tenantId")
-        return self._requester.request_tenant(tenant_id)
+        return self._requester.request_tenant(
+            tenant_id, lambda request_id: self._trail.event(OPERATOR, AuditAction.TENANT_DELETE_REQUEST, request_id))
 
     def attach_file(self, tenant_id: str, data: bytes, fmt: FileFormat, retention_days: Any) -> StoredFile:
         require_id(tenant_id, "tenantId")

@@ -25,6 +25,7 @@ COLLECTION_PATHS = {
     schema.RECEIPTS: "deletionReceipts/{requestId}",
     schema.RATE_WINDOWS: "tenants/{tenantId}/rateWindows/{minute}",
     schema.SYNC_LEASES: "tenants/{tenantId}/syncLeases/{slot}",
+    schema.AUDIT_EVENTS: "tenants/{tenantId}/auditEvents/{eventId}",
 }
 # Terraform's default locations (terraform/variables.tf; tests/functions/test_tenant_portal_privacy.py
 # compares them), named on the page.
@@ -55,7 +56,7 @@ TEXTS: dict[str, T] = _catalogue_texts()
 
 # The order the page shows collections in (every collection of the data model must be here).
 COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.SYNC_LEASES,
-                    schema.RECEIPTS)
+                    schema.AUDIT_EVENTS, schema.RECEIPTS)
 _NEVER = ("never.contacts", "never.memory", "never.profiles", "never.credentials", "never.m365")
 _HOSTING = ("hosting.firestore", "hosting.storage", "hosting.functions", "hosting.no-third-parties")
 
@@ -106,7 +107,7 @@ def privacy_page(lang: str, settings: Settings | None = None) -> PrivacyPage:
               "diagnostics_days": settings.diagnostics_retention_days,
               "firestore": FIRESTORE_LOCATION, "storage": STORAGE_LOCATION, "functions": FUNCTIONS_REGION,
               "fields": ", ".join(schema.RELAY_FIELDS), "claims": ", ".join(USER_CLAIMS),
-              "round_pages": settings.relay_round_buffer_pages}
+              "round_pages": settings.relay_round_buffer_pages, "audit_days": settings.audit_retention_days}
 
     def say(key: str) -> str:
         try:

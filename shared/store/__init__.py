@@ -8,7 +8,13 @@ if TYPE_CHECKING:
     from shared.store.erasure import DocumentEraser
     from shared.store.leases import SyncLeaseRepository
     from shared.store.objects import ObjectStore
-    from shared.store.repositories import DeviceRepository, FileRepository, ReceiptRepository, TenantRepository
+    from shared.store.repositories import (
+        AuditRepository,
+        DeviceRepository,
+        FileRepository,
+        ReceiptRepository,
+        TenantRepository,
+    )
     from shared.store.technical_files import TechnicalFileStore
 
 
@@ -22,6 +28,7 @@ class Store:
     eraser: DocumentEraser
     objects: ObjectStore | None
     sync_leases: SyncLeaseRepository
+    audit: AuditRepository
 
     @property
     def file_store(self) -> TechnicalFileStore:

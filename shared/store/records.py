@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus
+from shared.store.schema import ActorKind, AuditAction, DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,24 @@ class DuePage:
     (a path or deadline outside the data model; they are never acted on)."""
     due: list[Due]
     skipped: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One change to a tenant, as its audit trail records it: when, what, on what, which kind of actor with
+    which role, in which portal session (a random ID; operators: "operator"). Never who the person was."""
+    event_id: str
+    at: datetime | None  # None: a stored value outside the data model
+    action: AuditAction | None  # None: a stored value outside the schema's enum
+    target: str | None
+    actor_kind: ActorKind | None
+    actor_role: str
+    session: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Events newest first, and the position to continue after (None on the last page)."""
+    events: list[AuditEvent]
+    after: tuple[datetime, str] | None

@@ -1,4 +1,4 @@
-"""Firestore repositories for tenants, devices, file manifests and deletion receipts.
+"""Firestore repositories for tenants, devices, file manifests, deletion receipts and audit events.
 
 This package is the only code that touches Firestore. Every write passes `schema.checked`, so nothing
 outside the data model can be stored; every read returns plain values (`shared.store.records`).
@@ -23,8 +23,27 @@ from google.cloud.firestore_v1.transaction import Transaction
 from shared.errors import Conflict, Forbidden, NotFound, TooManyRequests, TransientError
 from shared.ids import is_canonical_id
 from shared.store import schema
-from shared.store.records import Device, Due, DuePage, FileManifest, Receipt, Registration, Tenant
-from shared.store.schema import DeletionKind, FileFormat, FileOwner, ReceiptStatus, TenantStatus, checked
+from shared.store.records import (
+    AuditEvent,
+    AuditPage,
+    Device,
+    Due,
+    DuePage,
+    FileManifest,
+    Receipt,
+    Registration,
+    Tenant,
+)
+from shared.store.schema import (
+    ActorKind,
+    AuditAction,
+    DeletionKind,
+    FileFormat,
+    FileOwner,
+    ReceiptStatus,
+    TenantStatus,
+    checked,
+)
 
 # Writes that may meet a transaction's lock: Aborted means nothing was written, so retrying is safe (the
 # client's default retry of a commit, ResourceExhausted and ServiceUnavailable, leaves Aborted out).
@@ -110,6 +129,20 @@ def _receipt(request_id: str, document: Mapping[str, Any] | None) -> Receipt:
                    bool(document.get("verified")), document.get("tenantSubject"), document.get("progressAt"))
 
 
+def _audit_event(event_id: str, document: Mapping[str, Any] | None) -> AuditEvent:
+    document = document or {}
+    return AuditEvent(event_id, document.get("at"), _enum(AuditAction, document.get("action")),
+                      document.get("target"), _enum(ActorKind, document.get("actorKind")),
+                      str(document.get("actorRole", "")), str(document.get("session", "")),
+                      document.get("expiresAt"))
+
+
+def _audit_document(event: AuditEvent) -> dict[str, Any]:
+    return checked(schema.AUDIT_EVENTS, {"at": event.at, "action": event.action, "target": event.target,
+                                         "actorKind": event.actor_kind, "actorRole": event.actor_role,
+                                         "session": event.session, "expiresAt": event.expires_at})
+
+
 def _diagnostics_used(document: Mapping[str, Any] | None, day: str) -> int:
     """Uploads the device made on `day` (a count of another day means none yet)."""
     document = document or {}
@@ -187,6 +220,10 @@ class _Paths:
     def receipt(self, request_id: str) -> DocumentReference:
         return self.db.collection(schema.RECEIPTS).document(request_id)
 
+    def audit_event(self, tenant_id: str, event: AuditEvent) -> tuple[DocumentReference, dict[str, Any]]:
+        """Where the event of a change goes, and what is stored (written with the change it records)."""
+        return self.collection_of(tenant_id, schema.AUDIT_EVENTS).document(event.event_id), _audit_document(event)
+
     def tenant_in(self, tenant_id: str, transaction: Transaction | None) -> Tenant | None:
         snapshot = self.tenant(tenant_id).get(transaction=transaction)
         return _tenant(tenant_id, snapshot.to_dict()) if snapshot.exists else None
@@ -203,11 +240,17 @@ class TenantRepository:
         self._db = db
         self._paths = _Paths(db)
 
-    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime) -> Tenant:
+    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime,
+               audit: AuditEvent | None = None) -> Tenant:
+        """Creates the tenant (409 if it exists), with the audit event of the onboarding in the same batch."""
         document = checked(schema.TENANTS, {"name": name, "status": TenantStatus.ACTIVE, "createdAt": now,
                                             "settings": settings})
+        batch = self._db.batch()
+        batch.create(self._paths.tenant(tenant_id), document)
+        if audit is not None:
+            batch.create(*self._paths.audit_event(tenant_id, audit))
         try:
-            self._paths.tenant(tenant_id).create(document)
+            batch.commit()
         except gexc.Conflict:
             raise Conflict("tenant already exists", slug="tenant-exists") from None
         return _tenant(tenant_id, document)
@@ -226,8 +269,10 @@ class TenantRepository:
         tenants = [_tenant(s.id, s.to_dict()) for s in snapshots[:page_size]]
         return tenants, (tenants[-1].tenant_id if len(snapshots) > page_size else None)
 
-    def update(self, tenant_id: str, changes: dict[str, Any]) -> Tenant:
-        """Applies `changes` unless the tenant is missing (404) or being deleted (409)."""
+    def update(self, tenant_id: str, changes: dict[str, Any],
+               audited: Callable[[Tenant], AuditEvent | None] = lambda before: None) -> Tenant:
+        """Applies `changes` unless the tenant is missing (404) or being deleted (409); the event `audited`
+        makes of the tenant as it was (None: nothing changed) is written in the same transaction."""
         changes = checked(schema.TENANTS, changes)
         ref = self._paths.tenant(tenant_id)
 
@@ -239,16 +284,19 @@ class TenantRepository:
             document = snapshot.to_dict() or {}
             if document.get("status") != TenantStatus.ACTIVE:
                 raise Conflict("tenant is being deleted", slug="tenant-deleting")
+            event = audited(_tenant(tenant_id, document))
             if changes:
                 transaction.update(ref, changes)
+            if event is not None:
+                transaction.create(*self._paths.audit_event(tenant_id, event))
             document.update(changes)
             return _tenant(tenant_id, document)
 
         return _transaction(self._db, apply)
 
     def request_deletion(self, tenant_id: str, request_id: str, now: datetime, subject: str,
-                         tenant_subject: str | None = None) -> tuple[str, bool]:
-        """Marks the tenant `deleting` and writes the pending receipt in one transaction.
+                         tenant_subject: str | None = None, audit: AuditEvent | None = None) -> tuple[str, bool]:
+        """Marks the tenant `deleting` and writes the pending receipt (and the audit event) in one transaction.
 
         Returns (requestId, created). A tenant already being deleted keeps its first request ID, so a
         repeated DELETE neither forks receipts nor loses the original request.
@@ -264,6 +312,8 @@ class TenantRepository:
             transaction.update(self._paths.tenant(tenant_id), _deleting(request_id, now))
             transaction.create(self._paths.receipt(request_id),
                                _pending_receipt_document(DeletionKind.TENANT, subject, now, tenant_subject))
+            if audit is not None:
+                transaction.create(*self._paths.audit_event(tenant_id, audit))
             return request_id, True
 
         return _transaction(self._db, apply)
@@ -493,11 +543,19 @@ class ReceiptRepository:
         return _receipt(request_id, snapshot.to_dict()) if snapshot.exists else None
 
     def create_pending(self, request_id: str, kind: DeletionKind, subject: str, now: datetime,
-                       tenant_subject: str | None = None) -> Receipt:
-        """Creates the pending receipt, or returns the existing one (which the caller checks for subject)."""
+                       tenant_subject: str | None = None,
+                       audit: tuple[str, AuditEvent] | None = None) -> Receipt:
+        """Creates the pending receipt, or returns the existing one (which the caller checks for subject).
+        `audit` (tenantId, event): the event of the request, in the same batch as the new receipt."""
         document = _pending_receipt_document(kind, subject, now, tenant_subject)
         try:
-            self._paths.receipt(request_id).create(document)
+            if audit is None:
+                self._paths.receipt(request_id).create(document)
+            else:
+                batch = self._db.batch()
+                batch.create(self._paths.receipt(request_id), document)
+                batch.create(*self._paths.audit_event(*audit))
+                batch.commit()
             return _receipt(request_id, document)
         except gexc.Conflict:
             existing = self.get(request_id)
@@ -577,3 +635,24 @@ class ReceiptRepository:
 
         return _transaction_or_contended(self._db, apply, contended)
 
+
+
+class AuditRepository:
+    """Reads a tenant's audit trail (its events are written by the repositories making the changes)."""
+
+    def __init__(self, db: firestore.Client):
+        self._db = db
+        self._paths = _Paths(db)
+
+    def page(self, tenant_id: str, page_size: int, after: tuple[datetime, str] | None = None) -> AuditPage:
+        """Up to `page_size` events of the tenant, newest first (ties by event ID), after the position
+        `after` (an event's time and ID). One query of page_size + 1 documents."""
+        collection = self._paths.collection_of(tenant_id, schema.AUDIT_EVENTS)
+        query = (collection.order_by("at", direction=firestore.Query.DESCENDING)
+                 .order_by("__name__", direction=firestore.Query.DESCENDING).limit(page_size + 1))
+        if after is not None:
+            query = query.start_after({"at": after[0], "__name__": collection.document(after[1])})
+        snapshots = list(query.stream())
+        events = [_audit_event(s.id, s.to_dict()) for s in snapshots[:page_size]]
+        last_at = events[-1].at if len(snapshots) > page_size else None
+        return AuditPage(events, (last_at, events[-1].event_id) if isinstance(last_at, datetime) else None)

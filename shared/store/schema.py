@@ -17,6 +17,7 @@ FILES = "files"
 RECEIPTS = "deletionReceipts"
 RATE_WINDOWS = "rateWindows"  # tenants/{tenantId}/rateWindows/{UTC minute YYYYMMDDHHMM}
 SYNC_LEASES = "syncLeases"  # tenants/{tenantId}/syncLeases/{leaseId}: full syncs running (relay admission)
+AUDIT_EVENTS = "auditEvents"  # tenants/{tenantId}/auditEvents/{eventId}: who-did-what without anyone's identity
 
 
 class TenantStatus(StrEnum):
@@ -34,6 +35,21 @@ class DeletionKind(StrEnum):
     TENANT = "tenant"
     DEVICE = "device"
     FILE = "file"
+
+
+class AuditAction(StrEnum):
+    """What an audit event records (docs/architecture.md, "Audit trail")."""
+    DEVICE_REVOKE = "device.revoke"
+    SETTINGS_UPDATE = "settings.update"
+    TENANT_DELETE_REQUEST = "tenant.delete.request"
+    TENANT_ONBOARD = "tenant.onboard"
+    PORTAL_SIGNIN = "portal.signin"
+
+
+class ActorKind(StrEnum):
+    """Who made an audited change: a tenant administrator in the portal, or an operator (manage_tenants)."""
+    ADMIN = "admin"
+    OPERATOR = "operator"
 
 
 class FileOwner(StrEnum):
@@ -89,13 +105,16 @@ RECEIPT_FIELDS = frozenset({"kind", "subject", "status", "requestedAt", "complet
 RECEIPT_DELETED_FIELDS = frozenset({"documents", "files"})
 RATE_WINDOW_FIELDS = frozenset({"count", "expiresAt"})
 SYNC_LEASE_FIELDS = frozenset({"expiresAt"})
+# Nothing that identifies a person: `session` is the portal session's random ID (operators: "operator"),
+# `target` a device ID, changed settings keys or a request ID, never a value (docs/architecture.md).
+AUDIT_EVENT_FIELDS = frozenset({"at", "action", "target", "actorKind", "actorRole", "session", "expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
 _TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
-        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS}
+        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS, AUDIT_EVENTS: AUDIT_EVENT_FIELDS}
 
 
 def stored_fields() -> dict[str, tuple[str, ...]]:

@@ -32,6 +32,9 @@ FORMATS = {"json", "xml", "csv"}
 OWNERS = {"tenant", "device"}
 KINDS = {"tenant", "device", "file"}
 RECEIPT_STATUSES = {"pending", "completed"}
+AUDIT_ACTIONS = {"device.revoke", "settings.update", "tenant.delete.request", "tenant.onboard", "portal.signin"}
+ACTOR_KINDS = {"admin", "operator"}
+SETTINGS_KEYS = {"name", "fields", "defaultRegion", "scope", "photos"}
 OBJECT_METADATA = {"tenant-id", "owner"}
 OBJECT_NAME = re.compile(rf"tenants/(?P<tenant>{UUID})/(?:tenant|devices/(?P<device>{UUID}))/"
                          rf"(?P<file>{UUID})\.(?P<ext>json|xml|csv)")
@@ -145,6 +148,28 @@ def check_sync_lease(ids: dict, document: dict) -> list[str]:
     return problems
 
 
+def check_audit_event(ids: dict, document: dict) -> list[str]:
+    """An audit event names no person: a role, a random session ID, and as target an ID or settings keys."""
+    problems = _fields(document, {"at", "action", "target", "actorKind", "actorRole", "session", "expiresAt"})
+    if document.get("action") not in AUDIT_ACTIONS or document.get("actorKind") not in ACTOR_KINDS:
+        problems.append("action/actorKind")
+    if not all(isinstance(document.get(name), datetime) for name in ("at", "expiresAt")) \
+            or document["expiresAt"] <= document["at"]:
+        problems.append("at/expiresAt")
+    target = document.get("target")
+    if not (target is None or _is_uuid(target)
+            or (isinstance(target, str) and set(target.split(",")) <= SETTINGS_KEYS)):
+        problems.append("target is neither an ID nor settings keys")
+    if document.get("actorKind") == "operator" and (document.get("actorRole"), document.get("session")) != (
+            "roles/run.invoker", "operator"):
+        problems.append("an operator's role/session")
+    if not isinstance(document.get("session"), str) or not re.fullmatch(r"[A-Za-z0-9_-]{8,64}", document["session"]):
+        problems.append("session is not a random ID")
+    if not isinstance(document.get("actorRole"), str) or "@" in document["actorRole"]:
+        problems.append("actorRole")
+    return problems
+
+
 MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"tenants/(?P<tenant>{UUID})"), check_tenant),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/devices/(?P<device>{UUID})"), check_device),
@@ -152,6 +177,7 @@ MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"tenants/(?P<tenant>{UUID})/rateWindows/(?P<window>20\d{{10}})"), check_rate_window),
     (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/syncLeases/(?P<slot>[0-9]{{1,4}})"), check_sync_lease),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/auditEvents/(?P<event>{UUID})"), check_audit_event),
 ]
 
 
@@ -247,6 +273,11 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
     assert [p for p in documents if p.startswith(f"tenants/{staying}/rateWindows/")]  # the limits' counters
     assert any("diagnosticsCount" in documents[p] for p in documents if p.startswith(f"tenants/{staying}/devices/"))
     assert len([p for p in documents if p.startswith("deletionReceipts/")]) == 3
+    # The operators' changes of the staying tenant, each one event: onboarding, the update, the revoke.
+    assert sorted(d["action"] for p, d in documents.items() if p.startswith(f"tenants/{staying}/auditEvents/")) == [
+        "device.revoke", "settings.update", "tenant.onboard"]
+    audit = repr([d for p, d in documents.items() if "/auditEvents/" in p])
+    assert "Contoso" not in audit and "Northwind" not in audit and "@" not in audit
 
 
 def test_the_inventory_notices_what_the_model_does_not_list(emulators):
@@ -255,6 +286,10 @@ def test_the_inventory_notices_what_the_model_does_not_list(emulators):
     db = support.db()
     db.document(f"tenants/{tenant_id}").update({"contactCache": ["Erika Mustermann"]})
     db.document(f"tenants/{tenant_id}/contacts/{seed.new_id()}").set({"mail": "erika@contoso.example"})
+    db.document(f"tenants/{tenant_id}/auditEvents/{seed.new_id()}").set({
+        "at": seed.now(), "action": "settings.update", "target": "Erika Mustermann", "actorKind": "admin",
+        "actorRole": "Global Administrator", "session": "erika@contoso.example", "expiresAt": datetime(2020, 1, 1),
+        "oid": seed.new_id()})
     db.document(f"deletionReceipts/{seed.new_id()}").set({
         "kind": "tenant", "subject": tenant_id, "status": "pending", "requestedAt": seed.now(),
         "completedAt": None, "deleted": {"documents": 0, "files": 0}, "verified": False})
@@ -263,7 +298,8 @@ def test_the_inventory_notices_what_the_model_does_not_list(emulators):
 
     problems = "\n".join(inventory_problems())
 
-    for expected in ("'contactCache' is not in the data model", "/contacts/", "names an ID",
+    for expected in ("'contactCache' is not in the data model", "/contacts/", "names an ID", "'oid' is not in",
+                     "target is neither", "session is not a random ID", "at/expiresAt",
                      "subject is not a hex", "no manifest names it", "'exports/contacts.csv'"):
         assert expected in problems
     assert name not in problems

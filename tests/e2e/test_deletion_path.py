@@ -47,8 +47,9 @@ def test_a_tenant_deletion_travels_from_the_api_to_a_verified_receipt(deletion_p
     request_id = response.json()["requestId"]
     receipt = processes.receipt(request_id)
     assert receipt["verified"] is True and receipt["kind"] == "tenant"
-    # The tenant, 2 devices, 3 manifests and the registration counters: every document is counted.
-    assert receipt["deleted"] == {"documents": 1 + 2 + 3 + rate_windows, "files": 3}
+    # The tenant, 2 devices, 3 manifests, the registration counters and the audit events of its onboarding
+    # and of this deletion request: every document is counted.
+    assert receipt["deleted"] == {"documents": 1 + 2 + 3 + rate_windows + 2, "files": 3}
     assert leftovers(doomed) == [] and others(doomed) == before
     assert processes.admin("GET", f"/tenants/{doomed}").status_code == 404
     log = (deletion_push.state_dir / "handle_deletion.log").read_text()

@@ -34,6 +34,7 @@ CONTRACT_ENV = {
     "PORTAL_SESSION_KEY",
     "DELETION_ATTEMPT_SECONDS",
     "RELAY_FULL_SYNCS_PER_TENANT",
+    "AUDIT_RETENTION_DAYS",
 }
 SECRET_ENV = {"ENTRA_CLIENT_SECRET", "CURSOR_KEY", "RECEIPT_KEY", "PORTAL_SESSION_KEY"}
 COMMON_ENV = {"GOOGLE_CLOUD_PROJECT", "TECHNICAL_FILES_BUCKET", "DELETION_TOPIC"}
@@ -48,7 +49,7 @@ EXTRA_ENV = {
     "relay_contacts": {"GRAPH_BASE_URL": "graph_base_url",
                        "GRAPH_RETRY_DEADLINE_SECONDS": "graph_retry_deadline_seconds",
                        "RELAY_FULL_SYNCS_PER_TENANT": "relay_full_syncs_per_tenant"},
-    "manage_tenants": {},
+    "manage_tenants": {"AUDIT_RETENTION_DAYS": "audit_retention_days"},
     "handle_deletion": {
         "DELETION_INITIAL_OPS_PER_SECOND": "deletion_initial_ops_per_second",
         "DELETION_MAX_OPS_PER_SECOND": "deletion_max_ops_per_second",
@@ -56,7 +57,7 @@ EXTRA_ENV = {
     },
     "sweep_retention": {"DEVICE_INACTIVITY_DAYS": "device_inactivity_days",
                         "STUCK_DELETION_MINUTES": "stuck_deletion_minutes"},
-    "tenant_portal": {"PORTAL_BASE_URL": "portal_base_url"},
+    "tenant_portal": {"PORTAL_BASE_URL": "portal_base_url", "AUDIT_RETENTION_DAYS": "audit_retention_days"},
 }
 ENTRY_ATTRIBUTES = {"description", "account_description", "ingress", "grants", "scaling"}  # required in every entry
 SCALING = {"max_instance_count", "min_instance_count", "available_memory", "available_cpu",
