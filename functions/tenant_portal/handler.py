@@ -77,6 +77,7 @@ ROUTER = http.Router([
     http.Route("GET", "/onboard", onboarding.form, LANG),
     http.Route("POST", "/onboard", onboarding.begin, LANG),
     http.Route("GET", "/onboard/callback", onboarding.callback, ANY_QUERY),
+    http.Route("GET", "/onboard/wait", onboarding.wait, LANG),
     http.Route("GET", "/privacy", overview.privacy, LANG),
     http.Route("GET", "/assets/<name>", overview.static),
 ])
@@ -122,7 +123,7 @@ def _wants_html(request: Request) -> bool:
 def _error_response(visit: Visit, error: AppError) -> Response:
     if isinstance(error, OnboardingRefused) and _wants_html(visit.request):
         response = visit.html("onboard_result.html", error.status, outcome=error.outcome,
-                              request_id=error.request_id,
+                              request_id=error.request_id, can_check=error.can_check,
                               entra_error=error.entra_error if error.outcome == "consent-failed" else None)
         response.headers.update(error.headers)
         return response
