@@ -196,7 +196,8 @@ def throughput(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], siz
         if counts[(name, "relay")] != counts[(name, "raw")]:
             raise RuntimeError(f"{name}: relay streamed {counts[(name, 'relay')]} contacts, "
                                f"Graph served {counts[(name, 'raw')]} users")
-    ratios = {name: [r / w for r, w in zip(rates[(name, "relay")], rates[(name, "raw")], strict=False)] for name in variants}
+    ratios = {name: [r / w for r, w in zip(rates[(name, "relay")], rates[(name, "raw")], strict=False)]
+              for name in variants}
     gzip_ratios = [g / w for g, w in zip(rates[("all", "relay_gzip")], rates[("all", "raw")], strict=False)]
     contacts_all = counts[("all", "raw")]
     plain_bytes, gzip_bytes = median(wire["relay"]) / contacts_all, median(wire["relay_gzip"]) / contacts_all
@@ -219,7 +220,8 @@ def throughput(stack, fake: FakeMicrosoftClient, devices: dict[str, Device], siz
            ["gzip: ratio relay / raw", median(gzip_ratios), "", min(gzip_ratios), max(gzip_ratios)],
            ["bytes per contact on the wire: NDJSON / gzip", plain_bytes, "", gzip_bytes,
             f"{plain_bytes / gzip_bytes:.1f}x smaller"]],
-          note=f"{'OK' if ratio >= LOOPBACK_RATIO_AIM else 'BELOW AIM'}: aim ≥ {LOOPBACK_RATIO_AIM} of raw (all ten fields, "
+          note=f"{'OK' if ratio >= LOOPBACK_RATIO_AIM else 'BELOW AIM'}: aim ≥ {LOOPBACK_RATIO_AIM} of raw "
+               "(all ten fields, "
                f"region DE; {RATIO_AIM} was the first stage's aim). "
                "'Without phone fields': a tenant whose settings.fields leave out mobilePhone and businessPhones "
                "(same directory size), so nothing goes through phone-number normalisation. Both clients run in this "
@@ -408,14 +410,15 @@ def latency_and_cpu(stack, fake: FakeMicrosoftClient, devices: dict[str, Device]
             spent.append((cpu_seconds(worker) - before) / contacts * 100_000)
             streamed = contacts
     per_100k = min(spent)
-    table(f"(d) With {LATENCY_SECONDS * 1000:.0f} ms of Graph latency per page ({sizes.latency_users:,} users, page size "
-          f"{PAGE_SIZE}), and the relay's CPU",
+    table(f"(d) With {LATENCY_SECONDS * 1000:.0f} ms of Graph latency per page ({sizes.latency_users:,} users, "
+          f"page size {PAGE_SIZE}), and the relay's CPU",
           ["measure", "value"],
           [["plain client, contacts/s (median)", median(raw_rates)],
            ["relay, contacts/s (median)", median(relay_rates)],
            ["ratio relay / raw with latency", latency_ratio],
            [f"relay worker CPU seconds per 100,000 contacts (best of 2 syncs of {streamed:,})", per_100k]],
-          note=f"{'OK' if latency_ratio >= LATENCY_RATIO_AIM else 'BELOW AIM'}: aim ≥ {LATENCY_RATIO_AIM} with latency. "
+          note=f"{'OK' if latency_ratio >= LATENCY_RATIO_AIM else 'BELOW AIM'}: aim ≥ {LATENCY_RATIO_AIM} "
+               "with latency. "
                "The relay fetches the next page while it sends the current one, so Graph's latency hides its "
                "work. CPU from /proc/<worker>/stat (utime + stime), whole sync: TLS, JSON, phones, NDJSON.")
     return {"latency_ratio": latency_ratio, "cpu_per_100k": per_100k}
@@ -536,9 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.update(scoped_cost(stack, fake, devices, sizes, Path(log_dir)))
     print(f"relay benchmark finished in {time.perf_counter() - started:.0f} s: ratio relay/raw "
           f"{results['ratio']:.2f} (aim ≥ {LOOPBACK_RATIO_AIM}; {results['ratio_no_phones']:.2f} without phone fields; "
-          f"{results['ratio_gzip']:.2f} gzipped, {results['gzip_factor']:.1f}x fewer bytes), memory growth {results['growth_mb']:.1f} MB "
-          f"(aim < {MEMORY_GROWTH_LIMIT_MB:.0f}), TTFB p50 {results['ttfb_ms']:.0f} ms; with {LATENCY_SECONDS * 1000:.0f} ms "
-          f"latency per page {results['latency_ratio']:.2f} (aim ≥ {LATENCY_RATIO_AIM}); CPU {results['cpu_per_100k']:.1f} s "
+          f"{results['ratio_gzip']:.2f} gzipped, {results['gzip_factor']:.1f}x fewer bytes), "
+          f"memory growth {results['growth_mb']:.1f} MB (aim < {MEMORY_GROWTH_LIMIT_MB:.0f}), "
+          f"TTFB p50 {results['ttfb_ms']:.0f} ms; with {LATENCY_SECONDS * 1000:.0f} ms latency per page "
+          f"{results['latency_ratio']:.2f} (aim ≥ {LATENCY_RATIO_AIM}); CPU {results['cpu_per_100k']:.1f} s "
           f"per 100k contacts; scoped full sync {results['scoped_full_requests']} Graph requests / "
           f"{results['scoped_full_ru']} RU, unchanged incremental {results['scoped_quiet_requests']} requests, "
           f"scoped memory growth {results['scoped_growth_mb']:.1f} MB\n", flush=True)

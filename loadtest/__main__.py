@@ -288,7 +288,8 @@ def deletion(stack, log_dir: Path) -> dict:
     log(f"seeding a tenant with {DELETION_DOCUMENTS:,} documents and {DELETION_OBJECTS:,} objects")
     seeded = time.monotonic()
     seed_deletion(stack)
-    log(f"seeded in {time.monotonic() - seeded:.0f} s; deleting it (DELETION_ATTEMPT_SECONDS={DELETION_ATTEMPT_SECONDS})")
+    log(f"seeded in {time.monotonic() - seeded:.0f} s; "
+        f"deleting it (DELETION_ATTEMPT_SECONDS={DELETION_ATTEMPT_SECONDS})")
     http = session(stack)
     started = time.monotonic()
     response = http.delete(f"{stack.urls['manage_tenants']}/tenants/{DOOMED}", timeout=60)

@@ -258,6 +258,15 @@ def media_type(request: Request) -> str:
     return (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
 
 
+def sent_without_draining(response: Response) -> Response:
+    """`response` as one the Functions Framework sends without first reading the rest of the request (it does
+    not for streamed responses). For a body that ended before its Content-Length, where that read fails and
+    would turn the 400 into a 500."""
+    data = response.get_data()
+    response.response = iter([data])
+    return response
+
+
 def read_body(request: Request, limit: int, accepted_types: Iterable[str]) -> tuple[bytes, str]:
     """Returns (body, media type); 415 for another type, 413 past `limit` bytes (read at most limit+1)."""
     kind = media_type(request)
@@ -267,9 +276,14 @@ def read_body(request: Request, limit: int, accepted_types: Iterable[str]) -> tu
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body must be at most {limit} bytes")
-    body = request.stream.read(limit + 1)
+    try:
+        body = request.stream.read(limit + 1)
+    except wexc.ClientDisconnected:  # the body ended before its Content-Length
+        raise BadRequest("the body is shorter than its Content-Length", slug="truncated-body") from None
     if len(body) > limit:
         raise PayloadTooLarge(f"body must be at most {limit} bytes")
+    if declared is not None and len(body) < declared:
+        raise BadRequest("the body is shorter than its Content-Length", slug="truncated-body")
     return body, kind
 
 

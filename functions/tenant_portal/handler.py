@@ -90,15 +90,18 @@ def _check_post(visit: Visit, route: http.Route) -> None:
     own = origin(visit.portal.config.base_url)
     if sent is not None:
         # With Referrer-Policy: no-referrer Chromium sends "Origin: null" on our own forms.
-        same = origin(sent) == own if sent != "null" else fetch_site == "same-origin"
+        try:
+            same = origin(sent) == own if sent != "null" else fetch_site == "same-origin"
+        except ValueError:  # not a URL (an unclosed IPv6 bracket, a port out of range): not our origin
+            same = False
         if not same:
             raise Forbidden("cross-site form posts are refused", slug="cross-site")
     elif fetch_site is not None and fetch_site not in ("same-origin", "none"):
         raise Forbidden("cross-site form posts are refused", slug="cross-site")
     body, _ = http.read_body(request, FORM_LIMIT, ("application/x-www-form-urlencoded",))
-    try:
+    try:  # UTF-8 only, the raw bytes and what the percent-escapes stand for: never U+FFFD in the store
         visit.form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
-                              max_num_fields=MAX_FORM_FIELDS)
+                              max_num_fields=MAX_FORM_FIELDS, encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("the form could not be read", slug="malformed-form") from None
     if visit.session is None:
@@ -144,6 +147,7 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
             visit.end_session = True  # forged, tampered or expired: cleared, and the visitor is signed out
         matched, params = ROUTER.resolve(request.method, request.path)
         route_path = matched.path
+        page.keep_query = () if matched.query is ANY_QUERY else matched.query
         if matched.query is not ANY_QUERY:
             http.reject_undeclared_query(request, matched)
         if request.method == "POST":
@@ -163,6 +167,8 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
         reason = "internal"
         log.exception("request failed", function=FUNCTION, method=request.method, route=route_path)
         response = _error_response(visit, AppError("the request could not be completed"))
+    if reason == "truncated-body":
+        response = http.sent_without_draining(response)
     _finish_cookies(visit, response)
     authority = visit.portal.config.authority_host if visit.portal else ""
     return security_headers(response, authority, visit.session is not None), route_path, reason

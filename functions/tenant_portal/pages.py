@@ -6,7 +6,7 @@ import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from flask import Request, Response
 
@@ -56,6 +56,9 @@ class Page:
         self.request = request
         self.lang = lang
         self.explicit = explicit
+        # The query parameters the page's route declares (the handler sets them once it has matched a route):
+        # all a language link keeps. A callback's code, state or session_state is never copied into a link.
+        self.keep_query: tuple[str, ...] = ()
 
     def t(self, key: str, **values: Any) -> str:
         text = catalogues()[self.lang].get(key) or catalogues()[DEFAULT_LANGUAGE].get(key) or key
@@ -71,10 +74,20 @@ class Page:
         return path + ("?" + urlencode(query) if query else "")
 
     def switch(self, lang: str) -> str:
-        """This page in `lang` (its other query parameters kept)."""
-        query = {k: v for k, v in self.request.args.items(multi=False) if k != "lang"}
+        """This page in `lang` (the query parameters its route declares kept): a percent-encoded path on this
+        site, whatever the request's path holds (browsers read a backslash as a slash, so `/\\evil.example`
+        would otherwise be a link to another site)."""
+        query = {k: v for k, v in self.request.args.items(multi=False) if k in self.keep_query and k != "lang"}
         query["lang"] = lang
-        return self.request.path + "?" + urlencode(query)
+        return site_path(self.request.path) + "?" + urlencode(query)
+
+
+def site_path(path: str) -> str:
+    """`path` as a link to a path of this site: percent-encoded but for unreserved characters, sub-delimiters
+    that need no encoding in a path, `:` `@` and `/`, and never starting with `//` (another host)."""
+    encoded = quote(path, safe="/!$&'()*+,;=:@-._~")
+    encoded = encoded if encoded.startswith("/") else "/" + encoded
+    return "/%2F" + encoded[2:] if encoded.startswith("//") else encoded
 
 
 def security_headers(response: Response, form_action: str, signed_in: bool) -> Response:

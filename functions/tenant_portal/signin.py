@@ -99,8 +99,10 @@ class MicrosoftSignin:
             raise SigninRefused("signin-declined")
         try:
             result = self._msal().acquire_token_by_auth_code_flow(dict(flow), dict(response))
-        except ValueError:  # state mismatch, a nonce MSAL refused, or a response without code
+        except ValueError:  # state mismatch, or a response without code
             raise SigninRefused("signin-state") from None
+        except RuntimeError:  # MSAL's own ID token checks: a nonce other than this flow's
+            raise SigninRefused("id-token-nonce") from None
         if "error" in result or not isinstance(result.get("id_token"), str):
             raise SigninRefused("signin-failed")
         claims = self.validate_id_token(result["id_token"], str(flow.get("nonce") or ""))

@@ -12,7 +12,9 @@ is AADSTS501481 — all `invalid_grant`. The ID token carries `nonce` (when the 
 including `DirectoryRole`) and `roles` (app roles assigned to the user).
 
 Demo roles in every synthetic directory: user 0 is a Global Administrator, user 2 holds the app role
-`Tenant.Admin`, every other user is a plain member (`wids` = the "User" role template only).
+`Tenant.Admin`, every other user is a plain member (`wids` = the "User" role template only). The control
+API's settings change them per tenant (`user_roles`: a role removed in Entra ID between two sign-ins) and
+replace claims of the ID tokens (`id_token_claims`: another nonce, audience or tenant).
 """
 from __future__ import annotations
 
@@ -202,7 +204,10 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
         claims = state.id_token_claims(tenant.tenant_id, user, app.client_id)
         if data.get("n"):
             claims["nonce"] = data["n"]
-        claims.update(role_claims(index))
+        roles = state.setting("user_roles", tenant).get(user["userPrincipalName"])
+        claims.update(role_claims(index) if roles is None else
+                      {k: list(v) for k, v in roles.items() if k in ("wids", "roles")})
+        claims.update(state.setting("id_token_claims", tenant))
         now = int(time.time())
         access = {"aud": "00000003-0000-0000-c000-000000000000", "iss": state.issuer_v1(tenant.tenant_id),
                   "iat": now - 300, "nbf": now - 300, "exp": now + 3600, "appid": app.client_id,

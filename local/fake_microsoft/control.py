@@ -298,6 +298,9 @@ def _configure(state: FakeMicrosoft, body: dict[str, Any]) -> dict[str, Any]:
                  "consent_replication_seconds"):
         if name in body and (not isinstance(body[name], (int, float)) or body[name] < 0):
             raise ControlError(400, f"{name} must be a non-negative number")
+    for name in ("user_roles", "id_token_claims"):
+        if name in body and not isinstance(body[name], dict):
+            raise ControlError(400, f"{name} must be an object")
     rules = []
     for raw in faults or []:
         if not isinstance(raw, dict):

@@ -44,6 +44,11 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "consent_by_default": True,  # tenants seen for the first time have the app consented (see consent.py)
     "consent_replication_seconds": 0.0,  # after admin consent, tokens stay refused this long
     "photo_delay_seconds": 0.0,  # time each photo request takes (makes concurrency observable)
+    # Sign-in (authorize.py): {userPrincipalName: {"wids": [...], "roles": [...]}} replaces those users' demo
+    # roles (a role granted or removed in Entra ID between two sign-ins); claims that replace the ID token's
+    # own (an authority answering with another nonce, audience or tenant).
+    "user_roles": {},
+    "id_token_claims": {},
 }
 DELTA_EXPIRED_MODES = ("syncStateNotFound", "410")
 FAULT_TARGETS = ("graph", "users", "delta", "entra", "token", "jwks", "openid",

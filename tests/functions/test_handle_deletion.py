@@ -326,7 +326,7 @@ def test_a_deletion_killed_after_k_steps_is_finished_by_redelivery(handler, emul
         neighbour = seed.populated_tenant(devices=1, tenant_files=1)
         untouched = world_without(shape["tenantId"])
         faulty = FaultyClients(fail_after=k)
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - a crash at step k, whatever the client library makes of it
             faulty.service().handle_message(message_of(shape))
         faulty.expire_open_transactions()
 
@@ -445,7 +445,9 @@ def test_registrations_racing_a_tenant_deletion_never_leave_an_orphan_device(han
         first_registration = threading.Event()
         deleting = threading.Event()
 
-        def register_until_refused() -> None:
+        def register_until_refused(stop: threading.Event = stop, tenant_id: str = tenant_id,
+                                   deleting: threading.Event = deleting,
+                                   first_registration: threading.Event = first_registration) -> None:
             while not stop.is_set():
                 try:
                     devices.register(tenant_id, seed.new_id(), seed.now(), max_devices=10000)

@@ -124,8 +124,8 @@ def test_scope_lookups_ask_fifteen_users_per_request_and_never_send_a_non_guid()
     odd = "x') or (id eq 'y"
     answers = ScopeResolver(batcher, T, ["displayName", "accountEnabled"]).resolve(users + [odd], True, ())
     assert USERS_PER_LOOKUP == 15 and len(batcher.asked) == 3  # ⌈31 / 15⌉
-    assert all(r.url.startswith("/users?$filter=id%20in%20('") and r.url.endswith("&$select=id,displayName,"
-                                                                                  "accountEnabled") for r in batcher.asked)
+    assert all(r.url.startswith("/users?$filter=id%20in%20('")
+               and r.url.endswith("&$select=id,displayName,accountEnabled") for r in batcher.asked)
     assert not any("x'" in r.url or "%27y" in r.url for r in batcher.asked)
     assert answers[users[0]].gone and answers[odd].gone and not answers[odd].member
     assert all(not answers[u].gone and answers[u].user == {"id": u, "accountEnabled": True} for u in users[1:])

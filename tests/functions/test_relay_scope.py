@@ -57,7 +57,8 @@ def enabled_members(fake, indexes) -> list[str]:
     """IDs of enabled, non-guest users among `indexes` (so scope tests act on users the flags keep)."""
     entries = fake.users(TENANT)
     return [entries[i]["user"]["id"] for i in indexes
-            if entries[i]["user"] and entries[i]["user"]["accountEnabled"] and entries[i]["user"]["userType"] == "Member"]
+            if entries[i]["user"] and entries[i]["user"]["accountEnabled"]
+            and entries[i]["user"]["userType"] == "Member"]
 
 
 def expected(fake, groups: list[str], require_phone: bool = False) -> set[str]:
