@@ -74,6 +74,13 @@ class Session:
     issued_at: int
     seen_at: int
     csrf_secret: str
+    role: str = ""  # the admin role it was signed in with (the audit trail's `actorRole`)
+
+    @property
+    def session_id(self) -> str:
+        """The session's random ID as the audit trail records it (128 bits, derived from the session's own
+        secret, which it does not reveal): the same for every request of this sign-in, new with the next."""
+        return hmac.new(_unb64(self.csrf_secret), b"session-id", hashlib.sha256).hexdigest()[:32]
 
     @property
     def csrf_token(self) -> str:
@@ -84,13 +91,13 @@ class Session:
         return isinstance(token, str) and hmac.compare_digest(token.encode(), self.csrf_token.encode())
 
 
-def new_session(tenant_id: str, admin: bool, now: int) -> Session:
-    return Session(tenant_id, admin, now, now, _b64(secrets.token_bytes(32)))
+def new_session(tenant_id: str, admin: bool, now: int, role: str = "") -> Session:
+    return Session(tenant_id, admin, now, now, _b64(secrets.token_bytes(32)), role)
 
 
 def seal_session(sealer: Sealer, session: Session) -> str:
     return sealer.seal(SESSION_COOKIE, {"t": session.tenant_id, "a": session.admin, "i": session.issued_at,
-                                        "s": session.seen_at, "c": session.csrf_secret})
+                                        "s": session.seen_at, "c": session.csrf_secret, "r": session.role})
 
 
 def open_session(sealer: Sealer, value: str | None, now: int) -> Session | None:
@@ -98,17 +105,17 @@ def open_session(sealer: Sealer, value: str | None, now: int) -> Session | None:
     data = sealer.unseal(SESSION_COOKIE, value)
     if data is None:
         return None
-    tenant_id, admin, issued, seen, csrf = (data.get(k) for k in ("t", "a", "i", "s", "c"))
+    tenant_id, admin, issued, seen, csrf, role = (data.get(k) for k in ("t", "a", "i", "s", "c", "r"))
     if (not is_canonical_id(tenant_id) or not isinstance(admin, bool) or not isinstance(issued, int)
-            or not isinstance(seen, int) or not isinstance(csrf, str)):
+            or not isinstance(seen, int) or not isinstance(csrf, str) or not isinstance(role, str)):
         return None
     if now - seen > IDLE_SECONDS or now - issued > MAX_SECONDS or seen > now + 60 or issued > seen:
         return None
-    return Session(tenant_id, admin, issued, seen, csrf)
+    return Session(tenant_id, admin, issued, seen, csrf, role)
 
 
 def renewed(session: Session, now: int) -> Session:
-    return Session(session.tenant_id, session.admin, session.issued_at, now, session.csrf_secret)
+    return Session(session.tenant_id, session.admin, session.issued_at, now, session.csrf_secret, session.role)
 
 
 def cookie_header(name: str, value: str, max_age: int) -> str:

@@ -120,10 +120,12 @@ def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lin
     assert overview.status_code == 200 and overview.headers["Cache-Control"] == "no-store"
     assert "Fabrikam AG" in body and tenant in body and "Registered devices" in body
     assert ">1<" in body  # one device
-    # The cookie holds the tenant ID, the admin flag, two times and the CSRF secret: nothing else.
+    # The cookie holds the tenant ID, the admin flag, two times, the CSRF secret and the admin role's name
+    # (the audit trail's actorRole): nothing else.
     sealed = cookies.Sealer(support.settings().portal_session_key).unseal(
         cookies.SESSION_COOKIE, session_cookie(client).value)
-    assert set(sealed) == {"t", "a", "i", "s", "c"} and sealed["t"] == tenant and sealed["a"] is True
+    assert set(sealed) == {"t", "a", "i", "s", "c", "r"} and sealed["t"] == tenant and sealed["a"] is True
+    assert sealed["r"] == "Global Administrator"
     # No user claim reached a log line.
     account = portal.accounts(emulators, tenant)["admin"]
     user = emulators.fake_microsoft().call("GET", f"/tenants/{tenant}/users/{account}")["user"]

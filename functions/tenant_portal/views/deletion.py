@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
-from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, admin, tenant_of, when
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, admin, tenant_of, when
 from shared import http, logs
 from shared.errors import BadRequest, NotFound
 
@@ -44,7 +44,7 @@ def page(visit: Visit, error: str | None = None, status: int = 200) -> Response:
 def delete_all(visit: Visit) -> Response:
     tenant = tenant_of(visit)
     try:
-        request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"))
+        request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"), actor_of(admin(visit)))
     except BadRequest as error:
         return page(visit, error=error.slug, status=400)
     log.info("tenant deletion requested", function=FUNCTION, tenantId=tenant.tenant_id, requestId=request_id)

@@ -5,7 +5,7 @@ from flask import Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import LANGUAGES
-from functions.tenant_portal.visit import NEXT_PATHS, Visit
+from functions.tenant_portal.visit import NEXT_PATHS, Visit, actor_of
 from shared.errors import BadRequest, Unauthorized
 
 
@@ -33,7 +33,9 @@ def callback(visit: Visit) -> Response:
         signed_in = visit.portal.signin.complete(sealed["flow"], response)
     except SigninRefused as refused:
         raise Unauthorized("the sign-in with Microsoft did not succeed", slug=refused.reason, headers={}) from None
-    visit.session = cookies.new_session(signed_in.tenant_id, signed_in.admin, visit.now)
+    visit.session = cookies.new_session(signed_in.tenant_id, signed_in.admin, visit.now, signed_in.role)
+    if signed_in.admin:  # an administrator's sign-in to an active tenant is in its audit trail
+        visit.portal.service.signed_in(signed_in.tenant_id, actor_of(visit.session))
     lang = sealed.get("lang")
     next_path = sealed.get("next")
     location = next_path if isinstance(next_path, str) and next_path in NEXT_PATHS else "/"
