@@ -40,6 +40,7 @@ def portal(config: Settings, store: Store) -> Portal:
     from functions.tenant_portal.service import TenantPortalService
     from functions.tenant_portal.signin import MicrosoftSignin
     from shared import wiring
+    from shared.audit import AuditTrail
     from shared.auth import JwksCache, jwks_url
     from shared.clock import utc_now
 
@@ -47,14 +48,14 @@ def portal(config: Settings, store: Store) -> Portal:
     microsoft = MicrosoftSignin(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
                                 f"{config.portal_base_url}/auth/callback", egress,
                                 JwksCache(egress, jwks_url(config.entra_authority_host)))
-    from shared.audit import AuditTrail
-
+    trail = AuditTrail(utc_now, config.audit_retention_days)
     service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now,
-                                  AuditTrail(utc_now, config.audit_retention_days))
+                                  trail)
     onboarding_service = OnboardingService(store.tenants, wiring.app_tokens(config, egress), utc_now,
                                            authority_host=config.entra_authority_host,
                                            client_id=config.entra_client_id,
-                                           portal_base_url=config.portal_base_url)
+                                           portal_base_url=config.portal_base_url,
+                                           trail=trail)
     return Portal(PortalConfig(config.portal_base_url, config.entra_authority_host), service, microsoft,
                   cookies.Sealer(config.portal_session_key), onboarding_service, config)
 

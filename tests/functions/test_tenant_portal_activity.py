@@ -212,3 +212,13 @@ def test_no_event_names_a_person(client, emulators, tenant):
     stored = json.dumps(events(tenant), default=str)
     for value in (login, login.split("@")[0], "@", "oid", "Fabrikam"):
         assert value not in stored
+
+
+def test_self_service_onboarding_is_recorded_with_the_session(emulators):
+    tenant_id, passed = portal.onboard_through_portal(emulators)
+    (onboarded,) = events(tenant_id)  # the sign-in before the tenant existed left nothing
+    assert (onboarded["action"], onboarded["target"], onboarded["actorKind"], onboarded["actorRole"]) == (
+        "tenant.onboard", None, "admin", "Global Administrator")
+    assert len(onboarded["session"]) == 32 and int(onboarded["session"], 16) >= 0
+    stored = json.dumps(onboarded, default=str)
+    assert not any(value in stored for value in passed.values() if value)
