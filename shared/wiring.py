@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from shared.deletion_requests import DeletionRequester
     from shared.egress import AllowListedSession
     from shared.events import DeletionPublisher
-    from shared.graph.client import AppTokens, GraphClient
+    from shared.graph.client import AppTokens, GraphAccessCheck, GraphClient
     from shared.store.repositories import TenantRepository
 
 T = TypeVar("T")
@@ -162,12 +162,19 @@ def token_validator(config: Settings, tenants: TenantRepository,
 
 
 def app_tokens(config: Settings, session: AllowListedSession | None = None) -> AppTokens:
-    """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only); also what onboarding
-    uses to confirm a tenant's admin consent."""
+    """Client-credentials tokens for Graph per tenant (MSAL, in-memory cache only)."""
     from shared.graph.client import AppTokens
 
     return AppTokens(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
                      session or egress_session(config))
+
+
+def graph_access_check(config: Settings, session: AllowListedSession | None = None) -> GraphAccessCheck:
+    """What onboarding asks to confirm a tenant's admin consent: Graph answering the app for that tenant."""
+    from shared.graph.client import GraphAccessCheck
+
+    session = session or egress_session(config)
+    return GraphAccessCheck(app_tokens(config, session), session, config.graph_base_url)
 
 
 def graph_client(config: Settings, session: AllowListedSession | None = None) -> GraphClient:

@@ -34,7 +34,7 @@ from shared import logs
 from shared.clock import Clock
 from shared.config import ConfigError
 from shared.errors import PoisonMessage, TransientError
-from shared.events import DeletionRequest, parse_deletion_message, receipt_subject, tenant_subject
+from shared.events import DeletionRequest, receipt_subject, tenant_subject
 from shared.store import Store
 from shared.store.objects import ObjectsNotDeleted, ObjectStore, device_prefix, tenant_prefix
 from shared.store.schema import DeletionKind
@@ -100,10 +100,6 @@ class DeletionService:
         self._timer = timer
 
     # -- entry -----------------------------------------------------------------------------------
-    def handle_message(self, data: bytes) -> DeletionOutcome:
-        """Parses one message of `deletion-requests` and runs it; PoisonMessage if it can never succeed."""
-        return self.delete(parse_deletion_message(data))
-
     def delete(self, request: DeletionRequest) -> DeletionOutcome:
         subject = receipt_subject(self._receipt_key, request)
         receipt = self._receipts.create_pending(request.request_id, request.kind, subject, self._clock(),

@@ -1,11 +1,13 @@
 """The sync cursor: Graph's delta link, bound to the tenant and its relay settings, signed with CURSOR_KEY.
 
-The server only follows a delta link it signed itself, so a client can never make it fetch a URL.
+The server only follows a delta link it signed itself, so a client can never make it fetch a URL. A cursor is
+accepted only in the canonical form it was handed out in (a byte outside its alphabet anywhere: `400`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,7 @@ MAX_CURSOR_LENGTH = 8192
 CURSOR_BUDGET = 4096  # what a cursor the relay hands out stays under (two delta links and a few fields)
 _VERSION = 1
 _SALT = "relay-cursor"  # keys the signature to this use of CURSOR_KEY
+_ALPHABET = re.compile(r"[A-Za-z0-9_\-.]+")  # URL-safe base64 and the separator: a cursor is nothing else
 
 
 def settings_fingerprint(settings: dict[str, Any]) -> str:
@@ -50,12 +53,15 @@ class CursorCodec:
 
     def decode(self, text: str, tenant_id: str) -> Cursor:
         """400 for anything malformed or tampered with; 403 for a valid cursor of another tenant."""
-        if not text or len(text) > MAX_CURSOR_LENGTH:
+        if not text or len(text) > MAX_CURSOR_LENGTH or not _ALPHABET.fullmatch(text):
             raise BadRequest("the cursor is malformed", slug="invalid-cursor")
         try:
             body = self._serializer.loads(text)
         except BadData:
             raise BadRequest("the cursor is malformed or was altered", slug="invalid-cursor") from None
+        # Only the canonical form: base64 decoders forgive (other padding bits, a stray byte); this does not.
+        if self._serializer.dumps(body) != text:
+            raise BadRequest("the cursor is malformed or was altered", slug="invalid-cursor")
         try:
             cursor = Cursor(body["t"], body["s"], body["d"], body.get("g", ""))
             valid = body.get("v") == _VERSION and all(isinstance(v, str) for v in (

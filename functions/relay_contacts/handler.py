@@ -62,7 +62,7 @@ def _photo(request: Request, userId: str) -> Response:
     caller = validator.authenticate(request.headers.get("Authorization"))
     photo = photos.photo(caller, request.headers.get("X-Device-Id"), userId, request.args.get("size"),
                          request.headers.get("If-None-Match"))
-    response = Response(photo.chunks, status=200, content_type="image/jpeg") if photo.chunks is not None \
+    response = Response(photo.chunks, status=200, content_type=photo.content_type) if photo.chunks is not None \
         else Response(status=304)
     response.headers["ETag"] = photo.etag
     response.headers["Cache-Control"] = "private, no-cache"  # the app keeps it and revalidates; we keep nothing

@@ -6,13 +6,18 @@
   (`@odata.mediaEtag`); then the bytes of `/photos/{size}/$value` are passed through chunk by chunk.
   The `ETag` is a digest of the user's ID and Graph's media ETag (the photo's version, the same for every
   size), so `If-None-Match` answers `304` without fetching a byte.
-- `POST /photos/changes` asks the same for up to 200 users in `$batch` calls of 20, 4 in flight.
-A user without a photo, out of scope, or photos switched off: `404`, all alike.
+- `POST /photos/changes` asks the same for up to 200 users in `$batch` calls of 20, 4 in flight; a user
+  whose photo or scope check Graph refused (an inner 4xx other than 404; throttling and 5xx are retried)
+  is neither `changed` nor `gone` (the phone keeps its copy and asks again later): one failing user does
+  not fail the rest.
+A user without a photo, out of scope, or photos switched off: `404`, all alike. The bytes keep Graph's
+content type (usually `image/jpeg`).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +45,17 @@ CHUNK_BYTES = 32 * 1024
 class Photo:
     etag: str
     chunks: Iterator[bytes] | None  # None: the client's copy is current (304)
+    content_type: str = "image/jpeg"  # Graph's
+
+
+_IMAGE_TYPE = re.compile(r"image/[A-Za-z0-9][A-Za-z0-9.+-]{0,63}")
+
+
+def media_type(header: str | None) -> str:
+    """Graph's content type of a photo (its parameters dropped); anything that is not an image type is
+    passed on as opaque bytes."""
+    value = (header or "").split(";", 1)[0].strip().lower()
+    return value if _IMAGE_TYPE.fullmatch(value) else "application/octet-stream"
 
 
 def photo_etag(user_id: str, media_etag: str) -> str:
@@ -72,7 +88,9 @@ class PhotoService:
         require_id(user_id, "userId")
         if size is not None and size not in SIZES:
             raise BadRequest(f"size must be one of {', '.join(SIZES)}", slug="invalid-size")
-        etags = self._current_etags(caller, scope, [user_id])
+        etags, failed = self._current_etags(caller, scope, [user_id])
+        if failed:
+            raise BadGateway("the directory refused a photo request", slug="graph-refused")
         etag = etags.get(user_id)
         if etag is None:
             raise _not_found()
@@ -89,7 +107,7 @@ class PhotoService:
             raise BadGateway("the directory refused access for this tenant", slug="graph-refused") from None
         if response is None:
             raise _not_found()  # e.g. a size above the one uploaded
-        return Photo(etag, _passed_through(response))
+        return Photo(etag, _passed_through(response), media_type(response.headers.get("Content-Type")))
 
     def changes(self, caller: Caller, device_id: Any, etags: Any) -> dict[str, list[str]]:
         scope = self._check_caller(caller, device_id)
@@ -99,24 +117,26 @@ class PhotoService:
         for user_id, etag in etags.items():
             if not is_canonical_id(user_id) or not isinstance(etag, str) or len(etag) > MAX_ETAG_LENGTH:
                 raise BadRequest("etags must map lower-case user IDs to ETag strings", slug="invalid-etags")
-        current = self._current_etags(caller, scope, list(etags))
+        current, failed = self._current_etags(caller, scope, list(etags))
         changed = [u for u in etags if u in current and current[u] != etags[u]]
-        gone = [u for u in etags if u not in current]
+        gone = [u for u in etags if u not in current and u not in failed]
         log.info("photo changes answered", tenantId=caller.tenant_id, count=len(etags))
         return {"changed": changed, "gone": gone}
 
-    def _current_etags(self, caller: Caller, scope: Scope, user_ids: list[str]) -> dict[str, str]:
-        """Our ETag of each user's photo, for users in scope that have one (others are left out): the photos'
-        metadata and the scope checks (ScopeResolver: flags looked up 15 users at a time, membership per
-        user) go in the same `$batch` calls."""
+    def _current_etags(self, caller: Caller, scope: Scope, user_ids: list[str]) -> tuple[dict[str, str], set[str]]:
+        """Our ETag of each user's photo, for users in scope that have one (others are left out), and the
+        users whose photo or scope check Graph refused: the photos' metadata and the scope checks
+        (ScopeResolver: flags looked up 15 users at a time, membership per user) go in the same `$batch`
+        calls."""
         resolver = ScopeResolver(self._batcher, caller.tenant_id, ["id", *scope.properties])
         fetch, checked = bool(scope.properties), bool(scope.properties or scope.groups)
         requests = [BatchRequest(f"p{k}", f"/users/{user_id}/photo") for k, user_id in enumerate(user_ids)]
         if checked:
             requests += resolver.batch_for(user_ids, fetch, scope.groups)
+        failed: set[str] = set()
         try:
             answers = self._batcher.run(caller.tenant_id, requests)
-            resolutions = resolver.resolutions(user_ids, fetch, scope.groups, answers) if checked else {}
+            resolutions = resolver.resolutions(user_ids, fetch, scope.groups, answers, failed) if checked else {}
         except GraphUnavailable as error:
             raise ServiceUnavailable("the directory is temporarily unavailable", retry_after=error.retry_after,
                                      slug="graph-unavailable") from None
@@ -126,8 +146,11 @@ class PhotoService:
         out: dict[str, str] = {}
         for k, user_id in enumerate(user_ids):
             photo = answers[f"p{k}"]
+            if photo.status not in (200, 404):
+                failed.add(user_id)
+            if user_id in failed:
+                continue
             if photo.status != 200 or not isinstance(photo.body, dict) or not photo.body.get("@odata.mediaEtag"):
-                _refused_unless(photo.status, (200, 404))
                 continue
             if checked:
                 resolution = resolutions[user_id]
@@ -136,12 +159,9 @@ class PhotoService:
                 if fetch and (resolution.user is None or not scope.admits(resolution.user, phones)):
                     continue
             out[user_id] = photo_etag(user_id, str(photo.body["@odata.mediaEtag"]))
-        return out
-
-
-def _refused_unless(status: int, expected: tuple[int, ...]) -> None:
-    if status not in expected:
-        raise BadGateway("the directory refused a photo request", slug="graph-refused")
+        if failed:
+            log.warning("photo checks refused", tenantId=caller.tenant_id, count=len(failed))
+        return out, failed
 
 
 def _passed_through(response) -> Iterator[bytes]:

@@ -60,6 +60,17 @@ class Scope:
     def filters_users(self) -> bool:
         return bool(self.groups) or bool(self.properties)
 
+    @property
+    def decided_on(self) -> tuple[str, ...]:
+        """What a delta item must carry for the flags to be decided on it. Graph's delta item (without
+        `Prefer: return=minimal`) carries every selected property that is set and leaves out those never
+        set, so a missing phone property is no phone; `accountEnabled` and `userType` are always set."""
+        return tuple(name for name in self.properties if name not in PHONE_PROPERTIES)
+
+    def decidable(self, user: Mapping[str, Any]) -> bool:
+        """Whether the flags can be decided on this delta item without asking Graph about the user."""
+        return all(name in user for name in self.decided_on)
+
     def touches(self, user: Mapping[str, Any]) -> bool:
         """True if a delta item reports a property the flags depend on (the user may have left or entered)."""
         return any(name in user for name in self.properties)
@@ -68,7 +79,8 @@ class Scope:
         return all(name in user for name in self.properties)
 
     def admits(self, user: Mapping[str, Any], phones: PhoneNormaliser) -> bool:
-        """The flags' verdict on a user whose `properties` are all present."""
+        """The flags' verdict on a user whose `decided_on` properties are present (a phone property left
+        out was never set)."""
         if self.exclude_disabled and user.get("accountEnabled") is False:
             return False
         if self.exclude_guests and user.get("userType") == "Guest":
@@ -119,15 +131,20 @@ class ScopeResolver:
         return batch
 
     def resolutions(self, user_ids: list[str], fetch: bool, groups: tuple[str, ...],
-                    answers: Mapping[str, Any]) -> dict[str, Resolution]:
+                    answers: Mapping[str, Any], failed: set[str] | None = None) -> dict[str, Resolution]:
         """`resolve`'s answer from the batched answers to `batch_for` (a user that is not a GUID: gone);
-        ScopeCheckFailed when Graph refused one of them."""
+        ScopeCheckFailed when Graph refused one of them, unless `failed` is given: then the users whose
+        check Graph refused are added to it (and resolved as neither gone nor members), the others answered."""
         asked = [user_id for user_id in user_ids if is_canonical_id(user_id)]
         found: dict[str, dict[str, Any]] = {}
+        refused: set[str] = set()
         for k in range(-(-len(asked) // USERS_PER_LOOKUP) if fetch else 0):
             answer = answers[f"u{k}"]
             if answer.status != 200 or not isinstance(answer.body, dict):
-                raise ScopeCheckFailed(answer.status)
+                if failed is None:
+                    raise ScopeCheckFailed(answer.status)
+                refused.update(asked[k * USERS_PER_LOOKUP:(k + 1) * USERS_PER_LOOKUP])
+                continue
             for user in answer.body.get("value") or []:
                 if isinstance(user, dict) and isinstance(user.get("id"), str):
                     found[user["id"]] = {key: value for key, value in user.items() if not key.startswith("@")}
@@ -141,9 +158,14 @@ class ScopeResolver:
                     gone, member = True, False
                 elif answer.status == 200 and isinstance(answer.body, dict):
                     member = bool(answer.body.get("value"))
-                else:
+                elif failed is None:
                     raise ScopeCheckFailed(answer.status)
-            out[user_id] = Resolution(user, gone, member and not gone)
+                else:
+                    refused.add(user_id)
+            out[user_id] = Resolution(None, False, False) if user_id in refused else \
+                Resolution(user, gone, member and not gone)
+        if failed is not None:
+            failed.update(refused)
         return out
 
 

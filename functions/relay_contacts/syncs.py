@@ -2,9 +2,11 @@
 "Directory scope"). Each fetches its first Graph page in `begin()` (so failures before the first byte are
 HTTP errors), then yields NDJSON chunks page by page and finally hands out the delta links for the cursor.
 
-- `DirectorySync` (no groups): `/users/delta` as before; the flags filter a full round in code, and an
-  incremental round asks Graph in `$batch` for the current state of changed users whose delta item does
-  not say whether they are in scope (delta items may carry only the changed properties).
+- `DirectorySync` (no groups): `/users/delta` as before; the flags filter both rounds in code: Graph's
+  delta item carries every selected property that is set (a cleared one as `null`, one never set left
+  out), so the flags are decided on the item itself; only an item without `accountEnabled` / `userType`
+  when the flags need them (Graph promised them, but a client cannot count on what it was not sent) is
+  asked of Graph in `$batch`.
 - `GroupFullSync`: the users of each scoped group from `transitiveMembers` (nested groups included,
   devices / service principals / contacts left out), each user once: the first group streams as is;
   a user of a later group is streamed unless the 1 MiB `SeenFilter` says "maybe seen" and
@@ -41,10 +43,12 @@ from shared.graph.client import DeltaExpired, GraphClient, GraphNotFound, GraphR
 
 log = logs.get_logger(__name__)
 
-# Users a group-scoped incremental sync checks one by one (`checkMemberGroups`, about 1 RU each); more: a full
-# sync, which reads only the groups' members (a 100k-user group: ~410 RU). Membership changes count, and so
-# do changed users on the first READ_AHEAD_PAGES pages of /users/delta, read before the first byte.
-MAX_MEMBER_CHANGES = 2000
+# Users a group-scoped incremental sync checks one by one (`checkMemberGroups`: 4 RU each, Graph's cost table);
+# more: a full sync, which reads only the groups' members (a 100k-user group: ~410 RU) but resends the whole
+# scope to the phone. 500 checks cost at most 2,000 RU, the budget the threshold allowed when a check was
+# believed to cost 1 RU. Membership changes count, and so do changed users on the first READ_AHEAD_PAGES
+# pages of /users/delta, read before the first byte.
+MAX_MEMBER_CHANGES = 500
 READ_AHEAD_PAGES = 3
 CHECK_CHUNK = 300  # users resolved per round: 20 lookups of 15 (one $batch), plus 300 membership checks with groups
 _GROUP_ID = "#microsoft.graph.group"
@@ -87,14 +91,28 @@ class Sync:
             self._ahead.close()
 
     # ---- shared ------------------------------------------------------------------------------------
-    def _resolved_lines(self, items: list[dict[str, Any]], groups: tuple[str, ...], left: bool = False) -> str:
+    def _resolved_lines(self, items: list[dict[str, Any]], groups: tuple[str, ...], left: bool = False,
+                        delta_items: bool = True) -> str:
         """Lines for changed users after asking Graph for their state (and membership when `groups`):
         in scope → a full upsert; out of it → `remove` if the change could have taken them out, else nothing.
-        `left`: users removed from a tracked group (still in scope: nothing changed for the phone)."""
+        `left`: users removed from a tracked group (still in scope: nothing changed for the phone).
+        `delta_items`: the items are /users/delta's (the user's state when `decidable`), not bare IDs."""
         c, out = self.c, []
         for start in range(0, len(items), CHECK_CHUNK):
             chunk = items[start:start + CHECK_CHUNK]
-            answers = c.resolver.resolve([item["id"] for item in chunk], fetch=True, groups=groups)
+            # A delta item that carries what the flags decide on is the user's state: only its membership
+            # is asked (checkMemberGroups); the others' state is fetched too.
+            known = [item for item in chunk if delta_items and c.scope.decidable(item)]
+            unknown = [item for item in chunk if not (delta_items and c.scope.decidable(item))]
+            answers: dict[str, Resolution] = {}
+            if unknown:
+                answers.update(c.resolver.resolve([item["id"] for item in unknown], fetch=True, groups=groups))
+            if known:
+                checked = c.resolver.resolve([item["id"] for item in known], fetch=False, groups=groups)
+                answers.update({item["id"]: Resolution(item if not checked[item["id"]].gone else None,
+                                                       checked[item["id"]].gone, checked[item["id"]].member)
+                                for item in known})
+            decided = {id(item) for item in known}
             for item in chunk:
                 answer: Resolution = answers[item["id"]]
                 if answer.gone or answer.user is None:
@@ -103,7 +121,15 @@ class Sync:
                     if not left:
                         out.append(c.mapper.line(answer.user, full=True))
                         self.contacts += 1
-                elif left or c.scope.touches(item):
+                elif left:
+                    out.append(c.mapper.remove(item["id"]))
+                elif id(item) in decided:
+                    # A whole delta item says nothing about what changed: a member the flags now leave out
+                    # may have left the scope (a remove the phone ignores if it never had the user). A
+                    # non-member whose membership did not change was not in scope before either.
+                    if answer.member:
+                        out.append(c.mapper.remove(item["id"]))
+                elif c.scope.touches(item):
                     out.append(c.mapper.remove(item["id"]))
         return "".join(out)
 
@@ -146,21 +172,21 @@ class DirectorySync(Sync):
         c = self.c
         mapper, scope = c.mapper, c.scope
         if not scope.filters_users:
-            self.contacts += len(page.users)
-            return "".join(mapper.line(user, self.full) for user in page.users)
+            self.contacts += len(page.items)
+            return "".join(mapper.line(user, self.full) for user in page.items)
         if self.full:
-            kept = [u for u in page.users if "@removed" in u or scope.admits(u, mapper.phones)]
+            kept = [u for u in page.items if "@removed" in u or scope.admits(u, mapper.phones)]
             self.contacts += len(kept)
             return "".join(mapper.line(user, True) for user in kept)
         out, unsure = [], []
-        for user in page.users:
+        for user in page.items:
             if "@removed" in user:
                 out.append(mapper.remove(user.get("id")))
-            elif all(name in user for name in c.select):  # a complete item (e.g. a new user): decide here
+            elif scope.decidable(user):  # the item carries what the flags decide on: no lookup
                 if scope.admits(user, mapper.phones):
                     out.append(mapper.line(user, True))
                     self.contacts += 1
-                elif scope.touches(user):
+                else:  # may have left the scope (a phone that never had it ignores the line)
                     out.append(mapper.remove(user["id"]))
             else:
                 unsure.append(user)
@@ -201,7 +227,7 @@ class GroupFullSync(Sync):
             try:
                 for page in c.graph.collection_pages(c.tenant_id, url, f"groups/{group_id}/",
                                                      {"ConsistencyLevel": "eventual"}):
-                    for group in page.users:
+                    for group in page.items:
                         if group.get("id") not in tracked:
                             tracked.append(group["id"])
                     if len(tracked) > MAX_TRACKED_GROUPS:
@@ -211,9 +237,12 @@ class GroupFullSync(Sync):
         return tracked
 
     def _groups_delta_link(self, tracked: list[str]) -> str:
+        """A groups/delta link of the tracked groups' membership. Graph documents `$deltatoken=latest` only
+        without `$filter`, so the filtered round is paged through to its delta link (1 RU a page; the
+        members it lists are not needed: the member pages read next are the sync)."""
         c = self.c
         query = quote(" or ".join(f"id eq '{g}'" for g in tracked), safe="'")
-        url = c.graph.url(f"groups/delta?$filter={query}&$select=members&$deltatoken=latest")
+        url = c.graph.url(f"groups/delta?$filter={query}&$select=members")
         for page in c.graph.collection_pages(c.tenant_id, url, "groups/delta?"):
             if page.delta_link:
                 return page.delta_link
@@ -240,7 +269,7 @@ class GroupFullSync(Sync):
 
     def _render(self, index: int, page: Page) -> str:
         c = self.c
-        users = [u for u in page.users if u.get("@odata.type", USER_TYPE) == USER_TYPE and "id" in u]
+        users = [u for u in page.items if u.get("@odata.type", USER_TYPE) == USER_TYPE and "id" in u]
         kept = [u for u in users if c.scope.admits(u, c.mapper.phones)]
         if index > 0:
             unsure = [u["id"] for u in kept if self._seen.maybe_seen(u["id"])]
@@ -280,7 +309,7 @@ class GroupIncrementalSync(Sync):
         if not c.graph.is_graph_link(self._cursor.groups_link, "groups/delta?"):
             raise NeedsFullSync("untracked groups")
         for page in c.graph.collection_pages(c.tenant_id, self._cursor.groups_link, "groups/delta?"):
-            for group in page.users:
+            for group in page.items:
                 if "@removed" in group:
                     raise NeedsFullSync("a tracked group was deleted")
                 for member in group.get("members@delta") or []:
@@ -301,7 +330,7 @@ class GroupIncrementalSync(Sync):
         checks = len(self._member_changes)
         for page in self._pages:
             self._read.append(page)
-            checks += sum(1 for user in page.users
+            checks += sum(1 for user in page.items
                           if "@removed" not in user and user.get("id") not in self._member_changes)
             if checks > MAX_MEMBER_CHANGES:
                 raise NeedsFullSync("too many changed users to check")
@@ -323,7 +352,7 @@ class GroupIncrementalSync(Sync):
         while page is not None:
             self.pages += 1
             out, changed = [], []
-            for user in page.users:
+            for user in page.items:
                 if "@removed" in user:
                     out.append(c.mapper.remove(user.get("id")))
                 elif user.get("id") not in self._member_changes:  # those are checked below, once
@@ -337,8 +366,8 @@ class GroupIncrementalSync(Sync):
             return
         added = [{"id": i} for i, removed in self._member_changes.items() if not removed]
         left = [{"id": i} for i, removed in self._member_changes.items() if removed]
-        yield self._resolved_lines(added, c.scope.groups)
-        yield self._resolved_lines(left, c.scope.groups, left=True)
+        yield self._resolved_lines(added, c.scope.groups, delta_items=False)
+        yield self._resolved_lines(left, c.scope.groups, left=True, delta_items=False)
 
     def links(self) -> tuple[str | None, str | None]:
         return self._users_link, self._groups_link

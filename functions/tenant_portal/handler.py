@@ -51,7 +51,7 @@ def portal(config: Settings, store: Store) -> Portal:
     trail = AuditTrail(utc_now, config.audit_retention_days)
     service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now,
                                   trail)
-    onboarding_service = OnboardingService(store.tenants, wiring.app_tokens(config, egress), utc_now,
+    onboarding_service = OnboardingService(store.tenants, wiring.graph_access_check(config, egress), utc_now,
                                            authority_host=config.entra_authority_host,
                                            client_id=config.entra_client_id,
                                            portal_base_url=config.portal_base_url,

@@ -13,8 +13,9 @@ The portal calls this service; it renders pages and keeps the sealed cookies, th
    this order: `error` first (Entra ID sends `admin_consent=True` on errors too); the session (an
    administrator) and the `state` (bound to the session, at most 10 minutes old — single use because the
    portal clears the cookie whatever the outcome); `tenant` equals the session's `tid`; a
-   client-credentials token for that tenant succeeds and carries the Graph role `User.Read.All` (retried
-   briefly: consent takes a few seconds to replicate). Only then is the tenant created `active` with that
+   client-credentials token for that tenant succeeds and Graph lets the app read the tenant's users
+   (`User.Read.All`; confirmed by a Graph call, never by decoding Graph's token; retried briefly: consent
+   takes seconds to minutes to replicate). Only then is the tenant created `active` with that
    name and the default settings. Creation is create-once: a replayed callback changes nothing and answers
    "already onboarded".
 
@@ -132,22 +133,23 @@ class TenantStore(Protocol):
                audit: AuditEvent | None = None) -> Tenant: ...
 
 
-class AppTokenSource(Protocol):
-    """Client-credentials tokens for Graph per tenant: `shared.graph.client.AppTokens` (MSAL). Raises
-    `GraphRefused` when Entra ID refuses, `GraphUnavailable` when it cannot be reached."""
+class GraphAccess(Protocol):
+    """`shared.graph.client.GraphAccessCheck`: whether Graph lets the app read a tenant's users (a fresh
+    client-credentials token and one Graph call). Raises `GraphRefused` when Entra ID or Graph refuse the app,
+    `GraphUnavailable` when they cannot be reached."""
 
-    def token(self, tenant_id: str, refresh: bool = False) -> str: ...
+    def reads_users(self, tenant_id: str) -> bool: ...
 
 
 class OnboardingService:
-    def __init__(self, tenants: TenantStore, tokens: AppTokenSource, clock: Clock, *, authority_host: str,
+    def __init__(self, tenants: TenantStore, access: GraphAccess, clock: Clock, *, authority_host: str,
                  client_id: str, portal_base_url: str,
                  retry_delays: Sequence[float] = CONSENT_RETRY_DELAYS,
                  sleep: Callable[[float], None] = time.sleep, new_state: Callable[[], str] | None = None,
                  trail: AuditTrail | None = None):
         self._tenants = tenants
         self._trail = trail  # records the onboarding (tenant.onboard) with the tenant's creation
-        self._tokens = tokens
+        self._access = access
         self._clock = clock
         self._authority = authority_host.rstrip("/")
         self._client_id = client_id
@@ -244,22 +246,16 @@ class OnboardingService:
         return self._create(session_tenant_id, pending.name, actor)
 
     def _confirm_consent(self, tenant_id: str) -> OnboardingStep | None:
-        """None when a fresh client-credentials token for the tenant carries User.Read.All; else the refusal
-        after the short retry that covers consent replication."""
+        """None when Graph lets the app read the tenant's users (confirmed by a Graph call: Graph's tokens are
+        never decoded); else the refusal after the short retry that covers the first seconds of replication."""
         from shared.graph.client import GraphRefused, GraphUnavailable
 
         last = OnboardingStep(OnboardingOutcome.CONSENT_NOT_FOUND)
         for attempt, delay in enumerate((*self._retry_delays, None)):
             try:
-                # refresh: a fresh MSAL client each time (MSAL keeps an error answer for an identical request,
-                # and a token cached before the consent would not carry the new roles).
-                claims = _unverified_claims(self._tokens.token(tenant_id, refresh=True))
-                if claims.get("tid") != tenant_id:
-                    last = OnboardingStep(OnboardingOutcome.CONSENT_NOT_FOUND, entra_error="tid-mismatch")
-                elif REQUIRED_GRAPH_ROLE in (claims.get("roles") or ()):
+                if self._access.reads_users(tenant_id):
                     return None
-                else:
-                    last = OnboardingStep(OnboardingOutcome.MISSING_PERMISSION)
+                last = OnboardingStep(OnboardingOutcome.MISSING_PERMISSION)
             except GraphRefused as refused:
                 last = OnboardingStep(OnboardingOutcome.CONSENT_NOT_FOUND, entra_error=refused.code)
             except GraphUnavailable:
@@ -291,16 +287,3 @@ class OnboardingService:
         if tenant.status == TenantStatus.ACTIVE:
             return OnboardingStep(OnboardingOutcome.ALREADY_ONBOARDED, tenant=tenant)
         return OnboardingStep(OnboardingOutcome.TENANT_DELETING, tenant=tenant)
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-    """The claims of a Graph app token this process just received from Entra ID over TLS. Graph tokens are
-    meant for Graph and cannot be verified by a client (their header carries a nonce); only `tid` and
-    `roles` are read, to confirm what was consented."""
-    import jwt
-
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return {}
-    return claims if isinstance(claims, dict) else {}

@@ -78,16 +78,25 @@ class FakeMicrosoftClient:
         return self.call("POST", "mint", {"kind": kind, "tenant": tenant, **options})["token"]
 
     # ---- admin consent -------------------------------------------------------------------------
-    def consent(self, tenant_id: str, state: str | None = None, roles: list[str] | None | object = ...) -> dict:
+    def consent(self, tenant_id: str, state: str | None = None, roles: list[str] | None | object = ...,
+                scopes: list[str] | None | object = ...) -> dict:
         """Sets a tenant's consent without the page: `state` one of `granted`, `not_consented` (no service
         principal: AADSTS700016, Graph 403), `no_service_principal`, `no_roles`; `roles` the application
-        permissions it grants (None: the app's own; left out: unchanged). Returns the tenant's description."""
+        permissions it grants (None: the app's own; left out: unchanged); `scopes` the delegated permissions
+        of the app's own API it covers (None: the registration's required ones). Returns the tenant's
+        description."""
         body: dict[str, Any] = {}
         if state is not None:
             body["state"] = state
         if roles is not ...:
             body["roles"] = roles
+        if scopes is not ...:
+            body["scopes"] = scopes
         return self.call("POST", f"tenants/{tenant_id}/consent", body)
+
+    def graph_claims(self, tenant_id: str, token: str) -> dict:
+        """What an opaque Graph token of the fake Entra ID says (only the fake can read it)."""
+        return self.call("POST", f"tenants/{tenant_id}/graph-token", {"token": token})
 
     def answer_consent_page(self, consent_url: str, decision: str = "accept") -> str:
         """Opens an admin-consent URL like a browser (`GET`), submits the page's Accept (`accept`) or Cancel

@@ -26,7 +26,10 @@ What consent changes (`client_credentials_refusal`, `granted_roles`, `graph_refu
 - With consent, app tokens carry the granted roles: the tenant's `granted_roles` if the control API set
   them (e.g. consent given while the registration lacked `User.Read.All`), else the app's roles.
 - `consent_replication_seconds` (a setting, global or per tenant): for that long after consent, tokens are
-  still refused as before it (Entra ID's replication delay).
+  still refused as before it (Entra ID's replication delay: seconds to minutes, no published bound).
+- Phones' delegated tokens for the app's own API (`access_as_user`) only where the consent covered that
+  scope: `/.default` consents what the registration lists as required (`required_scopes`), else
+  `400 invalid_grant` AADSTS65001 (`consent_required`).
 
 Every tenant starts consented (setting `consent_by_default`, default true), so the demo tenant and every
 test tenant work without a consent step; `POST /_fake/tenants/{tid}/consent {"state": "not_consented"}`
@@ -72,6 +75,13 @@ def granted_roles(tenant: TenantState, app) -> list[str]:
     if tenant.consent == "no_roles":
         return []
     return list(app.roles if tenant.granted_roles is None else tenant.granted_roles)
+
+
+def covers_scopes(tenant: TenantState, app, names: list[str]) -> bool:
+    """Whether the tenant's consent covers these delegated scopes of the app's own API (what the
+    registration listed as required when consent was given; None: the app's required ones now)."""
+    granted = app.required_scopes if tenant.granted_scopes is None else tenant.granted_scopes
+    return all(name in granted for name in names)
 
 
 def client_credentials_refusal(state: FakeMicrosoft, tenant: TenantState, app) -> tuple[int, str, int, str] | None:
@@ -193,6 +203,7 @@ def _decide(state: FakeMicrosoft, request: Request, segment: str) -> Response:
     decision = form.get("decision")
     if decision == "accept":
         set_consent(state, tenant, GRANTED)
+        tenant.granted_scopes = tuple(app.required_scopes)  # `/.default`: what the registration requires
         state.stats.inc("admin_consents", tenant.tenant_id)
         answer = {"admin_consent": "True", "tenant": tenant.tenant_id}
         if sealed.get("sc") is not None:

@@ -7,7 +7,16 @@ from typing import Any
 from . import consent
 from .directory import MUTABLE_PROPERTIES, REMOVAL_REASONS
 from .httpd import Request, Response
-from .state import CONSENT_STATES, DEFAULT_SETTINGS, DELTA_EXPIRED_MODES, GUID_RE, FakeMicrosoft, FaultRule, TenantState
+from .state import (
+    CONSENT_STATES,
+    DEFAULT_SETTINGS,
+    DELTA_EXPIRED_MODES,
+    GUID_RE,
+    OPAQUE_PREFIX,
+    FakeMicrosoft,
+    FaultRule,
+    TenantState,
+)
 
 
 class ControlError(Exception):
@@ -85,7 +94,8 @@ def _route(state: FakeMicrosoft, request: Request) -> Any:
     if route == "apps" and method == "POST":
         body = _body(request)
         app = state.register_app(str(body["client_id"]), body.get("client_secret"), body.get("display_name"),
-                                 body.get("roles"), body.get("scopes"), body.get("redirect_uris"))
+                                 body.get("roles"), body.get("scopes"), body.get("redirect_uris"),
+                                 body.get("required_scopes"))
         return app.describe()
     if parts[:1] == ["tenants"] and len(parts) >= 2:
         return _tenant_route(state, request, parts[1], parts[2:])
@@ -124,7 +134,7 @@ def _tenant_route(state: FakeMicrosoft, request: Request, tenant_id: str, rest: 
         return tenant.describe()
     if action == "consent" and method == "POST":
         body = _body(request)
-        unknown = set(body) - {"state", "roles"}
+        unknown = set(body) - {"state", "roles", "scopes"}
         if unknown:
             raise ControlError(400, f"unknown consent keys {sorted(unknown)}")
         value = body.get("state", tenant.consent)
@@ -133,8 +143,19 @@ def _tenant_route(state: FakeMicrosoft, request: Request, tenant_id: str, rest: 
         roles = body.get("roles")
         if roles is not None and (not isinstance(roles, list) or not all(isinstance(r, str) and r for r in roles)):
             raise ControlError(400, "roles must be a list of permission names (or null: the app's roles)")
+        scopes = body.get("scopes")
+        if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(n, str) and n for n in scopes)):
+            raise ControlError(400, "scopes must be a list of delegated permission names (or null: the app's required)")
         consent.set_consent(state, tenant, value, roles, keep_roles="roles" not in body)
+        if "scopes" in body:
+            tenant.granted_scopes = None if scopes is None else tuple(scopes)
         return tenant.describe()
+    if action == "graph-token" and method == "POST":  # what an opaque Graph token says (the fake's own view)
+        token = str(_body(request).get("token", ""))
+        sealed = state.unseal(token[len(OPAQUE_PREFIX):]) if token.startswith(OPAQUE_PREFIX) else None
+        if sealed is None or sealed.get("k") != "gat" or sealed["c"].get("tid") != tenant.tenant_id:
+            raise ControlError(400, "not an opaque Graph token of this tenant")
+        return sealed["c"]
     if action == "directory" and method == "POST":
         body = _body(request)
         size = body.get("size", state.settings["default_directory_size"])
@@ -218,7 +239,8 @@ def _photo_route(tenant: TenantState, request: Request, rest: list[str]) -> Any:
             raise ControlError(400, f"unknown keys {sorted(unknown)}")
         done = {"set": [], "removed": []}
         for spec in body.get("set", []):
-            done["set"].append(photos.set(_resolve(directory, spec["user"]), int(spec.get("largest", 648))))
+            done["set"].append(photos.set(_resolve(directory, spec["user"]), int(spec.get("largest", 648)),
+                                          str(spec.get("content_type", "image/jpeg"))))
         for ref in body.get("remove", []):
             index = _resolve(directory, ref)
             photos.remove(index)

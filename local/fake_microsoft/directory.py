@@ -99,6 +99,13 @@ class Directory:
             user.update(override)
         return user
 
+    def cleared(self, index: int) -> frozenset[str]:
+        """The properties of user `index` set to null by an update (Graph's delta lists them as `null`;
+        a property never set it leaves out)."""
+        with self._lock:
+            override = self._overrides.get(index) or {}
+            return frozenset(name for name, value in override.items() if value is None)
+
     def removal_reason(self, index: int) -> str | None:
         return self._removed.get(index)
 

@@ -246,7 +246,7 @@ class EntraApp:
             return self._error(request, *refusal)
         roles = consent.granted_roles(tenant, app)
         claims, expires_in = self.state.graph_token_claims(tenant.tenant_id, app, roles)
-        token = self.state.keys.sign(claims, self.state.graph_token_header())
+        token = self.state.opaque_graph_token(claims)  # not a JWT: clients must not read it
         return Response.json(200, {"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in,
                                    "access_token": token}, _NO_STORE + self._trace_headers(request))
 
@@ -274,6 +274,12 @@ class EntraApp:
             names.append(name)
         if audience and not consent.is_consented(self.state, tenant):
             return None, [], False, self._resource_not_found(request, tenant, f"api://{audience}")
+        if audience and not consent.covers_scopes(tenant, self.state.app(audience), names):
+            app = self.state.app(audience)
+            return None, [], False, self._error(
+                request, 400, "invalid_grant", 65001,
+                f"The user or administrator has not consented to use the application with ID '{audience}' named "
+                f"'{app.display_name}'. Send an interactive authorization request for this user and resource.")
         return audience, names, "openid" in oidc, None
 
     def _resource_not_found(self, request: Request, tenant: TenantState, resource: str) -> Response:

@@ -7,10 +7,15 @@
   `Prefer: odata.maxpagesize=N`, pages by `@odata.nextLink` (`$skiptoken`), the last page with
   `@odata.deltaLink` (`$deltatoken`, encodes the directory version and the selection);
   `$deltatoken=latest` starts from now; removed users as `{"id", "@removed": {"reason"}}`;
-  incremental rounds carry only the changed properties of updated users.
+  a user item carries every selected property that is set (one cleared since as `null`) and leaves out
+  properties never set, in both rounds; with `Prefer: return=minimal` incremental rounds carry only the
+  changed properties of updated users.
 - `GET /v1.0/users/{id}`.
-Bearer tokens are verified like Graph does (RS256 by a published key, aud Graph, tid, roles); the
-tenant comes from the token. Errors use Graph's envelope `{"error": {"code", "message", "innerError"}}`.
+Resource units (`x-ms-resource-unit` on every answer): GET users 2 (1 with `$select`), a user 1, a delta
+page 1; `x-ms-throttle-limit-percentage` only above 0.8 of the tenant's budget.
+Bearer tokens: the fake Entra ID's opaque Graph tokens (not JWTs, as Microsoft warns Graph's may be: sealed
+claims only Graph reads), or JWTs verified like Graph does (RS256 by a published key, aud Graph, tid,
+roles); the tenant comes from the token. Errors use Graph's envelope `{"error": {"code", "message", "innerError"}}`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from .directory import DEFAULT_PROPERTIES, KNOWN_PROPERTIES, Directory
 from .graph_groups import GroupsAndPhotos
 from .graph_groups import route as route_groups_and_photos
 from .httpd import Request, Response
-from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, FakeMicrosoft, FaultRule, TenantState
+from .state import GRAPH_APP_ID, GRAPH_AUDIENCE, GUID_RE, OPAQUE_PREFIX, FakeMicrosoft, FaultRule, TenantState
 
 CONTENT_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
                 "charset=utf-8")
@@ -49,7 +54,7 @@ _AGS = ('{"ServerInfo":{"DataCenter":"Germany West Central","Slice":"E","Ring":"
 class _Call:
     request_id: str
     client_request_id: str
-    units: int = 2
+    units: int = 1  # what the answer says it cost (`x-ms-resource-unit`); set once the request is charged
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     def latency(self, state: FakeMicrosoft, tenant: TenantState) -> float:
@@ -129,8 +134,8 @@ class GraphApp(GroupsAndPhotos):
         if rule is not None and rule.status != "disconnect":
             return self._fault(call, rule, tenant, claims)
 
-        # GET users costs 2 resource units, 1 with $select (a single user too: Graph's table has one line).
-        call.units = 1 if ("$select" in query or continuation) else 2
+        # Graph's cost table: GET users 2 resource units, 1 with $select; GET users/{id} 1; a delta page 1.
+        call.units = 1 if (target != "users" or "$select" in query or continuation) else 2
         ids = _id_filter(query["$filter"]) if "$filter" in query else None
         retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
         if retry_after is not None:
@@ -146,7 +151,7 @@ class GraphApp(GroupsAndPhotos):
                 response = self._delta(request, call, tenant, query)
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
             response.delay += call.latency(self.state, tenant)
-        if ratio >= 0.8:
+        if ratio > 0.8:  # Graph sends it only above 0.8 of the budget
             response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
         if rule is not None:  # "disconnect": the real page, cut off half-way
             response.truncate = True
@@ -165,7 +170,9 @@ class GraphApp(GroupsAndPhotos):
             return self._fault(call, rule, tenant, claims)
         if target == "batch":
             return self._batch(request, call, tenant)
-        call.units = {"transitive": 4 if "$select" in options or continuation else 5}.get(target, 1)
+        # checkMemberGroups 4 (Graph's cost table); a request the table does not list 1.
+        call.units = {"transitive": 4 if "$select" in options or continuation else 5,
+                      "check_groups": 4}.get(target, 1)
         retry_after, ratio = self.state.charge_resource_units(tenant, call.units)
         if retry_after is not None:
             return self._throttled(call, retry_after, tenant, claims)
@@ -177,7 +184,7 @@ class GraphApp(GroupsAndPhotos):
             response = self._check_member_groups(request, call, tenant, params)
         else:
             response = self._photo(request, call, tenant, params)
-        if ratio >= 0.8:
+        if ratio > 0.8:  # Graph sends it only above 0.8 of the budget
             response.headers.append(("x-ms-throttle-limit-percentage", f"{ratio:.1f}"))
         if target in ("transitive", "group_delta"):
             response.delay = float(self.state.setting("page_delay_seconds", tenant) or 0.0)
@@ -196,6 +203,8 @@ class GraphApp(GroupsAndPhotos):
         token = token.strip()
         if not authorization or scheme.lower() != "bearer" or not token:
             raise fail("Access token is empty.")
+        if token.startswith(OPAQUE_PREFIX):  # what the fake Entra ID issues for Graph: not a JWT
+            return self._opaque(token, fail)
         if token.count(".") != 2:
             raise fail("IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or "
                        "JWE Compact Serialization Format. (JWS): 'EncodedHeader.EndcodedPayload.EncodedSignature'. "
@@ -229,6 +238,25 @@ class GraphApp(GroupsAndPhotos):
             raise fail("Access token validation failure.") from None
         if claims.get("iss") not in issuers:
             raise fail("Access token validation failure. Invalid issuer.")
+        return self._authorise(claims, tid)
+
+    def _opaque(self, token: str, fail) -> dict[str, Any]:
+        """An opaque Graph token of the fake Entra ID: sealed claims, checked like a JWT's."""
+        sealed = self.state.unseal(token[len(OPAQUE_PREFIX):])
+        claims = sealed.get("c") if sealed is not None and sealed.get("k") == "gat" else None
+        if not isinstance(claims, dict):
+            raise fail("Access token validation failure. Invalid token.")
+        tid = str(claims.get("tid", ""))
+        now = time.time()
+        if not GUID_RE.match(tid) or claims.get("iss") not in {self.state.issuer_v1(tid), self.state.issuer_v2(tid)}:
+            raise fail("Access token validation failure. Invalid issuer.")
+        if float(claims.get("exp", 0)) + 300 < now:
+            raise fail("Lifetime validation failed, the token is expired.")
+        if float(claims.get("nbf", 0)) - 300 > now:
+            raise fail("Lifetime validation failed, the token is not yet valid.")
+        return self._authorise(claims, tid)
+
+    def _authorise(self, claims: dict[str, Any], tid: str) -> dict[str, Any]:
         roles = set(claims.get("roles") or [])
         scopes = set(str(claims.get("scp") or "").split())
         if not (roles & READ_ROLES or scopes & READ_SCOPES) or consent.graph_refusal(self.state, claims):
@@ -330,7 +358,7 @@ class GraphApp(GroupsAndPhotos):
             rows, next_pos = _scan(directory, start, size, token["N"], include_removed, repeat)
             for index, user, reason in rows:
                 value.append(_removed(directory, index, reason) if user is None
-                             else _project(user, select, with_id=True))
+                             else _delta_item(directory, index, user, select))
             more = next_pos < token["N"]
         else:
             items = directory.changes(token["f"], token["v"], aggregate=not repeat)
@@ -340,8 +368,12 @@ class GraphApp(GroupsAndPhotos):
             else:
                 end = min(len(items), start + size)
                 chosen = items[start:end]
+            minimal = ("return=minimal" in request.header("Prefer").replace(" ", "").lower() or token.get("min")
+                       or state.setting("delta_return_minimal", tenant))
+            if minimal:
+                token["min"] = True
             for item in chosen:
-                rendered = _render_change(directory, item, select)
+                rendered = _render_change(directory, item, select, bool(minimal))
                 if rendered is not None:
                     value.append(rendered)
             next_pos, more = end, end < len(items)
@@ -593,18 +625,31 @@ def _removed(directory: Directory, index: int, reason: str | None) -> dict[str, 
     return {"id": directory.user_id(index), "@removed": {"reason": reason or "deleted"}}
 
 
-def _render_change(directory: Directory, item, select: list[str] | None) -> dict[str, Any] | None:
+def _delta_item(directory: Directory, index: int, user: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """A user as a delta item carries it (without `Prefer: return=minimal`): every selected property that is
+    set, a property cleared since it was set as `null`, and no property that was never set."""
+    names = DEFAULT_PROPERTIES if select is None else select
+    cleared = directory.cleared(index)
+    out = {name: user[name] for name in names if user[name] is not None or name in cleared}
+    out["id"] = user["id"]
+    return out
+
+
+def _render_change(directory: Directory, item, select: list[str] | None, minimal: bool = False
+                   ) -> dict[str, Any] | None:
     if item.removed:
         return _removed(directory, item.index, item.removed)
     user = directory.user(item.index)
     if user is None:
         return None
     if item.full:
-        return _project(user, select, with_id=True)
+        return _delta_item(directory, item.index, user, select)
     names = DEFAULT_PROPERTIES if select is None else select
     changed = [name for name in names if name in item.fields]
     if not changed:
         return None  # only unselected properties changed: not part of this round
-    out = {name: user[name] for name in changed}
+    if not minimal:
+        return _delta_item(directory, item.index, user, select)
+    out = {name: user[name] for name in changed}  # `Prefer: return=minimal`: only what changed
     out["id"] = user["id"]
     return out

@@ -10,15 +10,18 @@
   (`members` and/or `displayName`) or `$expand=members`; the first round lists each group with
   `members@delta` = its direct members (split over pages for large groups: merge per group), later rounds
   the groups whose membership changed (`@removed: {"reason": "deleted"}` on removed members) and deleted
-  groups as `{"id", "@removed": {"reason": "changed"}}`; `$deltatoken=latest` starts from now.
+  groups as `{"id", "@removed": {"reason": "changed"}}`; `$deltatoken=latest` starts from now (not with
+  `$filter`: the documentation shows no such combination, so the fake refuses it).
 - `POST /v1.0/users/{id}/checkMemberGroups` `{"groupIds": [≤ 20]}` → `{"value": [the transitive ones]}`.
 - `GET /v1.0/users/{id}/photo`, `/photos/{size}` (metadata with `@odata.mediaEtag`, `width`, `height`) and
   `…/$value` (`image/jpeg`); no photo, or a size above the uploaded one: 404 `ImageNotFound`.
 - `POST /v1.0/$batch`: at most 20 requests (`id`, `method`, relative `url`, `headers`, `body`), answered
   200 with each response's own `status`, `headers` and `body` (binary bodies base64, as Graph does);
   an inner 429 carries its own `Retry-After`.
-Resource units: transitiveMembers 5 (4 with `$select`), checkMemberGroups and groups/delta 1 each
-(assumed: the throttling table does not list them), photos 1 (Outlook-bound; counted, not an identity cost).
+Resource units (every answer and every inner `$batch` answer says its cost in `x-ms-resource-unit`):
+transitiveMembers 5 (4 with `$select`), checkMemberGroups 4 (Graph's cost table), groups/delta 1 (a request
+the table does not list), photos 1 (Outlook-bound; counted, not an identity cost); the `$batch` envelope the
+sum of its requests' units.
 """
 
 from __future__ import annotations
@@ -194,6 +197,8 @@ class GroupsAndPhotos:
 
     # ---- GET /groups/delta ---------------------------------------------------------------------------
     def _group_delta(self, request: Request, call, tenant: TenantState, query: dict[str, str]) -> Response:
+        from .graph import GraphError
+
         groups = tenant.groups
         size_given = "$top" in query or "odata.maxpagesize" in request.header("Prefer").lower()
         if "$skiptoken" in query:
@@ -201,6 +206,10 @@ class GroupsAndPhotos:
         elif query.get("$deltatoken"):
             raw = query["$deltatoken"]
             if raw == "latest":
+                if "$filter" in query:  # Graph's documentation shows `latest` only without a filter
+                    raise GraphError(400, "Request_UnsupportedQuery",
+                                     "fake_microsoft: $deltatoken=latest with $filter is not a documented "
+                                     "combination on groups/delta.")
                 filter_ids, select = self._group_delta_query(query)
                 link = self._seal(tenant, {"k": "gdl", "v": groups.version, "f": filter_ids, "s": select,
                                            "m": _DEFAULT_PAGE})
@@ -357,12 +366,12 @@ class GroupsAndPhotos:
                                                    "was thrown.")
         if params["value"]:
             headers = self._headers(call)
-            return Response(200, photos.content(index, requested), "image/jpeg", headers)
+            return Response(200, photos.content(index, requested), photos.content_type(index), headers)
         user_id = tenant.directory.user_id(index)
         path = "photo" if not size_name else f"photos('{size_name}')"
         return self._ok(call, {
             "@odata.context": f"{self.state.graph_base}/$metadata#users('{user_id}')/{path}/$entity",
-            "@odata.mediaContentType": "image/jpeg", "@odata.mediaEtag": photos.media_etag(index),
+            "@odata.mediaContentType": photos.content_type(index), "@odata.mediaEtag": photos.media_etag(index),
             "id": f"{requested}X{requested}", "width": requested, "height": requested})
 
     # ---- POST /$batch --------------------------------------------------------------------------------
@@ -382,6 +391,8 @@ class GroupsAndPhotos:
         responses = []
         for item in requests_:
             responses.append(self._batch_item(request, item, tenant))
+        # The envelope carries what its requests were charged (each inner answer carries its own).
+        call.units = sum(int(r["headers"].get("x-ms-resource-unit", 0)) for r in responses)
         return Response.json(200, {"responses": responses}, self._headers(call), content_type="application/json")
 
     def _batch_item(self, outer: Request, item: dict[str, Any], tenant: TenantState) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class Photos:
         self.directory = directory
         self._lock = threading.Lock()
         self._overrides: dict[int, tuple[int, int] | None] = {}  # index -> (largest size, version) or None
+        self._types: dict[int, str] = {}  # index -> content type of an upload that is not a JPEG
         self._uploads = 0
 
     def state(self, index: int) -> tuple[int, int] | None:
@@ -36,13 +37,21 @@ class Photos:
             return None
         return _UPLOADED[digest[1] % len(_UPLOADED)], 0
 
-    def set(self, index: int, largest: int = 648) -> dict[str, Any]:
+    def set(self, index: int, largest: int = 648, content_type: str = "image/jpeg") -> dict[str, Any]:
         if largest not in SIZES:
             raise ValueError(f"size must be one of {SIZES}")
+        if not content_type.startswith("image/"):
+            raise ValueError("content_type must be an image type")
         with self._lock:
             self._uploads += 1  # every upload gets a new version, so a new media ETag
             self._overrides[index] = (largest, self._uploads)
+            self._types[index] = content_type
         return self.describe(index)
+
+    def content_type(self, index: int) -> str:
+        """Graph's content type of the photo (usually image/jpeg)."""
+        with self._lock:
+            return self._types.get(index, "image/jpeg")
 
     def remove(self, index: int) -> None:
         with self._lock:

@@ -26,6 +26,9 @@ from .photos import Photos
 GUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
+# Graph access tokens the fake Entra ID issues are opaque (Microsoft: tokens for its own APIs "might not
+# always be a JWT"): this prefix and sealed claims that only the fake Graph opens.
+OPAQUE_PREFIX = "EwB"
 DEFAULT_DEMO_PASSWORD = "Demo-Passw0rd!"
 DIRECTORY_READERS_ROLE_TEMPLATE = "0997a1d0-0d1d-4acb-b408-d5ca73121e90"
 
@@ -35,6 +38,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "page_latency_seconds": 0.0,  # each Graph page takes at least this long from request to answer
     "repeat_items": False,  # each page repeats the previous page's last item; delta rounds list every change
     "delta_initial_removed": True,  # the first delta round also lists removed users as @removed
+    "delta_return_minimal": False,  # incremental items carry only changed properties, as with Prefer: return=minimal
     "delta_expired_mode": "syncStateNotFound",  # or "410": how an expired delta token is answered
     "delta_token_ttl_seconds": 7 * 24 * 3600,  # Graph: directory delta tokens live 7 days
     "ru_limit_per_10s": None,  # resource units per app per tenant per 10 s; None = no limit
@@ -191,12 +195,15 @@ class AppRegistration:
     # Application permissions granted in every tenant (the contract's three).
     roles: tuple[str, ...] = ("User.Read.All", "GroupMember.Read.All", "ProfilePhoto.Read.All")
     scopes: tuple[str, ...] = ("access_as_user",)  # delegated scopes the app's API exposes
+    # Delegated permissions of its own API that the registration lists as required: `/.default` admin
+    # consent grants exactly these (without `access_as_user` phones of that tenant get no token).
+    required_scopes: tuple[str, ...] = ("access_as_user",)
     redirect_uris: tuple[str, ...] = ()  # web redirect URIs registered for the authorization code flow
 
     def describe(self) -> dict[str, Any]:
         return {"client_id": self.client_id, "public_client": self.secret is None,
                 "display_name": self.display_name, "roles": list(self.roles), "scopes": list(self.scopes),
-                "redirect_uris": list(self.redirect_uris)}
+                "required_scopes": list(self.required_scopes), "redirect_uris": list(self.redirect_uris)}
 
 
 @dataclass
@@ -209,6 +216,7 @@ class TenantState:
     settings: dict[str, Any] = field(default_factory=dict)
     ru_window: deque = field(default_factory=deque)  # (timestamp, units)
     granted_roles: tuple[str, ...] | None = None  # application permissions consented here; None: the app's
+    granted_scopes: tuple[str, ...] | None = None  # delegated ones consented here; None: the app's required
     consented_at: float = 0.0  # time.monotonic() of the last grant (consent_replication_seconds)
     groups: Groups = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
     photos: Photos = None  # type: ignore[assignment]  # set in __post_init__ (needs the directory)
@@ -227,6 +235,7 @@ class TenantState:
         d = self.directory
         return {"tenant_id": self.tenant_id, "exists": self.exists, "consent": self.consent,
                 "granted_roles": None if self.granted_roles is None else list(self.granted_roles),
+                "granted_scopes": None if self.granted_scopes is None else list(self.granted_scopes),
                 "company": d.company, "domain": d.domain, "generation": d.generation,
                 "token_epoch": self.token_epoch, "settings": dict(self.settings), "directory": d.stats()}
 
@@ -266,8 +275,11 @@ class FakeMicrosoft:
     # ---- registry --------------------------------------------------------------------------------
     def register_app(self, client_id: str, secret: str | None, display_name: str | None = None,
                      roles: list[str] | None = None, scopes: list[str] | None = None,
-                     redirect_uris: list[str] | None = None) -> AppRegistration:
+                     redirect_uris: list[str] | None = None,
+                     required_scopes: list[str] | None = None) -> AppRegistration:
         app = AppRegistration(client_id.lower(), secret)
+        if required_scopes is not None:
+            app.required_scopes = tuple(required_scopes)
         if redirect_uris is not None:
             app.redirect_uris = tuple(redirect_uris)
         if display_name:
@@ -441,6 +453,10 @@ class FakeMicrosoft:
             "xms_tdbr": "EU",
         })
         return claims, expires_in
+
+    def opaque_graph_token(self, claims: dict[str, Any]) -> str:
+        """An app token for Graph as the fake Entra ID issues it: not a JWT, nothing a client can decode."""
+        return OPAQUE_PREFIX + self.seal({"k": "gat", "c": claims})
 
     def graph_token_header(self) -> dict[str, Any]:
         kid = self.keys.current.kid

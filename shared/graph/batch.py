@@ -1,8 +1,10 @@
 """Graph JSON batching: many small requests as `POST /$batch` calls of 20, at most 4 in flight.
 
-Graph answers a batch `200` with each request's own status; inner `429`/`503`/`504` carry their own
-`Retry-After`, and only those requests are sent again (after the longest wait asked for), within the
-client's retry deadline. Four batches in flight matches Outlook's four concurrent requests per mailbox
+Graph answers a batch `200` with each request's own status; an inner `429` or `500`/`502`/`503`/`504` is
+retried like a top-level one: only those requests are sent again (after the longest `Retry-After` asked
+for, else the client's backoff), within the client's retry deadline. Each inner answer says what it cost
+(`x-ms-resource-unit`): the client's pacing counts those units for the `$batch` (shared/graph/client.py).
+Four batches in flight matches Outlook's four concurrent requests per mailbox
 for the photo requests (docs/architecture.md, "Groups, photos and batching").
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from shared.graph.client import GraphClient, GraphUnavailable, retry_after_secon
 
 MAX_BATCH = 20
 MAX_IN_FLIGHT = 4
-_RETRYABLE = (429, 503, 504)
+_RETRYABLE = (429, 500, 502, 503, 504)  # as top-level answers (client.RETRYABLE_STATUSES)
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ RESYNC_CODES = ("syncStateNotFound", "resyncRequired", "syncStateInvalid")
 MAX_PAGE_SIZE = 999
 # Throttling courtesy (Graph docs, "throttling-limits", identity and access): a phone's sync is background
 # work (throttling it causes no user-visible failure), so it says `x-ms-throttle-priority: low`; and when
-# Graph reports `x-ms-throttle-limit-percentage` (sent from 0.8 of the tenant's resource-unit budget) near
+# Graph reports `x-ms-throttle-limit-percentage` (sent above 0.8 of the tenant's resource-unit budget) near
 # 1, the relay waits before its next page instead of running into 429s.
 THROTTLE_PRIORITY = ("x-ms-throttle-priority", "low")
 WINDOW_SECONDS = 10.0  # Graph counts a tenant's resource units over this sliding window
 WINDOW_SLACK_SECONDS = 0.1  # a unit leaves Graph's window a little after ours (it arrived there later)
-PACE_FROM = 0.8  # Graph sends x-ms-throttle-limit-percentage from this share of the budget
+PACE_FROM = 0.8  # Graph sends x-ms-throttle-limit-percentage only above this share of the budget
 PACE_TARGET = 0.85  # the share of the learnt budget an instance's own units stay under
 # The least budget the pacing believes in (Graph's smallest is thousands of units): a 429 caused by other
 # instances' requests must not slow this one to a request per window.
@@ -146,9 +146,45 @@ class AppTokens:
         raise GraphRefused("Entra ID refused the app's token request", code=f"entra-{error}")
 
 
+class GraphAccessCheck:
+    """Whether a tenant's admin consent has reached Graph: a fresh client-credentials token and one
+    `GET /users?$top=1&$select=id` (1 resource unit). Graph's access tokens are for Graph alone ("might not
+    always be a JWT", Microsoft): the roles are confirmed by Graph answering, never by reading the token."""
+
+    PROBE = "users?$top=1&$select=id"
+
+    def __init__(self, tokens: AppTokens, session: requests.Session, base_url: str):
+        self._tokens = tokens
+        self._session = session
+        self._base = base_url.rstrip("/")
+
+    def reads_users(self, tenant_id: str) -> bool:
+        """True when Graph lets the app read the tenant's users, False when it refuses for lack of the
+        permission (403); GraphRefused when Entra ID or Graph refuse the app itself, GraphUnavailable when
+        either cannot be reached or asks to come back later."""
+        # refresh: a fresh MSAL client each time (MSAL keeps an error answer for an identical request, and a
+        # token issued before the consent replicated would not carry the new roles).
+        token = self._tokens.token(tenant_id, refresh=True)
+        try:
+            response = self._session.get(f"{self._base}/{self.PROBE}", timeout=15, headers={
+                "Accept": "application/json", "Authorization": f"Bearer {token}"})
+        except requests.RequestException:
+            raise GraphUnavailable("Graph is unreachable", retry_after=5) from None
+        if response.status_code == 200:
+            return True
+        if response.status_code == 403:
+            return False
+        if response.status_code in RETRYABLE_STATUSES:
+            raise GraphUnavailable("Graph is unavailable", retry_after=_retry_after(response, 1))
+        code = _error_code(response)
+        raise GraphRefused(f"Graph refused the app ({response.status_code})",
+                           code=f"graph-{code or response.status_code}")
+
+
 @dataclass
 class Page:
-    users: list[dict[str, Any]]
+    """One page of a Graph collection: `items` are users, or groups and other directory objects."""
+    items: list[dict[str, Any]]
     next_link: str | None
     delta_link: str | None
 
@@ -245,7 +281,7 @@ class GraphClient:
             if response is not None and response.status_code == 200:
                 self._pacing.observe(tenant_id, reservation,
                                      limit_percentage(response.headers.get("x-ms-throttle-limit-percentage")),
-                                     resource_units(response.headers.get("x-ms-resource-unit")))
+                                     charged_units(response, url))
                 return response
             if response is not None and stream:
                 response.close()
@@ -434,6 +470,28 @@ def limit_percentage(header: str | None) -> float | None:
     except ValueError:
         return None
     return used if used is not None and used == used else None  # NaN is no figure
+
+
+def charged_units(response: requests.Response, url: str) -> float | None:
+    """What Graph charged for an answer: its `x-ms-resource-unit`; for `$batch` the sum of the inner
+    answers' (each inner request is charged on its own; throttled ones and those without the header count
+    nothing). None when Graph said nothing."""
+    if not url.split("?", 1)[0].endswith("/$batch"):
+        return resource_units(response.headers.get("x-ms-resource-unit"))
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    total, said = 0.0, False
+    for raw in (body.get("responses") or []) if isinstance(body, dict) else []:
+        headers = raw.get("headers") if isinstance(raw, dict) else None
+        if not isinstance(headers, dict) or raw.get("status") == 429:
+            continue
+        units = resource_units(next((str(v) for k, v in headers.items() if str(k).lower() == "x-ms-resource-unit"),
+                                    None))
+        if units is not None:
+            total, said = total + units, True
+    return total if said else None
 
 
 def resource_units(header: str | None) -> float | None:

@@ -63,7 +63,7 @@ def run_to_the_end(deletion: DeletionService, tap, first: bytes, limit: int = 40
     continuations seen (as published)."""
     seen, message = [], first
     for _ in range(limit):
-        outcome = deletion.handle_message(message)
+        outcome = deletion.delete(parse_deletion_message(message))
         if not outcome.continued:
             assert tap.pull(1, timeout=1) == []
             return seen
@@ -80,7 +80,7 @@ def test_counts_add_up_exactly_across_continuations_and_the_receipt_completes_on
     request_id = seed.new_id()
     deletion = service(name)
 
-    first = deletion.handle_message(seed.deletion_message("tenant", shape["tenantId"], request_id))
+    first = deletion.delete(parse_deletion_message(seed.deletion_message("tenant", shape["tenantId"], request_id)))
     assert first.continued and not first.verified
     progress = receipt(request_id)
     assert progress["status"] == "pending" and progress["completedAt"] is None and progress["progressAt"]
@@ -109,18 +109,18 @@ def test_a_continuation_delivered_twice_changes_no_count(topic):
     shape = big_tenant()
     request_id = seed.new_id()
     deletion = service(name)
-    deletion.handle_message(seed.deletion_message("tenant", shape["tenantId"], request_id))
+    deletion.delete(parse_deletion_message(seed.deletion_message("tenant", shape["tenantId"], request_id)))
     [continuation] = tap.pull(1)
     message = json.dumps(continuation).encode()
 
     # Pub/Sub delivers continuation 1 twice (one after the other, and then twice at once).
-    deletion.handle_message(message)
-    deletion.handle_message(message)
+    deletion.delete(parse_deletion_message(message))
+    deletion.delete(parse_deletion_message(message))
     barrier = threading.Barrier(2)
 
     def deliver(_):
         barrier.wait()
-        return deletion.handle_message(message)
+        return deletion.delete(parse_deletion_message(message))
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(deliver, range(2)))
@@ -145,7 +145,7 @@ def test_duplicate_final_attempts_complete_the_receipt_once(emulators):
 
     def deliver(_):
         barrier.wait()
-        return deletion.handle_message(message)
+        return deletion.delete(parse_deletion_message(message))
 
     with ThreadPoolExecutor(3) as pool:
         outcomes = list(pool.map(deliver, range(3)))
@@ -162,7 +162,7 @@ def test_a_continuation_after_completion_does_nothing(topic):
     shape = big_tenant()
     request_id = seed.new_id()
     deletion = service(name)
-    deletion.handle_message(seed.deletion_message("tenant", shape["tenantId"], request_id))
+    deletion.delete(parse_deletion_message(seed.deletion_message("tenant", shape["tenantId"], request_id)))
     [early] = tap.pull(1)
     run_to_the_end(deletion, tap, json.dumps(early).encode())
     done = receipt(request_id)
@@ -170,7 +170,7 @@ def test_a_continuation_after_completion_does_nothing(topic):
     seed.tenant(shape["tenantId"])
     world = support.world()
 
-    late = deletion.handle_message(json.dumps(early).encode())
+    late = deletion.delete(parse_deletion_message(json.dumps(early).encode()))
 
     assert late.already_completed and not late.continued and (late.documents, late.files) == (0, 0)
     assert tap.pull(1, timeout=1) == []
@@ -186,7 +186,7 @@ def test_a_crash_between_recording_counts_and_publishing_is_healed_by_redelivery
     # The continuation cannot be published (its topic does not exist): the attempt's counts are on the
     # receipt, and the delivery fails, so Pub/Sub delivers the same message again.
     with pytest.raises(TransientError):
-        service(f"missing-{uuid.uuid4().hex[:8]}").handle_message(message)
+        service(f"missing-{uuid.uuid4().hex[:8]}").delete(parse_deletion_message(message))
     crashed = receipt(request_id)
     assert crashed["status"] == "pending"
     assert crashed["deleted"]["files"] == shape["objects"]  # the first step: every object (one page)

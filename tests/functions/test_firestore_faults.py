@@ -15,6 +15,7 @@ import pytest
 from functions.handle_deletion.service import DeletionService
 from shared.clock import utc_now
 from shared.errors import TransientError
+from shared.events import parse_deletion_message
 from tests import seed, support, tokens
 from tests.conftest import make_client
 from tests.faults import ABORTED, UNAVAILABLE, FirestoreFaults
@@ -46,7 +47,7 @@ def deliveries_until_done(service: DeletionService, message: bytes, limit: int =
     """How many deliveries Pub/Sub needs until one is acknowledged (a raise is a redelivery)."""
     for delivery in range(1, limit + 1):
         try:
-            outcome = service.handle_message(message)
+            outcome = service.delete(parse_deletion_message(message))
         except Exception:  # noqa: BLE001 - Pub/Sub redelivers whatever the failure
             continue
         assert outcome.verified
@@ -100,8 +101,9 @@ def test_a_write_refused_for_good_is_not_retried_and_fails_the_delivery(emulator
     faults = FirestoreFaults(one_in=1, times=1000, codes=(PERMISSION_DENIED,))
     request_id = seed.new_id()
 
+    message = seed.deletion_message("tenant", shape["tenantId"], request_id)
     with pytest.raises(TransientError):
-        deletion_over(faults).handle_message(seed.deletion_message("tenant", shape["tenantId"], request_id))
+        deletion_over(faults).delete(parse_deletion_message(message))
 
     assert faults.faulted_writes == shape["documents"] - 1  # each device once; the tenant document waits
     assert len(tenant_left(shape["tenantId"])) == shape["documents"]

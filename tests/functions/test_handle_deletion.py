@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.errors import Forbidden, TransientError
-from shared.events import DeletionRequest, receipt_subject
+from shared.events import DeletionRequest, parse_deletion_message, receipt_subject
 from tests import seed, support
 from tests.conftest import make_client
 from tests.faults import FaultyClients
@@ -302,7 +302,7 @@ def test_a_hundred_poison_messages_are_acknowledged_and_delete_nothing(handler, 
 def _count_steps(shape_factory, message_factory) -> int:
     shape = shape_factory()
     faulty = FaultyClients()
-    faulty.service().handle_message(message_factory(shape))
+    faulty.service().delete(parse_deletion_message(message_factory(shape)))
     return faulty.calls
 
 
@@ -327,7 +327,7 @@ def test_a_deletion_killed_after_k_steps_is_finished_by_redelivery(handler, emul
         untouched = world_without(shape["tenantId"])
         faulty = FaultyClients(fail_after=k)
         with pytest.raises(Exception):  # noqa: B017 - a crash at step k, whatever the client library makes of it
-            faulty.service().handle_message(message_of(shape))
+            faulty.service().delete(parse_deletion_message(message_of(shape)))
         faulty.expire_open_transactions()
 
         response = send(handler, message_of(shape), MODES[k % 2])
@@ -360,7 +360,7 @@ def test_a_single_transient_fault_anywhere_is_retried_to_exact_counts(emulators)
         service = glitchy.service()
         for _attempt in range(3):
             try:
-                service.handle_message(message)
+                service.delete(parse_deletion_message(message))
                 break
             except Exception:  # noqa: BLE001 - redelivered, as Pub/Sub would
                 continue
@@ -375,9 +375,10 @@ def test_a_missing_bucket_fails_the_delivery_instead_of_claiming_success(emulato
     service = FaultyClients(bucket_name="no-such-bucket").service()
 
     with pytest.raises(TransientError):
-        service.handle_message(seed.deletion_message("file", shape["tenantId"], request_id, shape["files"][0]))
+        file_message = seed.deletion_message("file", shape["tenantId"], request_id, shape["files"][0])
+        service.delete(parse_deletion_message(file_message))
     with pytest.raises(TransientError):
-        service.handle_message(seed.deletion_message("tenant", shape["tenantId"]))
+        service.delete(parse_deletion_message(seed.deletion_message("tenant", shape["tenantId"])))
 
     receipt = support.db().document(f"deletionReceipts/{request_id}").get().to_dict()
     assert receipt["status"] == "pending" and receipt["verified"] is False

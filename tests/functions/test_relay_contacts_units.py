@@ -37,6 +37,46 @@ def test_tampered_cursors_are_400(mangle):
         codec.decode(mangle(text), T)
 
 
+def _stray(text: str, at: int, byte: str) -> str:
+    return text[:at] + byte + text[at:]
+
+
+@pytest.mark.parametrize("variant", [
+    lambda t: _stray(t, 5, "="),  # padding base64 decoders skip
+    lambda t: _stray(t, 5, "\n"),
+    lambda t: _stray(t, len(t) // 2, " "),
+    lambda t: _stray(t, len(t) - 3, "+"),  # standard-alphabet bytes a lenient decoder maps or drops
+    lambda t: t + "=",
+    lambda t: t.replace(".", ".="),
+])
+def test_a_cursor_is_accepted_only_in_its_canonical_form(variant):
+    """A byte outside the cursor's alphabet anywhere is a 400, even where a lenient base64 decoder would
+    still find the same signed payload."""
+    codec = CursorCodec(b"k" * 32)
+    text = codec.encode(Cursor(T, "abc", "https://g/v1.0/users/delta?$deltatoken=x"))
+    assert codec.decode(text, T).delta_link.endswith("$deltatoken=x")
+    with pytest.raises(BadRequest):
+        codec.decode(variant(text), T)
+
+
+def test_a_cursor_with_other_trailing_bits_is_not_canonical():
+    """Base64's last character can carry bits the decoder ignores: such a twin decodes to the same bytes
+    and the same valid signature, but is not the cursor that was handed out."""
+    import base64
+
+    codec = CursorCodec(b"k" * 32)
+    text = codec.encode(Cursor(T, "abc", "https://g/v1.0/users/delta?$deltatoken=x"))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    signature = text.rsplit(".", 1)[1]
+    twins = [signature[:-1] + c for c in alphabet if c != signature[-1]
+             and base64.urlsafe_b64decode(signature[:-1] + c + "=" * (-len(signature) % 4))
+             == base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))]
+    assert twins  # a 32-byte signature in 43 characters leaves two bits free
+    for twin in twins:
+        with pytest.raises(BadRequest):
+            codec.decode(text.rsplit(".", 1)[0] + "." + twin, T)
+
+
 def test_fingerprint_changes_with_fields_or_region():
     base = settings_fingerprint({"fields": ["displayName"], "defaultRegion": "DE"})
     assert base != settings_fingerprint({"fields": ["displayName", "mail"], "defaultRegion": "DE"})

@@ -151,3 +151,26 @@ def test_batch_throttled_beyond_the_deadline_is_503(relay, device, fake):
     fake.faults({"target": "batch_item", "status": 429, "retry_after": 120, "count": None})
     response = relay.post("/photos/changes", json={"etags": {user: '"a"'}}, headers=device)
     assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
+
+
+def test_a_photo_keeps_graphs_content_type(relay, device, fake):
+    user = members(fake)[1]
+    fake.photos(TENANT, set=[{"user": user, "largest": 96, "content_type": "image/png"}])
+    response = get_photo(relay, device, user, 200)
+    assert response.headers["Content-Type"] == "image/png"
+
+
+def test_one_user_whose_photo_check_fails_does_not_fail_the_others(relay, device, fake):
+    users = members(fake)[:6]
+    fake.photos(TENANT, set=[{"user": u, "largest": 96} for u in users[:4]], remove=users[4:])
+    etags = dict.fromkeys(users, '"old"')
+    # One inner request of the $batch (a user's photo metadata) is refused for good.
+    fake.faults({"target": "batch_item", "status": 403, "count": 1})
+    response = relay.post("/photos/changes", json={"etags": etags}, headers=device)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    answer = response.get_json()
+    assert fake.stats()["batch_statuses"]["403"] == 1
+    failed = set(users) - set(answer["changed"]) - set(answer["gone"])
+    assert len(failed) == 1  # the failing user is in neither list; every other one is answered
+    assert sorted(answer["changed"]) == sorted(set(users[:4]) - failed)
+    assert sorted(answer["gone"]) == sorted(set(users[4:]) - failed)

@@ -207,7 +207,8 @@ def test_whole_directory_incremental_removes_disabled_and_guests(relay, device, 
     lines = sync(relay, device, lines[-1]["cursor"])
     back = next(line for line in lines if line.get("id") == kept[0])
     assert back["op"] == "upsert" and "displayName" in back and "mobilePhone" in back  # every field again
-    assert not any(line.get("id") == kept[1] for line in lines)  # a guest's change sends nothing
+    # Graph's whole item does not say what changed: a guest's change sends at most a remove, never an upsert
+    assert [line["op"] for line in lines if line.get("id") == kept[1]] in ([], ["remove"])
 
 
 def test_batched_scope_checks_ride_out_inner_throttling(relay, device, fake, admin):
@@ -223,15 +224,37 @@ def test_batched_scope_checks_ride_out_inner_throttling(relay, device, fake, adm
     assert fake.stats()["batch_statuses"].get("429") == 5
 
 
-def test_changed_users_are_looked_up_fifteen_at_a_time(relay, device, fake, admin):
-    """An incremental sync checks users whose delta item lacks the flags' properties with `GET
-    /users?$filter=id in (…)`, 15 per request: 40 changed users cost 3 batched requests (3 resource units),
-    not 40. Disabled and guest accounts among them still send nothing."""
+def test_changed_users_need_no_lookup_when_the_delta_item_carries_the_flags(relay, device, fake, admin):
+    """Graph's delta item carries every selected property that is set, so the flags are decided on it:
+    40 changed users cost the delta page alone, no per-user request. Disabled and guest accounts among them
+    get no upsert."""
     entries = fake.users(TENANT)[:60]
     changed = [e["user"]["id"] for e in entries if e["user"]][:40]
     excluded = {e["user"]["id"] for e in entries if e["user"] and e["user"]["id"] in changed
                 and (not e["user"]["accountEnabled"] or e["user"]["userType"] != "Member")}
     first = sync(relay, device)
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Decided here"}} for u in changed])
+    fake.reset_stats()
+    lines = sync(relay, device, first[-1]["cursor"])
+    assert lines[-1]["op"] == "end" and lines[0]["op"] != "reset"
+    sent = {line["id"]: line for line in lines if line["op"] == "upsert"}
+    assert set(sent) == set(changed) - excluded and excluded  # the fixture's directory has both kinds
+    assert all(line["jobTitle"] == "Decided here" for line in sent.values())
+    stats = fake.stats()
+    assert stats["graph_requests"] == 1  # the one delta page
+    assert not stats["per_tenant"][TENANT].get("graph_batch_items")
+
+
+def test_changed_users_are_looked_up_fifteen_at_a_time(relay, device, fake, admin):
+    """When a delta item lacks the flags' properties (Graph sending only what changed, as with
+    `Prefer: return=minimal`), the user is checked with `GET /users?$filter=id in (…)`, 15 per request:
+    40 changed users cost 3 batched requests (3 resource units), not 40."""
+    entries = fake.users(TENANT)[:60]
+    changed = [e["user"]["id"] for e in entries if e["user"]][:40]
+    excluded = {e["user"]["id"] for e in entries if e["user"] and e["user"]["id"] in changed
+                and (not e["user"]["accountEnabled"] or e["user"]["userType"] != "Member")}
+    first = sync(relay, device)
+    fake.configure(tenant=TENANT, delta_return_minimal=True)
     fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Looked up"}} for u in changed])
     fake.reset_stats()
     lines = sync(relay, device, first[-1]["cursor"])
@@ -257,12 +280,17 @@ def test_too_many_changed_users_to_check_make_a_full_sync(relay, device, fake, a
     assert set(upserts(first)) == expected(fake, [group])
     everyone = [e["user"]["id"] for e in fake.iter_users(TENANT) if e["user"]]
 
-    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Some"}} for u in everyone[:1200]])
+    # 1,000 group members (indexes 0-999) and the users after them: the last 100 changed are outside it
+    changed = everyone[:MAX_MEMBER_CHANGES - 100] + everyone[-100:]
+    fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Some"}} for u in changed])
     fake.reset_stats()
     some = sync(relay, device, first[-1]["cursor"])
     assert some[0]["op"] != "reset" and some[-1]["op"] == "end"
-    assert set(upserts(some)) == expected(fake, [group])  # the group's 1,000 changed; 200 outside sent nothing
-    assert fake.stats()["per_tenant"][TENANT]["graph_member_checks"] == 1200
+    # the members among them are sent; the 100 outside the group send nothing
+    assert set(upserts(some)) == expected(fake, [group]) & set(changed)
+    assert not {line.get("id") for line in some} & set(everyone[-100:])
+    assert fake.stats()["per_tenant"][TENANT]["graph_member_checks"] == MAX_MEMBER_CHANGES
+    assert not fake.stats()["per_tenant"][TENANT].get("graph_users_by_id")  # no lookup: the items decide
 
     fake.changes(TENANT, update=[{"id": u, "fields": {"jobTitle": "Many"}} for u in everyone[:MAX_MEMBER_CHANGES + 1]])
     fake.reset_stats()

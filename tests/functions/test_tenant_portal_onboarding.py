@@ -54,7 +54,7 @@ def make_service(clock, retry_delays=(0.2, 0.2)) -> OnboardingService:
     from shared import wiring
 
     config = support.settings()
-    return OnboardingService(support.store().tenants, wiring.app_tokens(config), clock,
+    return OnboardingService(support.store().tenants, wiring.graph_access_check(config), clock,
                              authority_host=config.entra_authority_host,
                              client_id=config.entra_client_id, portal_base_url=portal_url(), retry_delays=retry_delays)
 

@@ -6,7 +6,6 @@ import html
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import jwt
 import msal
 import pytest
 import requests
@@ -86,7 +85,7 @@ def assert_unauthorized_client(response: requests.Response) -> None:
 def test_every_tenant_starts_consented_so_existing_tenants_keep_working(fakes, fake, http):
     response = client_credentials(http, fakes)
     assert response.status_code == 200, response.text
-    claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})
+    claims = fake.graph_claims(TENANT, response.json()["access_token"])
     assert claims["roles"] == list(APP_ROLES)
     assert fake.call("GET", f"tenants/{TENANT}")["consent"] == "granted"
 
@@ -130,7 +129,7 @@ def test_consent_page_shows_the_request_and_accept_redirects_with_the_success_sh
                                              instance_discovery=False)
     result = app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
     assert "access_token" in result, result
-    assert jwt.decode(result["access_token"], options={"verify_signature": False})["roles"] == list(APP_ROLES)
+    assert fake.graph_claims(TENANT, result["access_token"])["roles"] == list(APP_ROLES)
     assert graph_users(http, fakes, result["access_token"]).status_code == 200
     assert fake.stats()["per_tenant"][TENANT]["admin_consents"] == 1
 
@@ -168,11 +167,29 @@ def test_granted_roles_come_from_the_tenants_consent(fakes, fake, http):
     fake.consent(TENANT, "not_consented", roles=["GroupMember.Read.All"])
     fake.answer_consent_page(consent_url(fakes), "accept")
     token = client_credentials(http, fakes).json()["access_token"]
-    assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["GroupMember.Read.All"]
+    assert fake.graph_claims(TENANT, token)["roles"] == ["GroupMember.Read.All"]
     assert graph_users(http, fakes, token).status_code == 403
     fake.consent(TENANT, roles=None)  # back to the app's own roles
     token = client_credentials(http, fakes).json()["access_token"]
-    assert jwt.decode(token, options={"verify_signature": False})["roles"] == list(APP_ROLES)
+    assert fake.graph_claims(TENANT, token)["roles"] == list(APP_ROLES)
+
+
+def test_phone_tokens_only_where_the_consent_covers_access_as_user(fakes, fake, http):
+    demo = fake.demo_user(TENANT)
+
+    def phone() -> requests.Response:
+        return http.post(f"{fakes.authority(TENANT)}/oauth2/v2.0/token", timeout=10, data={
+            "grant_type": "password", "client_id": CLIENT_ID, "client_secret": SECRET,
+            "username": demo["username"], "password": demo["password"], "scope": f"api://{CLIENT_ID}/access_as_user"})
+
+    assert phone().status_code == 200, phone().text
+    fake.consent(TENANT, scopes=[])  # consented while the registration did not list access_as_user as required
+    refused = phone()
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+    assert refused.json()["error_codes"] == [65001]
+    assert client_credentials(http, fakes).status_code == 200  # the application permissions are unaffected
+    fake.consent(TENANT, scopes=None)
+    assert phone().status_code == 200
 
 
 def test_consent_replication_delay(fakes, fake, http):

@@ -46,7 +46,7 @@ def graph(stack):
 def test_pages_follow_next_links_to_the_delta_link_with_one_app_token(graph):
     fake, client, tokens, _ = graph
     pages = list(client.delta_pages(TENANT, ["id", "displayName"]))
-    assert sum(len(p.users) for p in pages) == 2100 and len(pages) == 3
+    assert sum(len(p.items) for p in pages) == 2100 and len(pages) == 3
     assert pages[-1].delta_link and all(p.next_link for p in pages[:-1])
     assert tokens.requests == 1  # MSAL's in-memory cache served the rest
 
@@ -55,7 +55,7 @@ def test_retry_after_is_honoured_as_a_fractional_number(graph, log_lines):
     fake, client, _, waits = graph
     fake.faults({"target": "delta", "status": 429, "count": 2, "retry_after": "2.128"})
     pages = list(client.delta_pages(TENANT, ["id"]))
-    assert sum(len(p.users) for p in pages) == 2100
+    assert sum(len(p.items) for p in pages) == 2100
     assert waits[:2] == [pytest.approx(2.128, abs=0.05)] * 2
     # One line per 429 (the Graph throttling alert counts them), with nothing but the tenant and the wait.
     throttled = [json.loads(line) for line in log_lines if '"graph throttled"' in line]
@@ -87,7 +87,7 @@ def test_a_401_on_any_page_refreshes_the_app_token_once_and_goes_on(graph, skip)
     fake, client, tokens, _ = graph
     fake.faults({"target": "delta", "status": 401, "count": 1, "skip": skip})
     pages = list(client.delta_pages(TENANT, ["id"]))
-    assert sum(len(p.users) for p in pages) == 2100  # the 401 (first or a later page) cost one new token
+    assert sum(len(p.items) for p in pages) == 2100  # the 401 (first or a later page) cost one new token
     assert tokens.requests == 2
 
 
@@ -120,6 +120,52 @@ def test_batches_of_twenty_retry_only_the_throttled_requests(graph):
     assert waits and set(waits) == {1.5} and len(waits) <= 3
 
 
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_inner_server_errors_of_a_batch_are_retried_like_top_level_ones(graph, status):
+    from shared.graph.batch import BatchRequest, GraphBatcher
+
+    fake, client, _, waits = graph
+    ids = [e["user"]["id"] for e in fake.users(TENANT)[:4]]
+    fake.reset_stats()
+    fake.faults({"target": "batch_item", "status": status, "count": 2, "skip": 1})
+    answers = GraphBatcher(client).run(TENANT, [BatchRequest(f"r{i}", f"/users/{u}?$select=id")
+                                                for i, u in enumerate(ids)])
+    assert {k: a.status for k, a in answers.items()} == {f"r{i}": 200 for i in range(4)}
+    assert fake.stats()["per_tenant"][TENANT]["graph_batch_items"] == 4 + 2
+    assert waits == [0.5]  # no Retry-After: the client's backoff
+
+
+def test_the_pacing_counts_what_graph_charged_for_each_request_of_a_batch(graph):
+    """checkMemberGroups costs 4 resource units (Graph's cost table): a $batch of five is charged 20, which
+    the pacing counts (the envelope's own figure is not what it goes by: each inner answer says its cost)."""
+    from shared.graph.batch import BatchRequest, GraphBatcher
+    from shared.graph.client import charged_units
+
+    fake, client, _, _ = graph
+    group = fake.create_group(TENANT, users=[e["user"]["id"] for e in fake.users(TENANT)[:3]])
+    ids = [e["user"]["id"] for e in fake.users(TENANT)[:5]]
+    seen: list[float | None] = []
+    observe = client._pacing.observe
+    client._pacing.observe = lambda tenant, reservation, used, units=None: (seen.append(units),
+                                                                           observe(tenant, reservation, used, units))
+    answers = GraphBatcher(client).run(TENANT, [BatchRequest(f"m{i}", f"/users/{u}/checkMemberGroups", "POST",
+                                                             {"groupIds": [group]}) for i, u in enumerate(ids)])
+    assert all(a.headers["x-ms-resource-unit"] == "4" for a in answers.values())
+    assert seen == [20.0]
+
+    class Answer:
+        headers = {"x-ms-resource-unit": "99"}
+
+        @staticmethod
+        def json():
+            return {"responses": [{"id": "a", "status": 200, "headers": {"X-MS-Resource-Unit": "4"}},
+                                  {"id": "b", "status": 429, "headers": {"x-ms-resource-unit": "1"}},
+                                  {"id": "c", "status": 404, "headers": {"x-ms-resource-unit": "1"}}]}
+
+    assert charged_units(Answer(), "https://graph.example/v1.0/$batch") == 5.0  # a 429 was not charged
+    assert charged_units(Answer(), "https://graph.example/v1.0/users/delta") == 99.0
+
+
 def test_batch_throttled_past_the_deadline_gives_up(graph):
     from shared.graph.batch import BatchRequest, GraphBatcher
 
@@ -136,7 +182,7 @@ def test_collection_links_outside_the_expected_endpoint_are_refused(graph, stack
     group = fake.create_group(TENANT, users={"range": [0, 5]})
     pages = list(client.collection_pages(TENANT, client.url(f"groups/{group}/transitiveMembers?$top=2"),
                                          f"groups/{group}/transitiveMembers"))
-    assert len(pages) == 3 and sum(len(p.users) for p in pages) == 5
+    assert len(pages) == 3 and sum(len(p.items) for p in pages) == 5
     with pytest.raises(GraphRefused):  # Graph's next links point under groups/{id}/, not under users/
         list(client.collection_pages(TENANT, client.url(f"groups/{group}/transitiveMembers?$top=2"), "users/"))
 
