@@ -73,6 +73,11 @@ COLLECTIONS: dict[str, CollectionEntry] = {
         "{audit_days} days (TTL policy on expiresAt), or the customer's deletion (counted in its receipt)",
         {"at": TIME, "action": STATUS, "target": "random identifier or names of changed settings (never a value)",
          "actorKind": STATUS, "actorRole": ROLE, "session": PSEUDONYM, "expiresAt": TIME}),
+    schema.PORTAL_SESSIONS: CollectionEntry(
+        "the portal's sign-ins: every request checks that its session still exists and has not lapsed",
+        "sign-out, \"Sign out everywhere\", 30 minutes without use or 8 hours (then refused; TTL policy on "
+        "expiresAt), or the customer's deletion (counted in its receipt)",
+        {"role": ROLE, "createdAt": TIME, "lastUsedAt": TIME, "expiresAt": TIME}),
     schema.RECEIPTS: CollectionEntry(
         "proof of deletion, verifiable by the customer without the processor keeping what was deleted",
         "kept (no personal data)",
@@ -88,6 +93,7 @@ COLLECTION_PATHS = {
     schema.RATE_WINDOWS: "tenants/{tenantId}/rateWindows/{minute}",
     schema.SYNC_LEASES: "tenants/{tenantId}/syncLeases/{slot}",
     schema.AUDIT_EVENTS: "tenants/{tenantId}/auditEvents/{eventId}",
+    schema.PORTAL_SESSIONS: "tenants/{tenantId}/portalSessions/{sessionId}",
     schema.RECEIPTS: "deletionReceipts/{requestId}",
 }
 
@@ -150,7 +156,7 @@ def processing_record(settings: Settings | None = None) -> str:
         "| Technical files (diagnostics, attached files) | the controller's app users | files the app or the "
         "operator uploads, their manifests | yes (`files`, bucket) |",
         "| Administration and audit trail | the controller's administrators | roles and random session IDs; no "
-        "name, e-mail address, user ID, IP address or browser | yes (`tenants`, `auditEvents`) |",
+        "name, e-mail address, user ID, IP address or browser | yes (`tenants`, `auditEvents`, `portalSessions`) |",
         "| Deletion and its proof | none (keyed hashes only) | counts, times | yes (`deletionReceipts`) |",
         "",
         "## 3. Stored data, retention per collection (Firestore)",
@@ -192,8 +198,9 @@ def processing_record(settings: Settings | None = None) -> str:
         f"- Egress allow-list: outbound HTTP only to {', '.join(egress)}.",
         f"- Secrets ({', '.join(secrets)}) come from Secret Manager, never from code or logs.",
         "- Access: operators' API behind Cloud Run IAM (`roles/run.invoker` for listed principals only); phones "
-        "authenticated by Entra ID tokens; the portal by Entra ID sign-in, with a sealed session cookie "
-        "(AES-256-GCM) and CSRF tokens.",
+        "authenticated by Entra ID tokens; the portal by Entra ID sign-in, with server-side session records "
+        "(30 minutes idle, 8 hours at most, ended by sign-out or \"Sign out everywhere\"), a sealed session "
+        "cookie (AES-256-GCM) and per-session CSRF tokens.",
         "- Encryption in transit (TLS) and at rest (Google-managed keys).",
         f"- Storage limitation: TTL policies on `expiresAt` of {', '.join(f'`{c}`' for c in expiring)}; the "
         f"retention sweeper; Firestore point-in-time recovery off, so deleted data is gone.",

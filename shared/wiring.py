@@ -122,11 +122,12 @@ def store(config: Settings, db: Any = None, bucket: Any = None) -> Store:
     if bucket is None and config.technical_files_bucket:
         bucket = storage_bucket(config.project, config.technical_files_bucket)
     from shared.store.leases import SyncLeaseRepository
+    from shared.store.portal_sessions import PortalSessionRepository
 
     return Store(TenantRepository(db), DeviceRepository(db), FileRepository(db), ReceiptRepository(db),
                  DocumentEraser(db, config.deletion_initial_ops_per_second, config.deletion_max_ops_per_second),
                  ObjectStore(bucket) if bucket is not None else None, sync_leases=SyncLeaseRepository(db),
-                 audit=AuditRepository(db))
+                 audit=AuditRepository(db), portal_sessions=PortalSessionRepository(db))
 
 
 # -- deletion requests ---------------------------------------------------------------------------

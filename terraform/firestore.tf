@@ -122,3 +122,17 @@ resource "google_firestore_field" "audit_event_ttl" {
   ttl_config {}
   index_config {}
 }
+
+# tenant_portal's sessions (tenants/{tenantId}/portalSessions/{sessionId}: role, createdAt, lastUsedAt,
+# expiresAt). The portal refuses a session from its record's times the moment it lapses (idle 30 min, at most
+# 8 h); this TTL policy removes records nobody signed out of, typically within 24 hours of expiresAt. No
+# index: sessions are read by ID, and "Sign out everywhere" lists a tenant's by collection.
+resource "google_firestore_field" "portal_session_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.main.name
+  collection = "portalSessions"
+  field      = "expiresAt"
+
+  ttl_config {}
+  index_config {}
+}

@@ -39,6 +39,17 @@ def sign_in(client, stack, login: str, **callback_extra):
     return client.get(back.path, query_string=query)
 
 
+def session_of(client):
+    """The session in a Flask test client's cookie (tenant, session ID, CSRF secret; the role from its record)."""
+    from functions.tenant_portal import session as cookies
+    from tests import support
+
+    sealed = cookies.Sealer(support.settings().portal_session_key).unseal(
+        cookies.SESSION_COOKIE, client.get_cookie(cookies.SESSION_COOKIE).value)
+    record = support.store().portal_sessions.get(sealed["t"], sealed["i"])
+    return cookies.Session(sealed["t"], sealed["i"], record.role if record else "", sealed["c"])
+
+
 def csrf_of(page_html: str) -> str:
     match = CSRF.search(page_html)
     assert match, "the page has no CSRF field"

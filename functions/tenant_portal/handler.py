@@ -56,18 +56,20 @@ def portal(config: Settings, store: Store) -> Portal:
                                            client_id=config.entra_client_id,
                                            portal_base_url=config.portal_base_url,
                                            trail=trail)
+    sealer = cookies.Sealer(config.portal_session_key)
     return Portal(PortalConfig(config.portal_base_url, config.entra_authority_host), service, microsoft,
-                  cookies.Sealer(config.portal_session_key), onboarding_service, config)
+                  sealer, onboarding_service, config, cookies.SessionKeeper(store.portal_sessions, sealer, utc_now))
 
 
 # -- routing -------------------------------------------------------------------------------------------
 LANG = ("lang",)
 ANY_QUERY = None  # the sign-in callback takes whatever Entra ID sends back
 ROUTER = http.Router([
-    http.Route("GET", "/", overview.home, ("onboarded", "lang")),
+    http.Route("GET", "/", overview.home, ("onboarded", "signedOut", "lang")),
     http.Route("GET", "/signin", signin.begin, ("next", "lang")),
     http.Route("GET", "/auth/callback", signin.callback, ANY_QUERY),
     http.Route("POST", "/signout", signin.signout, LANG),
+    http.Route("POST", "/signout/everywhere", signin.signout_everywhere, LANG),
     http.Route("GET", "/devices", devices.listing, ("pageToken", "revoked", "lang")),
     http.Route("POST", "/devices/<deviceId>/revoke", devices.revoke, LANG),
     http.Route("GET", "/settings", settings.page, ("saved", "lang")),
@@ -85,6 +87,7 @@ ROUTER = http.Router([
     http.Route("GET", "/onboard", onboarding.form, LANG),
     http.Route("POST", "/onboard", onboarding.begin, LANG),
     http.Route("GET", "/onboard/callback", onboarding.callback, ANY_QUERY),
+    http.Route("GET", "/onboard/wait", onboarding.wait, LANG),
     http.Route("GET", "/privacy", overview.privacy, LANG),
     http.Route("GET", "/assets/<name>", overview.static),
 ])
@@ -130,7 +133,7 @@ def _wants_html(request: Request) -> bool:
 def _error_response(visit: Visit, error: AppError) -> Response:
     if isinstance(error, OnboardingRefused) and _wants_html(visit.request):
         response = visit.html("onboard_result.html", error.status, outcome=error.outcome,
-                              request_id=error.request_id,
+                              request_id=error.request_id, can_check=error.can_check,
                               entra_error=error.entra_error if error.outcome == "consent-failed" else None)
         response.headers.update(error.headers)
         return response
@@ -152,9 +155,9 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
     try:
         visit.portal = portal()
         raw_cookie = request.cookies.get(cookies.SESSION_COOKIE)
-        visit.session = cookies.open_session(visit.portal.sealer, raw_cookie, visit.now)
+        visit.session = visit.portal.sessions.open(raw_cookie) if raw_cookie else None
         if raw_cookie and visit.session is None:
-            visit.end_session = True  # forged, tampered or expired: cleared, and the visitor is signed out
+            visit.end_session = True  # forged, signed out, expired or its tenant deleted: the cookie is cleared
         matched, params = ROUTER.resolve(request.method, request.path)
         route_path = matched.path
         page.keep_query = () if matched.query is ANY_QUERY else matched.query
@@ -190,11 +193,6 @@ def _finish_cookies(visit: Visit, response: Response) -> None:
     if visit.end_session:
         response.headers.add("Set-Cookie", cookies.cleared_cookie_header(cookies.SESSION_COOKIE))
         visit.session = None
-    elif visit.session is not None and visit.portal is not None:
-        renewed = cookies.renewed(visit.session, visit.now)  # sliding idle time, same CSRF secret
-        lifetime = min(cookies.IDLE_SECONDS, renewed.issued_at + cookies.MAX_SECONDS - visit.now)
-        response.headers.add("Set-Cookie", cookies.cookie_header(
-            cookies.SESSION_COOKIE, cookies.seal_session(visit.portal.sealer, renewed), lifetime))
 
 
 @functions_framework.http

@@ -26,6 +26,7 @@ COLLECTION_PATHS = {
     schema.RATE_WINDOWS: "tenants/{tenantId}/rateWindows/{minute}",
     schema.SYNC_LEASES: "tenants/{tenantId}/syncLeases/{slot}",
     schema.AUDIT_EVENTS: "tenants/{tenantId}/auditEvents/{eventId}",
+    schema.PORTAL_SESSIONS: "tenants/{tenantId}/portalSessions/{sessionId}",
 }
 # Terraform's default locations (terraform/variables.tf; tests/functions/test_tenant_portal_privacy.py
 # compares them), named on the page.
@@ -56,7 +57,7 @@ TEXTS: dict[str, T] = _catalogue_texts()
 
 # The order the page shows collections in (every collection of the data model must be here).
 COLLECTION_ORDER = (schema.TENANTS, schema.DEVICES, schema.FILES, schema.RATE_WINDOWS, schema.SYNC_LEASES,
-                    schema.AUDIT_EVENTS, schema.RECEIPTS)
+                    schema.AUDIT_EVENTS, schema.PORTAL_SESSIONS, schema.RECEIPTS)
 _NEVER = ("never.contacts", "never.memory", "never.profiles", "never.credentials", "never.m365")
 _HOSTING = ("hosting.firestore", "hosting.storage", "hosting.functions", "hosting.no-third-parties")
 

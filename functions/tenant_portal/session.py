@@ -1,9 +1,11 @@
-"""The portal's stateless session: a sealed cookie (AES-256-GCM under a key derived from
-`PORTAL_SESSION_KEY`), holding only the tenant ID, the admin flag, two times and a CSRF secret.
+"""The portal's sessions: a server-side record per sign-in (`tenants/{tenantId}/portalSessions/{sessionId}`,
+shared/store/portal_sessions.py) and a sealed cookie (AES-256-GCM under a key derived from
+`PORTAL_SESSION_KEY`) holding only the tenant ID, the session's random ID (128 bits) and its CSRF secret.
 
-Nothing about sessions is stored server-side. The cookie name is authenticated data of the seal, so a
-value sealed for one cookie (the sign-in flow) is refused as another (the session). A session lives
-30 minutes without use and 8 hours at most; every served page renews its idle time.
+Every request reads the record: a session is over when its record is gone (signed out, "Sign out
+everywhere", the tenant deleted) or it has been idle 30 minutes or lived 8 hours, whatever the cookie
+says. The cookie name is authenticated data of the seal, so a value sealed for one cookie (the sign-in
+flow) is refused as another (the session). See docs/security.md, "Portal sessions".
 """
 from __future__ import annotations
 
@@ -13,15 +15,30 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from shared.ids import is_canonical_id
+
+if TYPE_CHECKING:
+    from shared.clock import Clock
+    from shared.store.portal_sessions import PortalSessionRecord
 
 SESSION_COOKIE = "__Host-portal"
 FLOW_COOKIE = "__Host-portal-signin"
 ONBOARDING_COOKIE = "__Host-portal-onboard"  # the pending onboarding (state, tid, name, time) until its callback
+# The organisation's deletion this browser asked for (request ID, tenant ID, until): its progress page and
+# receipt stay readable here after the deletion has taken the sessions with the tenant.
+DELETION_COOKIE = "__Host-portal-deletion"
+DELETION_FOLLOW_SECONDS = 24 * 60 * 60
+# A verified consent that Microsoft has not confirmed yet (tid, name, since): the waiting page checks again.
+WAITING_COOKIE = "__Host-portal-onboard-wait"
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
+TOUCH_SECONDS = 60  # lastUsedAt is written at most once a minute
+SESSION_ID_BYTES = 16  # 128 bits, 22 characters of URL-safe base64
+MEMBER = "member"  # the role of a signed-in user whom no directory role or app role makes an administrator
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 FLOW_SECONDS = 10 * 60
 MAX_COOKIE_CHARS = 3000
 
@@ -69,18 +86,16 @@ class Sealer:
 
 @dataclass(frozen=True)
 class Session:
+    """A signed-in visitor: the tenant, the session's random ID (the record's), the role its record holds,
+    and the CSRF secret of this session (only in the sealed cookie)."""
     tenant_id: str
-    admin: bool
-    issued_at: int
-    seen_at: int
+    session_id: str
+    role: str
     csrf_secret: str
-    role: str = ""  # the admin role it was signed in with (the audit trail's `actorRole`)
 
     @property
-    def session_id(self) -> str:
-        """The session's random ID as the audit trail records it (128 bits, derived from the session's own
-        secret, which it does not reveal): the same for every request of this sign-in, new with the next."""
-        return hmac.new(_unb64(self.csrf_secret), b"session-id", hashlib.sha256).hexdigest()[:32]
+    def admin(self) -> bool:
+        return self.role != MEMBER
 
     @property
     def csrf_token(self) -> str:
@@ -91,31 +106,70 @@ class Session:
         return isinstance(token, str) and hmac.compare_digest(token.encode(), self.csrf_token.encode())
 
 
-def new_session(tenant_id: str, admin: bool, now: int, role: str = "") -> Session:
-    return Session(tenant_id, admin, now, now, _b64(secrets.token_bytes(32)), role)
+class SessionRecords(Protocol):
+    """shared.store.portal_sessions.PortalSessionRepository, as the keeper uses it."""
+
+    def create(self, tenant_id: str, session_id: str, role: str, now: datetime, expires_at: datetime) -> Any: ...
+    def get(self, tenant_id: str, session_id: str) -> PortalSessionRecord | None: ...
+    def touch(self, tenant_id: str, session_id: str, now: datetime, expires_at: datetime) -> bool: ...
+    def delete(self, tenant_id: str, session_id: str) -> None: ...
+    def delete_all(self, tenant_id: str) -> int: ...
 
 
-def seal_session(sealer: Sealer, session: Session) -> str:
-    return sealer.seal(SESSION_COOKIE, {"t": session.tenant_id, "a": session.admin, "i": session.issued_at,
-                                        "s": session.seen_at, "c": session.csrf_secret, "r": session.role})
+def expiry(created_at: datetime, used_at: datetime) -> datetime:
+    """When a session created at `created_at` and last used at `used_at` ends: idle 30 min, at most 8 h."""
+    return min(used_at + timedelta(seconds=IDLE_SECONDS), created_at + timedelta(seconds=MAX_SECONDS))
 
 
-def open_session(sealer: Sealer, value: str | None, now: int) -> Session | None:
-    """The session in the cookie if it is genuine and neither idle for 30 min nor older than 8 h."""
-    data = sealer.unseal(SESSION_COOKIE, value)
-    if data is None:
-        return None
-    tenant_id, admin, issued, seen, csrf, role = (data.get(k) for k in ("t", "a", "i", "s", "c", "r"))
-    if (not is_canonical_id(tenant_id) or not isinstance(admin, bool) or not isinstance(issued, int)
-            or not isinstance(seen, int) or not isinstance(csrf, str) or not isinstance(role, str)):
-        return None
-    if now - seen > IDLE_SECONDS or now - issued > MAX_SECONDS or seen > now + 60 or issued > seen:
-        return None
-    return Session(tenant_id, admin, issued, seen, csrf, role)
+class SessionKeeper:
+    """Portal sessions on their server-side records: started at sign-in, checked on every request (one read of
+    the record; a write at most once a minute), ended at sign-out, all of a tenant's at once on request."""
+
+    def __init__(self, records: SessionRecords, sealer: Sealer, clock: Clock):
+        self._records = records
+        self._sealer = sealer
+        self._clock = clock
+
+    def start(self, tenant_id: str, role: str) -> tuple[Session, str]:
+        """(the new session, its sealed cookie value)."""
+        now = self._clock()
+        session = Session(tenant_id, _b64(secrets.token_bytes(SESSION_ID_BYTES)), role,
+                          _b64(secrets.token_bytes(32)))
+        self._records.create(tenant_id, session.session_id, role, now, expiry(now, now))
+        sealed = self._sealer.seal(SESSION_COOKIE, {"t": tenant_id, "i": session.session_id, "c": session.csrf_secret})
+        return session, sealed
+
+    def open(self, value: str | None) -> Session | None:
+        """The session of a genuine cookie whose record exists and has neither been idle 30 min nor lived 8 h;
+        None else (forged, signed out, signed out everywhere, expired, or its tenant deleted)."""
+        data = self._sealer.unseal(SESSION_COOKIE, value)
+        if data is None:
+            return None
+        tenant_id, session_id, csrf = (data.get(k) for k in ("t", "i", "c"))
+        if not is_canonical_id(tenant_id) or not _is_session_id(session_id) or not isinstance(csrf, str):
+            return None
+        record = self._records.get(tenant_id, session_id)
+        if record is None:
+            return None
+        now = self._clock()
+        if now >= min(record.expires_at, expiry(record.created_at, record.last_used_at)):
+            self._records.delete(tenant_id, session_id)  # lapsed: gone now, not only when the TTL policy runs
+            return None
+        if (now - record.last_used_at).total_seconds() >= TOUCH_SECONDS and not self._records.touch(
+                tenant_id, session_id, now, expiry(record.created_at, now)):
+            return None  # signed out meanwhile
+        return Session(tenant_id, session_id, record.role, csrf)
+
+    def end(self, session: Session) -> None:
+        self._records.delete(session.tenant_id, session.session_id)
+
+    def end_all(self, tenant_id: str) -> int:
+        """Ends every session of the tenant (this one too); how many there were."""
+        return self._records.delete_all(tenant_id)
 
 
-def renewed(session: Session, now: int) -> Session:
-    return Session(session.tenant_id, session.admin, session.issued_at, now, session.csrf_secret, session.role)
+def _is_session_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and len(value) == 22 and all(c in _B64_CHARS for c in value)
 
 
 def cookie_header(name: str, value: str, max_age: int) -> str:

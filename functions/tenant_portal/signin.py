@@ -2,8 +2,8 @@
 validation of the ID token that MSAL leaves to the application (signature by a key of the authority's
 JWKS, `iss` = `{authority}/{tid}/v2.0` and the key's issuer template, `aud`, `nonce`, times).
 
-Only the tenant ID and the admin decision leave this module. No token is kept: MSAL gets a token cache
-that discards what it is handed, and no user claim is returned, logged or stored.
+Only the tenant ID and the role that makes the user an administrator leave this module. No token is kept:
+MSAL gets a token cache that discards what it is handed, and no user claim is returned, logged or stored.
 """
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ from typing import Any
 
 import jwt
 
+from functions.tenant_portal.session import MEMBER
 from shared.auth import LEEWAY_SECONDS, JwksCache
 from shared.ids import is_canonical_id
 
 # Directory roles (template IDs in `wids`) that administer the tenant, and the app role that may.
-ADMIN_DIRECTORY_ROLE_NAMES = {
+ADMIN_DIRECTORY_ROLES = {
     "62e90394-69f5-4237-9190-012177145e10": "Global Administrator",
     "e8611ab8-c189-46e8-94e1-60213ab1f814": "Privileged Role Administrator",
     "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3": "Application Administrator",
     "158c047a-c907-4556-b7ef-446551a6b5f7": "Cloud Application Administrator",
 }
-ADMIN_DIRECTORY_ROLES = frozenset(ADMIN_DIRECTORY_ROLE_NAMES)
 ADMIN_APP_ROLE = "Tenant.Admin"
 # What the sign-in flow cookie keeps of MSAL's flow (the authorization URL is not needed again).
 FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")
@@ -41,26 +41,26 @@ class SigninRefused(Exception):
 @dataclass(frozen=True)
 class SignedIn:
     tenant_id: str
-    admin: bool
-    role: str = ""  # the role that makes the user an administrator (its name; "" for none): the audit trail's
+    role: str  # the directory role or app role that makes the user an administrator, or MEMBER
+
+    @property
+    def admin(self) -> bool:
+        return self.role != MEMBER
 
 
-def admin_role(claims: Mapping[str, Any]) -> str:
-    """The name of the directory role (or the app role) that lets the user administer the tenant; "" if none.
-    A role is not a person: the audit trail keeps it (docs/architecture.md, "Audit trail")."""
+def role_of(claims: Mapping[str, Any]) -> str:
+    """The role (of those above) that makes the signed-in user an administrator: a directory role first, in
+    the order above, then the app role; MEMBER when none does."""
     wids, roles = claims.get("wids"), claims.get("roles")
-    if isinstance(wids, list):
-        for wid in sorted(w for w in wids if isinstance(w, str) and w in ADMIN_DIRECTORY_ROLES):
-            return ADMIN_DIRECTORY_ROLE_NAMES[wid]
-    return ADMIN_APP_ROLE if isinstance(roles, list) and ADMIN_APP_ROLE in roles else ""
+    held = {w for w in wids if isinstance(w, str)} if isinstance(wids, list) else set()
+    for template_id, name in ADMIN_DIRECTORY_ROLES.items():
+        if template_id in held:
+            return name
+    return ADMIN_APP_ROLE if isinstance(roles, list) and ADMIN_APP_ROLE in roles else MEMBER
 
 
 def is_admin(claims: Mapping[str, Any]) -> bool:
-    wids, roles = claims.get("wids"), claims.get("roles")
-    by_directory_role = isinstance(wids, list) and any(isinstance(w, str) and w in ADMIN_DIRECTORY_ROLES
-                                                       for w in wids)
-    by_app_role = isinstance(roles, list) and ADMIN_APP_ROLE in roles
-    return by_directory_role or by_app_role
+    return role_of(claims) != MEMBER
 
 
 def _discarding_cache():
@@ -118,7 +118,7 @@ class MicrosoftSignin:
         if "error" in result or not isinstance(result.get("id_token"), str):
             raise SigninRefused("signin-failed")
         claims = self.validate_id_token(result["id_token"], str(flow.get("nonce") or ""))
-        return SignedIn(claims["tid"], is_admin(claims), admin_role(claims))
+        return SignedIn(claims["tid"], role_of(claims))
 
     def validate_id_token(self, id_token: str, flow_nonce: str) -> dict[str, Any]:
         try:

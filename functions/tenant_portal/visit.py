@@ -40,6 +40,7 @@ class Portal:
     sealer: cookies.Sealer
     onboarding: OnboardingService
     settings: Settings  # the retention periods /privacy names
+    sessions: cookies.SessionKeeper
 
 
 @dataclass
@@ -93,9 +94,9 @@ def admin(visit: Visit) -> cookies.Session:
 
 
 def actor_of(session: cookies.Session) -> Actor:
-    """Who makes a change in the portal as the audit trail records it: an administrator, the role it signed in
-    with and the session's random ID (never the person)."""
-    return Actor(ActorKind.ADMIN, session.role or "administrator", session.session_id)
+    """Who makes a change in the portal as the audit trail records it: an administrator, the role its session
+    record holds and the session's random ID (the portalSessions record's; never the person)."""
+    return Actor(ActorKind.ADMIN, session.role, session.session_id)
 
 
 def tenant_of(visit: Visit, allow_deleting: bool = False) -> Tenant:
@@ -104,6 +105,7 @@ def tenant_of(visit: Visit, allow_deleting: bool = False) -> Tenant:
     session = admin(visit)
     tenant = visit.portal.service.tenant(session.tenant_id)
     if tenant is None:
+        visit.portal.sessions.end(session)
         visit.end_session = True
         raise Redirect("/")
     if not tenant.active and not allow_deleting:

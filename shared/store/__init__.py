@@ -8,6 +8,7 @@ if TYPE_CHECKING:
     from shared.store.erasure import DocumentEraser
     from shared.store.leases import SyncLeaseRepository
     from shared.store.objects import ObjectStore
+    from shared.store.portal_sessions import PortalSessionRepository
     from shared.store.repositories import (
         AuditRepository,
         DeviceRepository,
@@ -29,6 +30,7 @@ class Store:
     objects: ObjectStore | None
     sync_leases: SyncLeaseRepository
     audit: AuditRepository
+    portal_sessions: PortalSessionRepository
 
     @property
     def file_store(self) -> TechnicalFileStore:

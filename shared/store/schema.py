@@ -18,6 +18,7 @@ RECEIPTS = "deletionReceipts"
 RATE_WINDOWS = "rateWindows"  # tenants/{tenantId}/rateWindows/{UTC minute YYYYMMDDHHMM}
 SYNC_LEASES = "syncLeases"  # tenants/{tenantId}/syncLeases/{leaseId}: full syncs running (relay admission)
 AUDIT_EVENTS = "auditEvents"  # tenants/{tenantId}/auditEvents/{eventId}: who-did-what without anyone's identity
+PORTAL_SESSIONS = "portalSessions"  # tenants/{tenantId}/portalSessions/{sessionId}: portal sign-ins
 
 
 class TenantStatus(StrEnum):
@@ -108,13 +109,15 @@ SYNC_LEASE_FIELDS = frozenset({"expiresAt"})
 # Nothing that identifies a person: `session` is the portal session's random ID (operators: "operator"),
 # `target` a device ID, changed settings keys or a request ID, never a value (docs/architecture.md).
 AUDIT_EVENT_FIELDS = frozenset({"at", "action", "target", "actorKind", "actorRole", "session", "expiresAt"})
+PORTAL_SESSION_FIELDS = frozenset({"role", "createdAt", "lastUsedAt", "expiresAt"})
 
 _NESTED = {
     (TENANTS, "settings"): TENANT_SETTINGS_FIELDS,
     (RECEIPTS, "deleted"): RECEIPT_DELETED_FIELDS,
 }
 _TOP = {TENANTS: TENANT_FIELDS, DEVICES: DEVICE_FIELDS, FILES: FILE_FIELDS, RECEIPTS: RECEIPT_FIELDS,
-        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS, AUDIT_EVENTS: AUDIT_EVENT_FIELDS}
+        RATE_WINDOWS: RATE_WINDOW_FIELDS, SYNC_LEASES: SYNC_LEASE_FIELDS, AUDIT_EVENTS: AUDIT_EVENT_FIELDS,
+        PORTAL_SESSIONS: PORTAL_SESSION_FIELDS}
 
 
 def stored_fields() -> dict[str, tuple[str, ...]]:

@@ -148,6 +148,23 @@ def check_sync_lease(ids: dict, document: dict) -> list[str]:
     return problems
 
 
+PORTAL_ROLES = {"Global Administrator", "Privileged Role Administrator", "Application Administrator",
+                "Cloud Application Administrator", "Tenant.Admin", "member"}
+
+
+def check_portal_session(ids: dict, document: dict) -> list[str]:
+    """A portal sign-in: the role that allowed it and three times; nothing about the person."""
+    problems = _fields(document, {"role", "createdAt", "lastUsedAt", "expiresAt"})
+    if document.get("role") not in PORTAL_ROLES:
+        problems.append(f"role {document.get('role')!r}")
+    times = [document.get(name) for name in ("createdAt", "lastUsedAt", "expiresAt")]
+    if not all(isinstance(t, datetime) for t in times) or not times[0] <= times[1] < times[2]:
+        problems.append("createdAt <= lastUsedAt < expiresAt")
+    elif (times[2] - times[0]).total_seconds() > 8 * 3600:
+        problems.append("expiresAt is more than 8 hours after createdAt")
+    return problems
+
+
 def check_audit_event(ids: dict, document: dict) -> list[str]:
     """An audit event names no person: a role, a random session ID, and as target an ID or settings keys."""
     problems = _fields(document, {"at", "action", "target", "actorKind", "actorRole", "session", "expiresAt"})
@@ -178,6 +195,8 @@ MODEL: list[tuple[re.Pattern[str], Callable[[dict, dict], list[str]]]] = [
     (re.compile(rf"deletionReceipts/(?P<request>{UUID})"), check_receipt),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/syncLeases/(?P<slot>[0-9]{{1,4}})"), check_sync_lease),
     (re.compile(rf"tenants/(?P<tenant>{UUID})/auditEvents/(?P<event>{UUID})"), check_audit_event),
+    (re.compile(rf"tenants/(?P<tenant>{UUID})/portalSessions/(?P<session>[A-Za-z0-9_-]{{22}})"),
+     check_portal_session),
 ]
 
 
@@ -270,6 +289,9 @@ def test_after_an_end_to_end_run_only_the_data_model_is_stored(deletion_push):
     assert len([p for p in documents if p.startswith(f"tenants/{staying}/devices/")]) == 1
     assert documents[f"tenants/{newcomer}"]["name"] == "Northwind Traders AG"  # the self-onboarded tenant, checked
     assert len([p for p in documents if p.startswith(f"tenants/{newcomer}/devices/")]) == 3
+    # The newcomer's admin is still signed in: one session record, the role that allowed it.
+    sessions = [documents[p] for p in documents if p.startswith(f"tenants/{newcomer}/portalSessions/")]
+    assert [s["role"] for s in sessions] == ["Global Administrator"]
     assert [p for p in documents if p.startswith(f"tenants/{staying}/rateWindows/")]  # the limits' counters
     assert any("diagnosticsCount" in documents[p] for p in documents if p.startswith(f"tenants/{staying}/devices/"))
     assert len([p for p in documents if p.startswith("deletionReceipts/")]) == 3

@@ -359,11 +359,16 @@ def test_cross_tenant_ids_reach_nothing(page, emulators):
 
 
 def test_expired_session_says_so(page, emulators):
+    from datetime import timedelta
+
     tenant_id = portal.onboard(emulators, name="Fabrikam AG")
-    stale = int(time.time()) - 31 * 60
+    stale = seed.now() - timedelta(minutes=31)  # a session last used 31 minutes ago, as its record says
+    session_id = cookies._b64(uuid.uuid4().bytes)
+    support.store().portal_sessions.create(tenant_id, session_id, "Global Administrator", stale,
+                                           cookies.expiry(stale, stale))
     sealer = cookies.Sealer(emulators.env["PORTAL_SESSION_KEY"].encode())
-    value = cookies.seal_session(sealer, cookies.Session(tenant_id, True, stale, stale, "A" * 43))
-    page.goto(url(emulators))  # a session cookie from 31 minutes ago, as the browser kept it
+    value = sealer.seal(cookies.SESSION_COOKIE, {"t": tenant_id, "i": session_id, "c": "A" * 43})
+    page.goto(url(emulators))  # its cookie, as the browser kept it
     page.evaluate("([name, value]) => { document.cookie = `${name}=${value}; Secure; Path=/; SameSite=Lax`; }",
                   [cookies.SESSION_COOKIE, value])
     assert session_cookie(page)
@@ -373,6 +378,66 @@ def test_expired_session_says_so(page, emulators):
     assert session_cookie(page) == []
     accessible(page)
     shoot(page, "13-session-expired")
+
+
+def _second_browser(browser, page):
+    """Another browser (its own context) holding a copy of `page`'s session cookie: a copied cookie."""
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    context.add_cookies(session_cookie(page))
+    other = context.new_page()
+    other.set_default_timeout(20000)
+    return other
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(browser, page, emulators):
+    tenant_id = portal.onboard(emulators, name="Fabrikam AG")
+    sign_in(page, emulators, portal.accounts(emulators, tenant_id)["admin"])
+    copy = _second_browser(browser, page)
+    try:
+        copy.goto(url(emulators, "/devices"))
+        assert copy.get_by_role("heading", level=1).inner_text() == "Devices"  # the copy works, for now
+        page.get_by_role("button", name="Sign out", exact=True).click()
+        page.wait_for_url(url(emulators, "/"))
+        assert visible(page.get_by_role("link", name="Sign in with Microsoft")) and session_cookie(page) == []
+        assert list(support.db().collection(f"tenants/{tenant_id}/portalSessions").stream()) == []
+        copy.goto(url(emulators, "/settings"))
+        assert copy.get_by_role("heading", level=1).inner_text() == "Please sign in"
+        assert "session has ended" in copy.locator("main").inner_text()
+        assert session_cookie(copy) == []
+        accessible(copy)
+        shoot(copy, "20-copied-cookie-after-sign-out")
+    finally:
+        copy.context.close()
+
+
+def test_sign_out_everywhere_ends_every_browsers_session(browser, page, emulators):
+    tenant_id = portal.onboard(emulators, name="Fabrikam AG")
+    other_admin = browser.new_context(viewport=DESKTOP, locale="de-DE").new_page()
+    try:
+        sign_in(other_admin, emulators, portal.accounts(emulators, tenant_id)["app-admin"], "Mit Microsoft anmelden")
+        sign_in(page, emulators, portal.accounts(emulators, tenant_id)["admin"])
+        copy = _second_browser(browser, page)
+        assert len(list(support.db().collection(f"tenants/{tenant_id}/portalSessions").stream())) == 2
+        section = page.get_by_role("region", name="Sessions")
+        assert "8 hours" in section.inner_text()
+        accessible(page)
+        shoot(page, "21-overview-sessions")
+        section.get_by_role("button", name="Sign out everywhere").click()
+        page.wait_for_url("**/?signedOut=everywhere")
+        assert "Every session of your organisation in this portal has ended" in page.get_by_role(
+            "status").inner_text()
+        assert session_cookie(page) == []
+        accessible(page)
+        shoot(page, "22-signed-out-everywhere")
+        assert list(support.db().collection(f"tenants/{tenant_id}/portalSessions").stream()) == []
+        for other in (other_admin, copy):
+            other.goto(url(emulators, "/devices"))
+            assert other.get_by_role("heading", level=1).inner_text() in ("Please sign in", "Bitte melden Sie sich an")
+            assert session_cookie(other) == []
+        shoot(other_admin, "23-other-browser-after-sign-out-everywhere-de")
+        copy.context.close()
+    finally:
+        other_admin.context.close()
 
 
 def test_everything_works_without_javascript(browser, deletion_push):

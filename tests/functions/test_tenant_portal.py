@@ -120,12 +120,11 @@ def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lin
     assert overview.status_code == 200 and overview.headers["Cache-Control"] == "no-store"
     assert "Fabrikam AG" in body and tenant in body and "Registered devices" in body
     assert ">1<" in body  # one device
-    # The cookie holds the tenant ID, the admin flag, two times, the CSRF secret and the admin role's name
-    # (the audit trail's actorRole): nothing else.
+    # The cookie holds the tenant ID, the session ID and the CSRF secret: nothing else; the record the role.
     sealed = cookies.Sealer(support.settings().portal_session_key).unseal(
         cookies.SESSION_COOKIE, session_cookie(client).value)
-    assert set(sealed) == {"t", "a", "i", "s", "c", "r"} and sealed["t"] == tenant and sealed["a"] is True
-    assert sealed["r"] == "Global Administrator"
+    assert set(sealed) == {"t", "i", "c"} and sealed["t"] == tenant
+    assert support.store().portal_sessions.get(tenant, sealed["i"]).role == "Global Administrator"
     # No user claim reached a log line.
     account = portal.accounts(emulators, tenant)["admin"]
     user = emulators.fake_microsoft().call("GET", f"/tenants/{tenant}/users/{account}")["user"]
@@ -164,8 +163,7 @@ def test_non_admin_sees_a_clear_403_and_nothing_of_the_tenant(client, emulators,
 def test_non_admin_cannot_change_anything(client, emulators, tenant):
     signed_in(client, emulators, tenant, role="user")
     before = support.firestore_snapshot()
-    csrf = cookies.open_session(cookies.Sealer(support.settings().portal_session_key),
-                                session_cookie(client).value, int(time.time())).csrf_token
+    csrf = portal.session_of(client).csrf_token
     assert client.post("/settings", data={"csrf": csrf, "name": "Hijacked"}).status_code == 403
     assert client.post("/settings", data=scope_form(csrf, groups=GROUP_A, photos=False)).status_code == 403
     assert client.post("/deletion", data={"csrf": csrf, "confirmName": "Fabrikam AG"}).status_code == 403
@@ -472,44 +470,63 @@ def test_oversized_and_malformed_forms_change_nothing(client, emulators, tenant)
 
 
 # -- sessions ------------------------------------------------------------------------------------------
-def _forged(tenant_id, admin=True, issued=None, seen=None):
-    now = int(time.time())
-    session = cookies.Session(tenant_id, admin, issued if issued is not None else now,
-                              seen if seen is not None else now, "A" * 43)
-    return cookies.seal_session(cookies.Sealer(support.settings().portal_session_key), session)
+def _sealed(tenant_id, session_id, csrf="A" * 43, key=None):
+    sealer = cookies.Sealer(key or support.settings().portal_session_key)
+    return sealer.seal(cookies.SESSION_COOKIE, {"t": tenant_id, "i": session_id, "c": csrf})
 
 
-@pytest.mark.parametrize("issued, seen", [
-    (-31 * 60, -31 * 60),            # idle for 31 minutes
-    (-8 * 3600 - 60, -60),           # older than 8 hours, though used a minute ago
+def _record(tenant_id, created_ago, used_ago, role="Global Administrator"):
+    """A session record as a sign-in `created_ago` seconds ago, last used `used_ago` seconds ago, would be."""
+    from datetime import timedelta
+
+    now = utc_now()
+    session_id = cookies._b64(uuid.uuid4().bytes)
+    created, used = now - timedelta(seconds=created_ago), now - timedelta(seconds=used_ago)
+    support.store().portal_sessions.create(tenant_id, session_id, role, created, cookies.expiry(created, used))
+    support.db().document(f"tenants/{tenant_id}/portalSessions/{session_id}").update({"lastUsedAt": used})
+    return session_id
+
+
+@pytest.mark.parametrize("created_ago, used_ago", [
+    (31 * 60, 31 * 60),            # idle for 31 minutes
+    (8 * 3600 + 60, 60),           # older than 8 hours, though used a minute ago
 ])
-def test_expired_sessions_are_refused_and_cleared(client, emulators, tenant, issued, seen):
-    now = int(time.time())
-    client.set_cookie(cookies.SESSION_COOKIE, _forged(tenant, issued=now + issued, seen=now + seen))
+def test_expired_sessions_are_refused_cleared_and_their_records_deleted(client, emulators, tenant, created_ago,
+                                                                       used_ago):
+    session_id = _record(tenant, created_ago, used_ago)
+    client.set_cookie(cookies.SESSION_COOKIE, _sealed(tenant, session_id))
     answer, body = page(client, "/devices")
     assert answer.status_code == 401 and "session has ended" in body
     assert session_cookie(client) is None
+    assert support.store().portal_sessions.get(tenant, session_id) is None
 
 
-def test_a_fresh_genuine_session_is_accepted_and_renewed(client, emulators, tenant):
-    now = int(time.time())
-    client.set_cookie(cookies.SESSION_COOKIE, _forged(tenant, issued=now - 3600, seen=now - 29 * 60))
+def test_a_fresh_genuine_session_is_accepted_and_its_use_recorded_once_a_minute(client, emulators, tenant):
+    session_id = _record(tenant, 3600, 29 * 60)
+    client.set_cookie(cookies.SESSION_COOKIE, _sealed(tenant, session_id))
+    before = support.store().portal_sessions.get(tenant, session_id)
     assert page(client, "/devices")[0].status_code == 200
-    renewed = cookies.Sealer(support.settings().portal_session_key).unseal(
-        cookies.SESSION_COOKIE, session_cookie(client).value)
-    assert renewed["s"] >= now and renewed["i"] == now - 3600
+    used = support.store().portal_sessions.get(tenant, session_id)
+    assert used.created_at == before.created_at and (utc_now() - used.last_used_at).total_seconds() < 30
+    assert used.expires_at == cookies.expiry(used.created_at, used.last_used_at)
+    assert page(client, "/devices")[0].status_code == 200
+    assert support.store().portal_sessions.get(tenant, session_id) == used  # within the minute: not written
 
 
 def test_tampered_or_foreign_cookies_are_refused(client, emulators, tenant):
-    genuine = _forged(tenant)
+    session_id = _record(tenant, 60, 60)
+    genuine = _sealed(tenant, session_id)
     tampered = genuine[:-2] + ("AA" if genuine[-2:] != "AA" else "BB")
-    other_key = cookies.seal_session(cookies.Sealer(b"another-key-of-32-bytes-length!!"),
-                                     cookies.Session(tenant, True, int(time.time()), int(time.time()), "A" * 43))
+    other_key = _sealed(tenant, session_id, key=b"another-key-of-32-bytes-length!!")
     flow_as_session = cookies.Sealer(support.settings().portal_session_key).seal(
-        cookies.FLOW_COOKIE, {"t": tenant, "a": True, "i": int(time.time()), "s": int(time.time()), "c": "A"})
-    for value in (tampered, other_key, flow_as_session, "garbage", "x" * 5000):
+        cookies.FLOW_COOKIE, {"t": tenant, "i": session_id, "c": "A" * 43})
+    other_tenant = _sealed(str(uuid.uuid4()), session_id)
+    unknown_id = _sealed(tenant, cookies._b64(uuid.uuid4().bytes))
+    for value in (tampered, other_key, flow_as_session, other_tenant, unknown_id, "garbage", "x" * 5000):
         client.set_cookie(cookies.SESSION_COOKIE, value)
         assert page(client, "/devices")[0].status_code == 401
+    client.set_cookie(cookies.SESSION_COOKIE, genuine)
+    assert page(client, "/devices")[0].status_code == 200
 
 
 def test_sign_out_ends_the_session(client, emulators, tenant):

@@ -40,9 +40,11 @@ def sign_in(client, stack, tenant_id, role="admin"):
 
 
 def session_id(client) -> str:
+    """The session ID the cookie names (its portalSessions record's)."""
     cookie = client.get_cookie(cookies.SESSION_COOKIE)
-    sealer = cookies.Sealer(support.settings().portal_session_key)
-    return cookies.open_session(sealer, cookie.value, int(utc_now().timestamp())).session_id
+    sealed = cookies.Sealer(support.settings().portal_session_key).unseal(cookies.SESSION_COOKIE, cookie.value)
+    assert support.store().portal_sessions.get(sealed["t"], sealed["i"]) is not None
+    return sealed["i"]
 
 
 def events(tenant_id: str, action: str | None = None) -> list[dict]:
@@ -219,6 +221,7 @@ def test_self_service_onboarding_is_recorded_with_the_session(emulators):
     (onboarded,) = events(tenant_id)  # the sign-in before the tenant existed left nothing
     assert (onboarded["action"], onboarded["target"], onboarded["actorKind"], onboarded["actorRole"]) == (
         "tenant.onboard", None, "admin", "Global Administrator")
-    assert len(onboarded["session"]) == 32 and int(onboarded["session"], 16) >= 0
+    (record,) = support.db().collection(f"tenants/{tenant_id}/portalSessions").stream()
+    assert onboarded["session"] == record.id  # the session that onboarded
     stored = json.dumps(onboarded, default=str)
     assert not any(value in stored for value in passed.values() if value)

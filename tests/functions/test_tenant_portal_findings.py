@@ -135,6 +135,16 @@ def test_sign_in_answers_with_errors_or_without_a_code_are_401_pages_that_echo_n
     assert client.get_cookie(cookies.SESSION_COOKIE) is None
 
 
+def test_a_refused_sign_in_answers_in_the_language_chosen_before_leaving(client, emulators, tenant, log_lines):
+    started = client.get("/signin", query_string={"lang": "de"})
+    back = urlsplit(portal.fake_signin(emulators, started.headers["Location"],
+                                       portal.accounts(emulators, tenant)["admin"]))
+    query = {**dict(parse_qsl(back.query)), "state": "forged"}
+    answer = client.get("/auth/callback", query_string=query, headers={**HTML, "Accept-Language": "en"})
+    body = assert_refused(answer, log_lines, 401, "signin-state")
+    assert 'href="/auth/callback?lang=en"' in body and query["code"] not in body
+
+
 def test_the_onboarding_callback_echoes_nothing_it_brought(client, emulators, tenant):
     portal.sign_in(client, emulators, portal.accounts(emulators, tenant)["admin"])
     foreign = str(uuid.uuid4())

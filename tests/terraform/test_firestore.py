@@ -49,3 +49,11 @@ def test_lapsed_sync_leases_are_removed_by_a_ttl_policy(tf, hcl):
     ttl = tf.resources_of("google_firestore_field")["sync_lease_ttl"]
     assert (ttl["collection"], ttl["field"]) == ("syncLeases", "expiresAt")
     assert hcl.block(ttl, "ttl_config") == {} and hcl.block(ttl, "index_config") == {}
+
+
+def test_lapsed_portal_sessions_are_removed_by_a_ttl_policy(tf, hcl):
+    """tenant_portal's session records (`tenants/{tenantId}/portalSessions/{sessionId}`) nobody signed out of
+    are removed by a TTL policy on expiresAt, without an index (read by ID, listed by collection)."""
+    ttl = tf.resources_of("google_firestore_field")["portal_session_ttl"]
+    assert (ttl["collection"], ttl["field"]) == ("portalSessions", "expiresAt")
+    assert hcl.block(ttl, "ttl_config") == {} and hcl.block(ttl, "index_config") == {}

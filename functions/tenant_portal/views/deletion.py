@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
+from functions.tenant_portal import session as cookies
 from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, admin, tenant_of, when
 from shared import http, logs
 from shared.errors import BadRequest, NotFound
+from shared.ids import is_canonical_id
 
 if TYPE_CHECKING:
     from shared.store.records import Receipt
@@ -16,19 +18,43 @@ if TYPE_CHECKING:
 log = logs.get_logger(__name__)
 
 
+def _following(visit: Visit, request_id: str) -> str | None:
+    """The tenant whose deletion `request_id` this browser asked for (its sealed deletion cookie), if any."""
+    sealed = visit.portal.sealer.unseal(cookies.DELETION_COOKIE, visit.request.cookies.get(cookies.DELETION_COOKIE))
+    if (sealed is None or sealed.get("r") != request_id or not isinstance(sealed.get("exp"), int)
+            or sealed["exp"] < visit.now or not is_canonical_id(sealed.get("t"))):
+        return None
+    return str(sealed["t"])
+
+
+def _tenant_id_for(visit: Visit, request_id: str | None) -> str:
+    """The signed-in administrator's tenant; without a session, the tenant whose deletion `request_id` this
+    browser asked for (the deletion ends every session of the tenant, its progress page stays)."""
+    if visit.session is None and request_id:
+        followed = _following(visit, request_id)
+        if followed is not None:
+            return followed
+    return admin(visit).tenant_id
+
+
 def page(visit: Visit, error: str | None = None, status: int = 200) -> Response:
-    session = admin(visit)
     request_id = visit.request.args.get("requestId")
+    tenant_id = _tenant_id_for(visit, request_id)
     if request_id:
-        receipt = visit.portal.service.receipt(session.tenant_id, request_id)
+        receipt = visit.portal.service.receipt(tenant_id, request_id)
         if receipt.kind != "tenant":
             raise NotFound("this receipt is not one of an organisation's deletion", slug="receipt-not-found")
         document = receipt_view(receipt)
-        if receipt.completed and visit.portal.service.tenant(session.tenant_id) is not None:
+        if receipt.completed and visit.portal.service.tenant(tenant_id) is not None:
+            if visit.session is None:
+                raise Redirect("/")
             raise Redirect("/receipts")  # an old deletion of a tenant onboarded again: its receipt is listed there
         if receipt.completed:
+            if visit.session is not None:
+                visit.portal.sessions.end(visit.session)
             visit.end_session = True  # the tenant is gone: so is the session
             visit.session = None
+            visit.set_cookies.append(cookies.cleared_cookie_header(cookies.DELETION_COOKIE))
             from functions.tenant_portal.service import receipt_document
 
             return visit.html("deleted.html", receipt=document,
@@ -48,6 +74,9 @@ def delete_all(visit: Visit) -> Response:
     except BadRequest as error:
         return page(visit, error=error.slug, status=400)
     log.info("tenant deletion requested", function=FUNCTION, tenantId=tenant.tenant_id, requestId=request_id)
+    followed = {"r": request_id, "t": tenant.tenant_id, "exp": visit.now + cookies.DELETION_FOLLOW_SECONDS}
+    visit.set_cookies.append(cookies.cookie_header(cookies.DELETION_COOKIE, visit.portal.sealer.seal(
+        cookies.DELETION_COOKIE, followed), cookies.DELETION_FOLLOW_SECONDS))
     return visit.redirect("/deletion", requestId=request_id)
 
 
@@ -60,8 +89,8 @@ def receipts(visit: Visit) -> Response:
 def receipt_json(visit: Visit, requestId: str) -> Response:
     from functions.tenant_portal.service import receipt_document
 
-    session = admin(visit)
-    response = http.json_response(receipt_document(visit.portal.service.receipt(session.tenant_id, requestId)))
+    tenant_id = _tenant_id_for(visit, requestId)
+    response = http.json_response(receipt_document(visit.portal.service.receipt(tenant_id, requestId)))
     response.headers["Content-Disposition"] = f'attachment; filename="receipt-{requestId}.json"'
     return response
 

@@ -14,7 +14,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
 def home(visit: Visit) -> Response:
     if visit.session is None:
-        return visit.html("landing.html")
+        return visit.html("landing.html", signed_out_everywhere=visit.request.args.get("signedOut") == "everywhere")
     session = admin(visit)
     tenant = visit.portal.service.tenant(session.tenant_id)
     if tenant is None:
