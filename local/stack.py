@@ -49,6 +49,8 @@ ENTRA_CLIENT_ID = "6f1c1a35-0b0a-4f58-9a3c-5b8b7d3e9a11"
 DEMO_TENANT_ID = "0c8d3d4e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
 # A second directory in the fake Entra ID, never onboarded: its users show what the portal does for strangers.
 OTHER_TENANT_ID = "7d3f9a10-2b4c-4e5f-8a6b-9c0d1e2f3a4b"
+# The new customer's admin consent replicates this long in the fake (Microsoft: seconds to minutes).
+DEMO_CONSENT_REPLICATION_SECONDS = 4.0
 HTTP_FUNCTIONS = ("register_device", "relay_contacts", "manage_tenants")
 
 
@@ -161,8 +163,11 @@ class LocalStack:
             if self.demo_tenant and self.with_functions:
                 self.onboard(DEMO_TENANT_ID, "Contoso Demo GmbH", {"defaultRegion": "DE"}, exist_ok=True)
                 self.demo_accounts = self.portal_accounts(DEMO_TENANT_ID, OTHER_TENANT_ID)
-                # A new customer: no consent yet, so its admin onboards through the fake consent page.
+                # A new customer: no consent yet, so its admin onboards through the fake consent page, and
+                # (as at Microsoft) the consent takes a few seconds to replicate: the portal's waiting page.
                 self.fake_microsoft().consent(OTHER_TENANT_ID, "not_consented")
+                self.fake_microsoft().configure(tenant=OTHER_TENANT_ID,
+                                                consent_replication_seconds=DEMO_CONSENT_REPLICATION_SECONDS)
             self._write_stack_file()
         except BaseException:
             self.stop()

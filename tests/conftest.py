@@ -91,11 +91,13 @@ def admin(emulators):
 
 
 @pytest.fixture
-def fake(stack):
-    """The fake Microsoft's control API; no fault a test sets outlives it. (Modules that need a fresh
-    directory override this with one that also resets the fake.)"""
+def fake(stack, request):
+    """The fake Microsoft's control API; no fault a test sets outlives it. Modules marked
+    `fresh_directories` start each test from the fake's initial directories."""
     from tests.fake_ms import FakeMicrosoftControl
 
     control = FakeMicrosoftControl(stack)
+    if request.node.get_closest_marker("fresh_directories"):
+        control.reset()
     yield control
     control.faults()

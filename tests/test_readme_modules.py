@@ -1,5 +1,6 @@
-"""The README's module table is the map a newcomer starts from: every module of `shared/`, every entry point
-and every top-level folder must be on it (a module added without a line there fails here)."""
+"""The README's module table is the map a newcomer starts from: every module of `shared/`, every entry point,
+every top-level folder and every document of `docs/` must be on it (a module added without a line there
+fails here), and every module it names must exist (a module renamed or joined fails here too)."""
 from __future__ import annotations
 
 import re
@@ -32,3 +33,16 @@ def test_every_entry_point_and_top_level_folder_is_on_the_map() -> None:
                and ((p / "__init__.py").exists() or p.name in ("docs", "terraform", "loadtest"))]
     missing = [name for name in folders if f"`{name}/" not in table]
     assert not missing, f"folders missing from the README's module table: {missing}"
+
+
+def test_every_module_and_document_the_map_names_exists() -> None:
+    table = _module_table()
+    named = {part for name in re.findall(r"`([\w/{},.<> -]+)`", table) for part in re.split(r"[/,{} ]+", name)}
+    present = {path.name for folder in ("functions", "shared", "local", "benchmarks", "loadtest", "docs")
+               for path in (ROOT / folder).rglob("*") if ".venv" not in path.parts}
+    present |= {path.name for path in ROOT.iterdir()}
+    stale = sorted(name for name in named if name.endswith((".py", ".md", ".yaml")) and name not in present)
+    assert not stale, f"the README's module table names what does not exist: {stale}"
+    documents = [path.name for path in sorted((ROOT / "docs").glob("*.md"))]
+    missing = [name for name in documents if f"`{name}`" not in table]
+    assert not missing, f"documents missing from the README's module table: {missing}"

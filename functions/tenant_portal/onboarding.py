@@ -14,10 +14,13 @@ The portal calls this service; it renders pages and keeps the sealed cookies, th
    administrator) and the `state` (bound to the session, at most 10 minutes old — single use because the
    portal clears the cookie whatever the outcome); `tenant` equals the session's `tid`; a
    client-credentials token for that tenant succeeds and Graph lets the app read the tenant's users
-   (`User.Read.All`; confirmed by a Graph call, never by decoding Graph's token; retried briefly: consent
-   takes seconds to minutes to replicate). Only then is the tenant created `active` with that
-   name and the default settings. Creation is create-once: a replayed callback changes nothing and answers
-   "already onboarded".
+   (`User.Read.All`; confirmed by a Graph call, never by decoding Graph's token; retried briefly). Only
+   then is the tenant created `active` with that name and the default settings. Consent takes seconds to
+   minutes to replicate: until Graph confirms, the answer is AWAITING_CONSENT with a `WaitingOnboarding`
+   that the portal seals into a cookie, and its waiting page calls
+4. `check(waiting, session tid, admin=…)` every few seconds for up to 5 minutes (then the reason, e.g.
+   "missing permission", with a "check again" that still works later: the onboarding stays recoverable).
+Creation is create-once: a replayed callback changes nothing and answers "already onboarded".
 
 Every refusal is an `OnboardingOutcome` the portal renders as its own page; nothing is stored on a refusal,
 and no token, `state`, name or Entra error text reaches a log line (only the outcome, the tenant ID and
@@ -36,10 +39,11 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared import logs
+from shared.audit import Actor, AuditTrail
 from shared.clock import Clock
 from shared.errors import AppError, Conflict
 from shared.ids import is_canonical_id
-from shared.store.records import Tenant
+from shared.store.records import AuditEvent, Tenant
 from shared.store.schema import TenantStatus
 
 log = logs.get_logger(__name__)
@@ -49,7 +53,13 @@ REQUIRED_GRAPH_ROLE = "User.Read.All"
 CALLBACK_PATH = "/onboard/callback"
 STATE_MAX_AGE = timedelta(minutes=10)
 STATE_CLOCK_SKEW = timedelta(seconds=30)  # a state "issued" this far in the future still counts (instances' clocks)
-CONSENT_RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds between token attempts: ~7 s for consent to replicate
+CONSENT_RETRY_DELAYS = (1.0, 2.0)  # seconds between attempts in the callback; then the waiting page retries
+# Admin consent replicates to the token endpoint in seconds to minutes (no published bound): the waiting page
+# checks again by itself every WAIT_RECHECK_SECONDS for CONSENT_WAIT, then offers "check again" (and the
+# waiting cookie keeps the onboarding recoverable for WAIT_COOKIE_SECONDS).
+CONSENT_WAIT = timedelta(minutes=5)
+WAIT_RECHECK_SECONDS = 5
+WAIT_COOKIE_SECONDS = 24 * 3600
 
 
 class OnboardingOutcome(StrEnum):
@@ -71,6 +81,7 @@ class OnboardingOutcome(StrEnum):
     CONSENT_NOT_FOUND = "consent-not-found"  # Entra ID still refuses the app a token for the tenant
     MISSING_PERMISSION = "missing-permission"  # the token lacks the Graph application permission User.Read.All
     ENTRA_UNAVAILABLE = "entra-unavailable"  # Entra ID could not be reached: try again (state is used up)
+    AWAITING_CONSENT = "awaiting-consent"  # consent given, not confirmed yet: the waiting page checks again
 
     @property
     def signed_in_overview(self) -> bool:
@@ -108,6 +119,31 @@ class PendingOnboarding:
 
 
 @dataclass(frozen=True)
+class WaitingOnboarding:
+    """What the portal's sealed waiting cookie carries while Microsoft replicates a consent the callback
+    verified (state, session and tenant all checked): the tenant, the name, when the wait began."""
+    tenant_id: str
+    name: str
+    since: datetime
+
+    def to_cookie(self) -> dict[str, Any]:
+        return {"tid": self.tenant_id, "name": self.name, "since": int(self.since.timestamp())}
+
+    @classmethod
+    def from_cookie(cls, value: Any) -> WaitingOnboarding | None:
+        if not isinstance(value, Mapping):
+            return None
+        tid, name, since = value.get("tid"), value.get("name"), value.get("since")
+        if not is_canonical_id(tid) or not isinstance(name, str) or not isinstance(since, int) \
+                or isinstance(since, bool):
+            return None
+        try:
+            return cls(tid, name, datetime.fromtimestamp(since, UTC))
+        except (OverflowError, OSError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class OnboardingStep:
     """The answer of `status`, `begin` and `complete`.
 
@@ -121,6 +157,7 @@ class OnboardingStep:
     pending: PendingOnboarding | None = None
     detail: str | None = None
     entra_error: str | None = None
+    waiting: WaitingOnboarding | None = None  # AWAITING_CONSENT, and a refusal after the wait: seal into a cookie
 
 
 class TenantStore(Protocol):
@@ -128,7 +165,8 @@ class TenantStore(Protocol):
 
     def get(self, tenant_id: str) -> Tenant | None: ...
 
-    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime) -> Tenant: ...
+    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime,
+               audit: AuditEvent | None = None) -> Tenant: ...
 
 
 class GraphAccess(Protocol):
@@ -143,8 +181,10 @@ class OnboardingService:
     def __init__(self, tenants: TenantStore, access: GraphAccess, clock: Clock, *, authority_host: str,
                  client_id: str, portal_base_url: str,
                  retry_delays: Sequence[float] = CONSENT_RETRY_DELAYS,
-                 sleep: Callable[[float], None] = time.sleep, new_state: Callable[[], str] | None = None):
+                 sleep: Callable[[float], None] = time.sleep, new_state: Callable[[], str] | None = None,
+                 trail: AuditTrail | None = None):
         self._tenants = tenants
+        self._trail = trail  # records the onboarding (tenant.onboard) with the tenant's creation
         self._access = access
         self._clock = clock
         self._authority = authority_host.rstrip("/")
@@ -189,20 +229,21 @@ class OnboardingService:
 
     # ---- 3. GET /onboard/callback ---------------------------------------------------------------------------
     def complete(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                 session_tenant_id: str | None, *, admin: bool) -> OnboardingStep:
-        """Verifies the admin-consent answer in the contract's order; creates the tenant only when all holds.
+                 session_tenant_id: str | None, *, admin: bool, actor: Actor | None = None) -> OnboardingStep:
+        """Verifies the admin-consent answer in the contract's order; creates the tenant only when all holds
+        (with the audit event of `actor`, the signed-in administrator, in the same write).
         `query`: the callback's query parameters; `pending`: what the onboarding cookie held (None: no
         cookie); `session_tenant_id` / `admin`: the signed-in session's `tid` (None: nobody signed in) and
         administrator flag. The caller clears the onboarding cookie before rendering whatever this returns
         (single-use state)."""
-        step = self._verify(query, pending, session_tenant_id, admin)
+        step = self._verify(query, pending, session_tenant_id, admin, actor)
         log.info("onboarding callback", reason=step.outcome.value,
                  tenantId=session_tenant_id if is_canonical_id(session_tenant_id) else None,
                  error=step.entra_error)
         return step
 
     def _verify(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                session_tenant_id: str | None, admin: bool) -> OnboardingStep:
+                session_tenant_id: str | None, admin: bool, actor: Actor | None = None) -> OnboardingStep:
         from shared.graph.client import safe_code
 
         # 1. error first: Entra ID sends admin_consent=True with errors too.
@@ -233,20 +274,51 @@ class OnboardingService:
         existing = self._tenants.get(session_tenant_id)
         if existing is not None:  # replay, or onboarded meanwhile in another tab: nothing to do
             return self._existing(existing)
-        # 4. Entra ID gives the app a token for the tenant, and it carries the Graph role.
-        confirmed = self._confirm_consent(session_tenant_id)
+        # 4. Entra ID gives the app a token for the tenant, and Graph lets it read the users. Not yet: the
+        # consent may still be replicating, so the waiting page checks again (`check`).
+        confirmed = self._confirm_consent(session_tenant_id, self._retry_delays)
         if confirmed is not None:
-            return confirmed
+            return OnboardingStep(OnboardingOutcome.AWAITING_CONSENT, entra_error=confirmed.entra_error,
+                                  waiting=WaitingOnboarding(session_tenant_id, pending.name, now))
         # 5. only now: create once.
-        return self._create(session_tenant_id, pending.name)
+        return self._create(session_tenant_id, pending.name, actor)
 
-    def _confirm_consent(self, tenant_id: str) -> OnboardingStep | None:
+    # ---- 4. GET /onboard/wait: the waiting page checks again -------------------------------------------------
+    def check(self, waiting: WaitingOnboarding | None, session_tenant_id: str | None, *, admin: bool
+              ) -> OnboardingStep:
+        """One more confirmation of a consent the callback verified (`waiting` from the cookie). Within
+        CONSENT_WAIT of the callback: AWAITING_CONSENT until Graph confirms; after it the reason (e.g.
+        MISSING_PERMISSION), with `waiting` kept so that checking again later still onboards."""
+        if waiting is None or not is_canonical_id(session_tenant_id):
+            return OnboardingStep(OnboardingOutcome.NO_SESSION)
+        if not admin:
+            return OnboardingStep(OnboardingOutcome.NOT_ADMIN)
+        now = self._clock()
+        if waiting.tenant_id != session_tenant_id or waiting.since > now + STATE_CLOCK_SKEW \
+                or waiting.since < now - timedelta(seconds=WAIT_COOKIE_SECONDS):
+            return OnboardingStep(OnboardingOutcome.STATE_MISMATCH)
+        existing = self._tenants.get(session_tenant_id)
+        if existing is not None:
+            return self._existing(existing)
+        refused = self._confirm_consent(session_tenant_id, ())
+        if refused is None:
+            step = self._create(session_tenant_id, waiting.name)
+        elif now - waiting.since < CONSENT_WAIT:
+            step = OnboardingStep(OnboardingOutcome.AWAITING_CONSENT, entra_error=refused.entra_error,
+                                  waiting=waiting)
+        else:
+            step = OnboardingStep(refused.outcome, entra_error=refused.entra_error, waiting=waiting)
+        log.info("onboarding consent checked", reason=step.outcome.value, tenantId=session_tenant_id,
+                 error=step.entra_error)
+        return step
+
+    def _confirm_consent(self, tenant_id: str, delays: Sequence[float]) -> OnboardingStep | None:
         """None when Graph lets the app read the tenant's users (confirmed by a Graph call: Graph's tokens are
-        never decoded); else the refusal after the short retry that covers the first seconds of replication."""
+        never decoded); else the refusal after retrying after each of `delays`."""
         from shared.graph.client import GraphRefused, GraphUnavailable
 
         last = OnboardingStep(OnboardingOutcome.CONSENT_NOT_FOUND)
-        for attempt, delay in enumerate((*self._retry_delays, None)):
+        for attempt, delay in enumerate((*delays, None)):
             try:
                 if self._access.reads_users(tenant_id):
                     return None
@@ -261,11 +333,15 @@ class OnboardingService:
                 self._sleep(delay)
         return last
 
-    def _create(self, tenant_id: str, name: str) -> OnboardingStep:
+    def _create(self, tenant_id: str, name: str, actor: Actor | None = None) -> OnboardingStep:
+        from shared.store.schema import AuditAction
         from shared.tenant_settings import validate_settings
 
+        now = self._clock()
+        event = (self._trail.event(actor, AuditAction.TENANT_ONBOARD, at=now)
+                 if self._trail is not None and actor is not None else None)
         try:
-            tenant = self._tenants.create(tenant_id, name, validate_settings({}), self._clock())
+            tenant = self._tenants.create(tenant_id, name, validate_settings({}), now, event)
         except Conflict:  # created meanwhile (a replay racing this one): keep what is there
             existing = self._tenants.get(tenant_id)
             if existing is None:

@@ -31,6 +31,8 @@ ONBOARDING_COOKIE = "__Host-portal-onboard"  # the pending onboarding (state, ti
 # receipt stay readable here after the deletion has taken the sessions with the tenant.
 DELETION_COOKIE = "__Host-portal-deletion"
 DELETION_FOLLOW_SECONDS = 24 * 60 * 60
+# A verified consent that Microsoft has not confirmed yet (tid, name, since): the waiting page checks again.
+WAITING_COOKIE = "__Host-portal-onboard-wait"
 IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
 TOUCH_SECONDS = 60  # lastUsedAt is written at most once a minute

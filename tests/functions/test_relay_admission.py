@@ -18,19 +18,12 @@ from shared.clock import utc_now
 from shared.store.leases import SyncLeaseRepository
 from tests import support
 from tests.conftest import make_client, registered_device
-from tests.fake_ms import FakeMicrosoftControl
 from tests.openapi_contract import assert_conforms
+
+pytestmark = pytest.mark.fresh_directories
 
 TENANT = "7d8e9fa0-b1c2-4d3e-8f4a-5b6c7d8e9fa0"
 LIMIT = 2
-
-
-@pytest.fixture
-def fake(stack):
-    control = FakeMicrosoftControl(stack)
-    control.reset()
-    yield control
-    control.faults()
 
 
 @pytest.fixture

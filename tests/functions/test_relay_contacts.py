@@ -9,21 +9,14 @@ import pytest
 
 from tests import support, tokens
 from tests.conftest import make_client, registered_device
-from tests.fake_ms import FakeMicrosoftControl
 from tests.openapi_contract import assert_conforms
+
+pytestmark = pytest.mark.fresh_directories
 
 TENANT = "5b6c7d8e-9fa0-4b1c-8d2e-3f4a5b6c7d8e"
 OTHER_TENANT = "6c7d8e9f-a0b1-4c2d-9e3f-4a5b6c7d8e9f"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DIRECTORY_SIZE = 230
-
-
-@pytest.fixture
-def fake(stack):
-    control = FakeMicrosoftControl(stack)
-    control.reset()
-    yield control
-    control.faults()  # no fault outlives its test
 
 
 @pytest.fixture

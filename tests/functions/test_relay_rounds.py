@@ -16,20 +16,13 @@ from shared.clock import utc_now
 from shared.store.leases import SyncLeaseRepository
 from tests import support
 from tests.conftest import make_client, registered_device
-from tests.fake_ms import FakeMicrosoftControl
+
+pytestmark = pytest.mark.fresh_directories
 
 TENANT = "8e9fa0b1-c2d3-4e4f-9a5b-6c7d8e9fa0b1"
 OTHER_TENANT = "9fa0b1c2-d3e4-4f5a-8b6c-7d8e9fa0b1c3"
 USERS = 2500  # three Graph pages of up to 999
 PAGES = 3
-
-
-@pytest.fixture
-def fake(stack):
-    control = FakeMicrosoftControl(stack)
-    control.reset()
-    yield control
-    control.faults()
 
 
 @pytest.fixture

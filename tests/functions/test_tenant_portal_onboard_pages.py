@@ -203,12 +203,57 @@ def test_expired_state(client, emulators, newcomer, fake):
     assert stored(newcomer) is None
 
 
+def sealed_waiting(tenant_id, since, name=NAME) -> str:
+    sealer = cookies.Sealer(support.settings().portal_session_key)
+    return sealer.seal(cookies.WAITING_COOKIE, {"waiting": {"tid": tenant_id, "name": name, "since": int(since)}})
+
+
+def waiting_page(answer, body) -> None:
+    """The page that checks again by itself (no script: a meta refresh to /onboard/wait)."""
+    assert answer.status_code == 200 and outcome_of(body) == "awaiting-consent", body[:300]
+    assert re.search(r'<meta http-equiv="refresh" content="\d+;url=/onboard/wait', body)
+    assert "<script" not in body and answer.headers["Cache-Control"] == "no-store"
+
+
 def test_missing_user_read_all(client, emulators, newcomer, fake):
     fake.consent(newcomer, roles=["GroupMember.Read.All", "ProfilePhoto.Read.All"])  # the registration lacks it
     sign_in(client, emulators, newcomer)
     path, query = consent(fake, begin(client).headers["Location"])
-    refused, body = callback(client, path, query)
+    waiting_page(*callback(client, path, query))  # right after consent the roles may still be replicating
+    waiting_page(*page(client, "/onboard/wait"))
+    # After 5 minutes the page says why, and can still check again.
+    client.set_cookie(cookies.WAITING_COOKIE, sealed_waiting(newcomer, time.time() - 5 * 60 - 5))
+    refused, body = page(client, "/onboard/wait")
     assert refused.status_code == 403 and outcome_of(body) == "missing-permission" and "User.Read.All" in body
+    assert 'href="/onboard/wait"' in body and "Check again" in body
+    assert stored(newcomer) is None
+
+
+def test_waiting_page_onboards_once_the_consent_has_replicated(client, emulators, newcomer, fake):
+    fake.configure(tenant=newcomer, consent_replication_seconds=600)  # replicates only after the callback
+    sign_in(client, emulators, newcomer)
+    path, query = consent(fake, begin(client).headers["Location"])
+    answer, body = callback(client, path, query)
+    waiting_page(answer, body)
+    assert any(h.startswith(cookies.WAITING_COOKIE + "=") and "Max-Age=86400" in h
+               for h in answer.headers.getlist("Set-Cookie"))
+    assert stored(newcomer) is None
+    fake.configure(tenant=newcomer, consent_replication_seconds=0)  # Microsoft has caught up
+    done = client.get("/onboard/wait", headers=HTML)
+    assert done.status_code == 303 and done.headers["Location"] == "/?onboarded=1"
+    assert any(h.startswith(cookies.WAITING_COOKIE + "=;") for h in done.headers.getlist("Set-Cookie"))
+    assert stored(newcomer)["name"] == NAME
+
+
+def test_waiting_page_without_its_cookie_or_from_another_session(client, emulators, newcomer, fake):
+    sign_in(client, emulators, newcomer)
+    refused, body = page(client, "/onboard/wait")
+    assert refused.status_code == 401 and outcome_of(body) == "no-session"
+    client.set_cookie(cookies.WAITING_COOKIE, sealed_waiting(str(uuid.uuid4()), time.time()))
+    refused, body = page(client, "/onboard/wait")
+    assert refused.status_code == 400 and outcome_of(body) == "state-mismatch"
+    client.set_cookie(cookies.WAITING_COOKIE, "not-sealed")
+    assert page(client, "/onboard/wait")[0].status_code == 401
     assert stored(newcomer) is None
 
 
@@ -216,7 +261,9 @@ def test_entra_unavailable_says_try_again(client, emulators, newcomer, fake):
     sign_in(client, emulators, newcomer)
     path, query = consent(fake, begin(client).headers["Location"])
     fake.faults({"target": "token", "status": 503, "count": None, "tenant": newcomer})
-    refused, body = callback(client, path, query)
+    waiting_page(*callback(client, path, query))
+    client.set_cookie(cookies.WAITING_COOKIE, sealed_waiting(newcomer, time.time() - 6 * 60))
+    refused, body = page(client, "/onboard/wait")
     assert refused.status_code == 503 and outcome_of(body) == "entra-unavailable"
     assert refused.headers["Retry-After"] == "5" and "start again in a moment" in body
     assert stored(newcomer) is None
@@ -258,11 +305,11 @@ def test_non_admin_cannot_onboard(client, emulators, newcomer, fake):
 
 def test_tenant_being_deleted_is_told_to_wait(client, emulators, newcomer):
     portal.onboard(emulators, newcomer, name="Leaving GmbH")
-    request_id = make_client("manage_tenants").delete(f"/tenants/{newcomer}").get_json()["requestId"]
-    sign_in(client, emulators, newcomer)
-    answer, body = page(client, "/onboard")
-    assert answer.status_code == 409 and outcome_of(body) == "tenant-deleting"
-    assert f'href="/deletion?requestId={request_id}"' in body
+    assert make_client("manage_tenants").delete(f"/tenants/{newcomer}").status_code == 202
+    # No session starts while the deletion runs (it would miss it): the sign-in itself says why.
+    answer = portal.sign_in(client, emulators, portal.accounts(emulators, newcomer)["admin"])
+    assert answer.status_code == 409 and answer.get_json()["type"] == "/problems/tenant-deleting"
+    assert client.get_cookie(cookies.SESSION_COOKIE) is None
     assert stored(newcomer)["status"] == "deleting"
 
 
@@ -299,10 +346,10 @@ def test_every_refusal_has_a_status_and_texts():
     from functions.tenant_portal.pages import catalogues
 
     refusals = {o.value for o in OnboardingOutcome} - {"not-onboarded", "redirect-to-consent", "onboarded",
-                                                       "already-onboarded", "name-invalid"}
+                                                       "already-onboarded", "name-invalid", "awaiting-consent"}
     assert set(ONBOARDING_REFUSALS) == refusals
     for lang in ("en", "de"):
-        for outcome in refusals:
+        for outcome in refusals | {"awaiting-consent"}:
             assert catalogues()[lang][f"onboard.{outcome}.title"] and catalogues()[lang][f"onboard.{outcome}.text"]
 
 

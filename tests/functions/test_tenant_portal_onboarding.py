@@ -198,25 +198,67 @@ def test_no_session_is_refused(service, tenant, fake):
     assert stored_tenant(tenant) is None
 
 
-def test_missing_user_read_all_is_refused(service, tenant, fake):
+def test_missing_user_read_all_is_refused(service, tenant, fake, clock):
     # The registration lacked User.Read.All when the admin consented: the token carries only what was granted.
     fake.consent(tenant, roles=["GroupMember.Read.All"])
     step = start(service, tenant)
     query = consent(fake, step.consent_url)
     done = service.complete(query, step.pending, tenant, admin=True)
-    assert done.outcome == OnboardingOutcome.MISSING_PERMISSION
+    # Graph refuses (403) right after consent: it may still replicate, so the portal waits first ...
+    assert done.outcome == OnboardingOutcome.AWAITING_CONSENT and done.waiting.tenant_id == tenant
+    assert service.check(done.waiting, tenant, admin=True).outcome == OnboardingOutcome.AWAITING_CONSENT
+    clock.offset = timedelta(minutes=5, seconds=1)  # ... for 5 minutes, then says why
+    after = service.check(done.waiting, tenant, admin=True)
+    assert after.outcome == OnboardingOutcome.MISSING_PERMISSION and after.waiting == done.waiting
     assert stored_tenant(tenant) is None
 
 
-def test_callback_without_real_consent_is_refused(service, tenant):
+def test_callback_without_real_consent_is_refused(service, tenant, clock):
     # A forged success answer (right state and tenant) while the tenant never consented: Entra ID refuses
-    # the token (AADSTS700016), so nothing is created.
+    # the token (AADSTS700016), so nothing is created: the portal waits for 5 minutes, then says so.
     step = start(service, tenant)
     done = service.complete({"admin_consent": "True", "tenant": tenant, "scope": "x", "state": step.pending.state},
                             step.pending, tenant, admin=True)
-    assert done.outcome == OnboardingOutcome.CONSENT_NOT_FOUND
+    assert done.outcome == OnboardingOutcome.AWAITING_CONSENT
     assert done.entra_error == "entra-unauthorized_client"
+    clock.offset = timedelta(minutes=6)
+    after = service.check(done.waiting, tenant, admin=True)
+    assert after.outcome == OnboardingOutcome.CONSENT_NOT_FOUND and after.entra_error == "entra-unauthorized_client"
     assert stored_tenant(tenant) is None
+
+
+def test_consent_that_replicates_after_the_callback_is_picked_up_by_the_waiting_page(emulators, tenant, fake,
+                                                                                      clock):
+    """Consent replicates in seconds to minutes: longer than the callback's short retry, the waiting page's
+    checks onboard the tenant once Graph confirms; a wrong session or a check after a day is refused."""
+    fake.configure(tenant=tenant, consent_replication_seconds=1.5)
+    service = make_service(clock, retry_delays=(0.1,))
+    step = start(service, tenant)
+    done = service.complete(consent(fake, step.consent_url), step.pending, tenant, admin=True)
+    assert done.outcome == OnboardingOutcome.AWAITING_CONSENT and stored_tenant(tenant) is None
+    assert service.check(done.waiting, str(uuid.uuid4()), admin=True).outcome == OnboardingOutcome.STATE_MISMATCH
+    assert service.check(done.waiting, tenant, admin=False).outcome == OnboardingOutcome.NOT_ADMIN
+    assert service.check(None, tenant, admin=True).outcome == OnboardingOutcome.NO_SESSION
+    deadline = time.monotonic() + 10
+    while (checked := service.check(done.waiting, tenant, admin=True)).outcome == OnboardingOutcome.AWAITING_CONSENT:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert checked.outcome == OnboardingOutcome.ONBOARDED and stored_tenant(tenant)["name"] == NAME
+    assert service.check(done.waiting, tenant, admin=True).outcome == OnboardingOutcome.ALREADY_ONBOARDED
+
+
+def test_the_onboarding_stays_recoverable_after_the_wait(emulators, tenant, fake, clock):
+    """The administrator comes back an hour later, when the consent has replicated: "check again" onboards."""
+    fake.configure(tenant=tenant, consent_replication_seconds=3600)
+    service = make_service(clock, retry_delays=())
+    step = start(service, tenant)
+    done = service.complete(consent(fake, step.consent_url), step.pending, tenant, admin=True)
+    clock.offset = timedelta(hours=1)
+    assert service.check(done.waiting, tenant, admin=True).outcome == OnboardingOutcome.CONSENT_NOT_FOUND
+    fake.configure(tenant=tenant, consent_replication_seconds=0)
+    assert service.check(done.waiting, tenant, admin=True).outcome == OnboardingOutcome.ONBOARDED
+    clock.offset = timedelta(days=1, minutes=1)  # a waiting cookie older than a day is not honoured
+    assert service.check(done.waiting, tenant, admin=True).outcome == OnboardingOutcome.STATE_MISMATCH
 
 
 def test_malformed_callback_is_refused(service, tenant):

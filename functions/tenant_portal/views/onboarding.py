@@ -1,4 +1,5 @@
-"""Adding an organisation: the name form, the admin consent at Microsoft and its callback.
+"""Adding an organisation: the name form, the admin consent at Microsoft, its callback and the waiting page
+(while Microsoft replicates the consent).
 
 `functions/tenant_portal/onboarding.py` decides; these pages say what it decided.
 """
@@ -10,7 +11,7 @@ from flask import Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import LANGUAGES, Page
-from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, signed_in
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, signed_in
 from shared import logs
 from shared.errors import AppError
 
@@ -45,6 +46,7 @@ class OnboardingRefused(AppError):
         self.title = "Onboarding refused"
         self.entra_error = step.entra_error
         self.request_id = step.tenant.deletion_request_id if step.tenant is not None else None
+        self.can_check = step.waiting is not None  # the wait is over, the onboarding still recoverable
         super().__init__(detail, slug=self.outcome, retry_after=5 if self.status == 503 else None)
 
 
@@ -56,7 +58,22 @@ def _outcome_page(visit: Visit, step: Any) -> Response:
         return visit.redirect("/", onboarded="1")
     if step.outcome == OnboardingOutcome.ALREADY_ONBOARDED:
         return visit.redirect("/")
+    if step.outcome == OnboardingOutcome.AWAITING_CONSENT and step.waiting is not None:
+        return _waiting_page(visit, step)
     raise OnboardingRefused(step)
+
+
+def _waiting_page(visit: Visit, step: Any) -> Response:
+    """Consent given, Microsoft still replicating it: a page that checks again by itself (a plain
+    `<meta http-equiv="refresh">`, no script) for up to 5 minutes; the waiting cookie keeps the onboarding
+    recoverable for a day."""
+    from functions.tenant_portal.onboarding import WAIT_COOKIE_SECONDS, WAIT_RECHECK_SECONDS
+
+    visit.set_cookies.append(cookies.cookie_header(cookies.WAITING_COOKIE, visit.portal.sealer.seal(
+        cookies.WAITING_COOKIE, {"waiting": step.waiting.to_cookie()}), WAIT_COOKIE_SECONDS))
+    response = visit.html("onboard_wait.html", 200, recheck=WAIT_RECHECK_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def form(visit: Visit, error: str | None = None, name: str = "", status: int = 200) -> Response:
@@ -86,6 +103,30 @@ def begin(visit: Visit) -> Response:
     return Response(status=302, headers={"Location": step.consent_url})
 
 
+def wait(visit: Visit) -> Response:
+    """GET /onboard/wait: the waiting page asks again whether Microsoft confirms the consent."""
+    from functions.tenant_portal.onboarding import OnboardingOutcome, WaitingOnboarding
+
+    sealed = visit.portal.sealer.unseal(cookies.WAITING_COOKIE, visit.request.cookies.get(cookies.WAITING_COOKIE))
+    waiting = WaitingOnboarding.from_cookie(sealed.get("waiting")) if isinstance(sealed, dict) else None
+    session = visit.session
+    step = visit.portal.onboarding.check(waiting, session.tenant_id if session else None,
+                                         admin=bool(session and session.admin))
+    if step.waiting is None or step.outcome.signed_in_overview:
+        visit.set_cookies.append(cookies.cleared_cookie_header(cookies.WAITING_COOKIE))
+    if step.outcome == OnboardingOutcome.AWAITING_CONSENT:
+        response = visit.html("onboard_wait.html", 200, recheck=_recheck_seconds())
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return _outcome_page(visit, step)
+
+
+def _recheck_seconds() -> int:
+    from functions.tenant_portal.onboarding import WAIT_RECHECK_SECONDS
+
+    return WAIT_RECHECK_SECONDS
+
+
 def callback(visit: Visit) -> Response:
     from functions.tenant_portal.onboarding import PendingOnboarding
 
@@ -98,5 +139,6 @@ def callback(visit: Visit) -> Response:
     query = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
     session = visit.session
     step = visit.portal.onboarding.complete(query, pending, session.tenant_id if session else None,
-                                            admin=bool(session and session.admin))
+                                            admin=bool(session and session.admin),
+                                            actor=actor_of(session) if session else None)
     return _outcome_page(visit, step)
