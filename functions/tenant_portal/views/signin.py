@@ -7,7 +7,7 @@ from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import LANGUAGES, Page
 from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Visit, actor_of, admin
 from shared import logs
-from shared.errors import BadRequest, Unauthorized
+from shared.errors import BadRequest, Conflict, Unauthorized
 
 log = logs.get_logger(__name__)
 
@@ -38,6 +38,10 @@ def callback(visit: Visit) -> Response:
         signed_in = visit.portal.signin.complete(sealed["flow"], response)
     except SigninRefused as refused:
         raise Unauthorized("the sign-in with Microsoft did not succeed", slug=refused.reason, headers={}) from None
+    tenant = visit.portal.service.tenant(signed_in.tenant_id)
+    if tenant is not None and not tenant.active:
+        # The deletion under way takes the tenant's sessions with it: none is started that it might miss.
+        raise Conflict("the organisation's data is being deleted", slug="tenant-deleting")
     if visit.session is not None:  # signing in again: the session before is over
         visit.portal.sessions.end(visit.session)
     visit.session, sealed_session = visit.portal.sessions.start(signed_in.tenant_id, signed_in.role)
