@@ -161,6 +161,7 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
         matched, params = ROUTER.resolve(request.method, request.path)
         route_path = matched.path
         page.keep_query = () if matched.query is ANY_QUERY else matched.query
+        page.switch_path = "/" if matched.query is ANY_QUERY else None  # a callback's answer is single use
         if matched.query is not ANY_QUERY:
             http.reject_undeclared_query(request, matched)
         if request.method == "POST":

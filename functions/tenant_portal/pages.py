@@ -59,6 +59,14 @@ class Page:
         # The query parameters the page's route declares (the handler sets them once it has matched a route):
         # all a language link keeps. A callback's code, state or session_state is never copied into a link.
         self.keep_query: tuple[str, ...] = ()
+        # Where a language link leads instead of this path (a callback cannot be loaded again: the start page).
+        self.switch_path: str | None = None
+
+    def in_language(self, lang: str) -> Page:
+        """This page in `lang`, chosen explicitly (e.g. the language chosen before leaving for Microsoft)."""
+        chosen = Page(self.request, lang, True)
+        chosen.keep_query, chosen.switch_path = self.keep_query, self.switch_path
+        return chosen
 
     def t(self, key: str, **values: Any) -> str:
         text = catalogues()[self.lang].get(key) or catalogues()[DEFAULT_LANGUAGE].get(key) or key
@@ -79,7 +87,7 @@ class Page:
         would otherwise be a link to another site)."""
         query = {k: v for k, v in self.request.args.items(multi=False) if k in self.keep_query and k != "lang"}
         query["lang"] = lang
-        return site_path(self.request.path) + "?" + urlencode(query)
+        return site_path(self.switch_path or self.request.path) + "?" + urlencode(query)
 
 
 def site_path(path: str) -> str:

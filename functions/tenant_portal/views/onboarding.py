@@ -10,7 +10,7 @@ from typing import Any
 from flask import Response
 
 from functions.tenant_portal import session as cookies
-from functions.tenant_portal.pages import LANGUAGES, Page
+from functions.tenant_portal.pages import LANGUAGES
 from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, signed_in
 from shared import logs
 from shared.errors import AppError
@@ -134,7 +134,7 @@ def callback(visit: Visit) -> Response:
                                         visit.request.cookies.get(cookies.ONBOARDING_COOKIE))
     visit.set_cookies.append(cookies.cleared_cookie_header(cookies.ONBOARDING_COOKIE))  # single-use state
     if sealed is not None and sealed.get("lang") in LANGUAGES and not visit.page.explicit:
-        visit.page = Page(visit.request, sealed["lang"], True)  # the language the admin chose before leaving
+        visit.page = visit.page.in_language(sealed["lang"])  # the language the admin chose before leaving
     pending = PendingOnboarding.from_cookie(sealed.get("pending")) if sealed is not None else None
     query = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
     session = visit.session

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Response
 
 from functions.tenant_portal import session as cookies
-from functions.tenant_portal.pages import LANGUAGES, Page
+from functions.tenant_portal.pages import LANGUAGES
 from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Visit, actor_of, admin
 from shared import logs
 from shared.errors import BadRequest, Conflict, Unauthorized
@@ -32,7 +32,7 @@ def callback(visit: Visit) -> Response:
     if sealed is None or not isinstance(sealed.get("flow"), dict) or sealed.get("exp", 0) < visit.now:
         raise BadRequest("the sign-in has expired or was started elsewhere; start again", slug="signin-expired")
     if sealed.get("lang") in LANGUAGES and not visit.page.explicit:
-        visit.page = Page(visit.request, sealed["lang"], True)  # a refusal in the language chosen before leaving
+        visit.page = visit.page.in_language(sealed["lang"])  # a refusal in the language chosen before leaving
     response = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
     try:
         signed_in = visit.portal.signin.complete(sealed["flow"], response)
