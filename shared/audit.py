@@ -48,6 +48,17 @@ def changed_keys(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[st
     return sorted(key for key in set(before) | set(after) if before.get(key, missing) != after.get(key, missing))
 
 
+def changed_settings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """The settings keys whose effective values differ (a scope or photos left to their defaults is the same
+    as one stored with the default values)."""
+    from shared.store import schema
+
+    def effective(settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {**settings, "scope": schema.effective_scope(settings), "photos": schema.photos_enabled(settings)}
+
+    return changed_keys(effective(before), effective(after))
+
+
 class AuditTrail:
     """Makes the events of changes: a random event ID, the time, `expiresAt` after the retention period."""
 

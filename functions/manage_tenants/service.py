@@ -13,6 +13,7 @@ from shared.audit import (
     after_audit_event,
     audit_page_token,
     changed_keys,
+    changed_settings,
     event_view,
     settings_target,
 )
@@ -125,7 +126,7 @@ class TenantAdminService:
         def audited(before: Tenant) -> AuditEvent | None:
             changed = changed_keys({"name": before.name}, {"name": changes.get("name", before.name)})
             if "settings" in changes:
-                changed += changed_keys(before.settings, changes["settings"])
+                changed += changed_settings(before.settings, changes["settings"])
             return (self._trail.event(OPERATOR, AuditAction.SETTINGS_UPDATE, settings_target(changed))
                     if changed else None)
 

@@ -16,7 +16,7 @@ from flask import Request, Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import Page, choose_language, security_headers
-from functions.tenant_portal.views import deletion, devices, onboarding, overview, settings, signin
+from functions.tenant_portal.views import activity, deletion, devices, onboarding, overview, settings, signin
 from functions.tenant_portal.views.onboarding import OnboardingRefused
 from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Portal, PortalConfig, Redirect, Visit
 from shared import http, logs
@@ -40,6 +40,7 @@ def portal(config: Settings, store: Store) -> Portal:
     from functions.tenant_portal.service import TenantPortalService
     from functions.tenant_portal.signin import MicrosoftSignin
     from shared import wiring
+    from shared.audit import AuditTrail
     from shared.auth import JwksCache, jwks_url
     from shared.clock import utc_now
 
@@ -47,11 +48,14 @@ def portal(config: Settings, store: Store) -> Portal:
     microsoft = MicrosoftSignin(config.entra_authority_host, config.entra_client_id, config.entra_client_secret,
                                 f"{config.portal_base_url}/auth/callback", egress,
                                 JwksCache(egress, jwks_url(config.entra_authority_host)))
-    service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now)
+    trail = AuditTrail(utc_now, config.audit_retention_days)
+    service = TenantPortalService(store, wiring.deletion_requester(config, store), config.receipt_key, utc_now,
+                                  trail)
     onboarding_service = OnboardingService(store.tenants, wiring.graph_access_check(config, egress), utc_now,
                                            authority_host=config.entra_authority_host,
                                            client_id=config.entra_client_id,
-                                           portal_base_url=config.portal_base_url)
+                                           portal_base_url=config.portal_base_url,
+                                           trail=trail)
     sealer = cookies.Sealer(config.portal_session_key)
     return Portal(PortalConfig(config.portal_base_url, config.entra_authority_host), service, microsoft,
                   sealer, onboarding_service, config, cookies.SessionKeeper(store.portal_sessions, sealer, utc_now))
@@ -73,6 +77,12 @@ ROUTER = http.Router([
     http.Route("GET", "/deletion", deletion.page, ("requestId", "lang")),
     http.Route("POST", "/deletion", deletion.delete_all, LANG),
     http.Route("GET", "/receipts", deletion.receipts, LANG),
+    http.Route("GET", "/receipts.csv", activity.receipts_csv, LANG),
+    http.Route("GET", "/receipts.json", activity.receipts_json, LANG),
+    http.Route("GET", "/activity", activity.page, ("pageToken", "lang")),
+    http.Route("GET", "/activity.csv", activity.activity_csv, LANG),
+    http.Route("GET", "/activity.json", activity.activity_json, LANG),
+    http.Route("GET", "/record-of-processing.md", activity.record_of_processing, LANG),
     http.Route("GET", "/receipts/<requestId>.json", deletion.receipt_json, LANG),
     http.Route("GET", "/onboard", onboarding.form, LANG),
     http.Route("POST", "/onboard", onboarding.begin, LANG),

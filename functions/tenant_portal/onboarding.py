@@ -39,10 +39,11 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared import logs
+from shared.audit import Actor, AuditTrail
 from shared.clock import Clock
 from shared.errors import AppError, Conflict
 from shared.ids import is_canonical_id
-from shared.store.records import Tenant
+from shared.store.records import AuditEvent, Tenant
 from shared.store.schema import TenantStatus
 
 log = logs.get_logger(__name__)
@@ -164,7 +165,8 @@ class TenantStore(Protocol):
 
     def get(self, tenant_id: str) -> Tenant | None: ...
 
-    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime) -> Tenant: ...
+    def create(self, tenant_id: str, name: str, settings: dict[str, Any], now: datetime,
+               audit: AuditEvent | None = None) -> Tenant: ...
 
 
 class GraphAccess(Protocol):
@@ -179,8 +181,10 @@ class OnboardingService:
     def __init__(self, tenants: TenantStore, access: GraphAccess, clock: Clock, *, authority_host: str,
                  client_id: str, portal_base_url: str,
                  retry_delays: Sequence[float] = CONSENT_RETRY_DELAYS,
-                 sleep: Callable[[float], None] = time.sleep, new_state: Callable[[], str] | None = None):
+                 sleep: Callable[[float], None] = time.sleep, new_state: Callable[[], str] | None = None,
+                 trail: AuditTrail | None = None):
         self._tenants = tenants
+        self._trail = trail  # records the onboarding (tenant.onboard) with the tenant's creation
         self._access = access
         self._clock = clock
         self._authority = authority_host.rstrip("/")
@@ -225,20 +229,21 @@ class OnboardingService:
 
     # ---- 3. GET /onboard/callback ---------------------------------------------------------------------------
     def complete(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                 session_tenant_id: str | None, *, admin: bool) -> OnboardingStep:
-        """Verifies the admin-consent answer in the contract's order; creates the tenant only when all holds.
+                 session_tenant_id: str | None, *, admin: bool, actor: Actor | None = None) -> OnboardingStep:
+        """Verifies the admin-consent answer in the contract's order; creates the tenant only when all holds
+        (with the audit event of `actor`, the signed-in administrator, in the same write).
         `query`: the callback's query parameters; `pending`: what the onboarding cookie held (None: no
         cookie); `session_tenant_id` / `admin`: the signed-in session's `tid` (None: nobody signed in) and
         administrator flag. The caller clears the onboarding cookie before rendering whatever this returns
         (single-use state)."""
-        step = self._verify(query, pending, session_tenant_id, admin)
+        step = self._verify(query, pending, session_tenant_id, admin, actor)
         log.info("onboarding callback", reason=step.outcome.value,
                  tenantId=session_tenant_id if is_canonical_id(session_tenant_id) else None,
                  error=step.entra_error)
         return step
 
     def _verify(self, query: Mapping[str, str], pending: PendingOnboarding | None,
-                session_tenant_id: str | None, admin: bool) -> OnboardingStep:
+                session_tenant_id: str | None, admin: bool, actor: Actor | None = None) -> OnboardingStep:
         from shared.graph.client import safe_code
 
         # 1. error first: Entra ID sends admin_consent=True with errors too.
@@ -276,7 +281,7 @@ class OnboardingService:
             return OnboardingStep(OnboardingOutcome.AWAITING_CONSENT, entra_error=confirmed.entra_error,
                                   waiting=WaitingOnboarding(session_tenant_id, pending.name, now))
         # 5. only now: create once.
-        return self._create(session_tenant_id, pending.name)
+        return self._create(session_tenant_id, pending.name, actor)
 
     # ---- 4. GET /onboard/wait: the waiting page checks again -------------------------------------------------
     def check(self, waiting: WaitingOnboarding | None, session_tenant_id: str | None, *, admin: bool
@@ -328,11 +333,15 @@ class OnboardingService:
                 self._sleep(delay)
         return last
 
-    def _create(self, tenant_id: str, name: str) -> OnboardingStep:
+    def _create(self, tenant_id: str, name: str, actor: Actor | None = None) -> OnboardingStep:
+        from shared.store.schema import AuditAction
         from shared.tenant_settings import validate_settings
 
+        now = self._clock()
+        event = (self._trail.event(actor, AuditAction.TENANT_ONBOARD, at=now)
+                 if self._trail is not None and actor is not None else None)
         try:
-            tenant = self._tenants.create(tenant_id, name, validate_settings({}), self._clock())
+            tenant = self._tenants.create(tenant_id, name, validate_settings({}), now, event)
         except Conflict:  # created meanwhile (a replay racing this one): keep what is there
             existing = self._tenants.get(tenant_id)
             if existing is None:

@@ -9,18 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.audit import Actor, AuditTrail, after_audit_event, changed_keys, changed_settings, settings_target
 from shared.clock import Clock
 from shared.deletion_requests import DeletionRequester
 from shared.errors import BadRequest, Conflict, NotFound
 from shared.events import tenant_subject
 from shared.ids import require_id
 from shared.store import Store
-from shared.store.records import Device, Receipt, Tenant
-from shared.store.schema import RELAY_FIELDS, SCOPE_FLAGS, DeletionKind, effective_scope
+from shared.store.records import AuditEvent, AuditPage, Device, Receipt, Tenant
+from shared.store.schema import RELAY_FIELDS, SCOPE_FLAGS, AuditAction, DeletionKind, effective_scope
 from shared.tenant_settings import validate_name, validate_settings
 
 DEVICES_PER_PAGE = 25
 RECEIPTS_LISTED = 100
+EVENTS_PER_PAGE = 25
+EVENTS_EXPORTED = 10000  # a download holds the newest this many events (a year of daily changes many times over)
+_EXPORT_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,38 @@ def _comparable(scope: dict[str, Any]) -> dict[str, Any]:
 
 
 class TenantPortalService:
-    def __init__(self, store: Store, requester: DeletionRequester, receipt_key: bytes, clock: Clock):
+    """Every change is recorded in the tenant's audit trail as the `Actor`'s (a role and a random session ID),
+    in the same write as the change; a refused change records nothing."""
+
+    def __init__(self, store: Store, requester: DeletionRequester, receipt_key: bytes, clock: Clock,
+                 trail: AuditTrail):
         self._tenants, self._devices, self._receipts = store.tenants, store.devices, store.receipts
+        self._audit = store.audit
         self._requester = requester
         self._receipt_key = receipt_key
         self._clock = clock
+        self._trail = trail
+
+    # -- the audit trail ---------------------------------------------------------------------------
+    def signed_in(self, tenant_id: str, actor: Actor) -> bool:
+        """Records the sign-in of an administrator to an active tenant (nothing for any other sign-in)."""
+        return self._audit.record_if_active(tenant_id, self._trail.event(actor, AuditAction.PORTAL_SIGNIN))
+
+    def activity(self, tenant_id: str, page_token: str | None) -> AuditPage:
+        """A page of the session's tenant's trail, newest first (`page_token`: the previous page's)."""
+        return self._audit.page(tenant_id, EVENTS_PER_PAGE, after_audit_event(page_token))
+
+    def all_activity(self, tenant_id: str) -> list[AuditEvent]:
+        """The tenant's trail for a download, newest first (at most EVENTS_EXPORTED events)."""
+        events: list[AuditEvent] = []
+        after = None
+        while len(events) < EVENTS_EXPORTED:
+            page = self._audit.page(tenant_id, min(_EXPORT_PAGE, EVENTS_EXPORTED - len(events)), after)
+            events += page.events
+            if page.after is None:
+                break
+            after = page.after
+        return events
 
     # -- reading -----------------------------------------------------------------------------------
     def tenant(self, tenant_id: str) -> Tenant | None:
@@ -105,14 +136,15 @@ class TenantPortalService:
         return receipt
 
     # -- changing ----------------------------------------------------------------------------------
-    def revoke_device(self, tenant: Tenant, device_id: str) -> str:
+    def revoke_device(self, tenant: Tenant, device_id: str, actor: Actor) -> str:
         require_id(device_id, "deviceId")
         self._require_active(tenant)
         if self._devices.get(tenant.tenant_id, device_id) is None:
             raise NotFound("the device is not registered in your organisation", slug="device-not-found")
-        return self._requester.request(DeletionKind.DEVICE, tenant.tenant_id, device_id)
+        return self._requester.request(DeletionKind.DEVICE, tenant.tenant_id, device_id,
+                                       self._trail.event(actor, AuditAction.DEVICE_REVOKE, device_id))
 
-    def update_settings(self, tenant: Tenant, form: SettingsForm) -> SavedSettings:
+    def update_settings(self, tenant: Tenant, form: SettingsForm, actor: Actor) -> SavedSettings:
         """Name, relay fields, region and, when the form carries them, directory scope and photos; every
         value is checked by `validate_settings` (merged over the stored settings, so nothing else is lost)
         before anything is written."""
@@ -132,16 +164,24 @@ class TenantPortalService:
             changes["photos"] = _checkbox(form.photos)
         settings = validate_settings(changes, tenant.settings)
         name = validate_name(form.name)
-        updated = self._tenants.update(tenant.tenant_id, {"name": name, "settings": settings})
+
+        def audited(before: Tenant) -> AuditEvent | None:
+            changed = changed_keys({"name": before.name}, {"name": name}) + changed_settings(before.settings, settings)
+            return (self._trail.event(actor, AuditAction.SETTINGS_UPDATE, settings_target(changed))
+                    if changed else None)
+
+        updated = self._tenants.update(tenant.tenant_id, {"name": name, "settings": settings}, audited)
         changed = _comparable(effective_scope(settings)) != _comparable(effective_scope(tenant.settings))
         return SavedSettings(updated, changed)
 
-    def delete_all(self, tenant: Tenant, typed_name: str) -> str:
+    def delete_all(self, tenant: Tenant, typed_name: str, actor: Actor) -> str:
         """Requests the deletion of everything of the tenant once the admin typed its name exactly."""
         self._require_active(tenant)
         if typed_name.strip() != tenant.name:
             raise BadRequest("the typed name does not match the organisation's name", slug="confirmation-mismatch")
-        return self._requester.request_tenant(tenant.tenant_id)
+        return self._requester.request_tenant(
+            tenant.tenant_id, lambda request_id: self._trail.event(actor, AuditAction.TENANT_DELETE_REQUEST,
+                                                                   request_id))
 
     @staticmethod
     def _require_active(tenant: Tenant) -> None:

@@ -9,8 +9,10 @@ from flask import Request, Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import Page, render
+from shared.audit import Actor
 from shared.clock import timestamp
 from shared.errors import Forbidden, Unauthorized
+from shared.store.schema import ActorKind
 
 if TYPE_CHECKING:  # the handler builds these lazily (cold start); only their types are needed here
     from functions.tenant_portal.onboarding import OnboardingService
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # the handler builds these lazily (cold start); only their ty
 
 FUNCTION = "tenant_portal"
 # The pages a sign-in may return to (and an error page may offer to reload).
-NEXT_PATHS = ("/", "/devices", "/settings", "/deletion", "/receipts", "/onboard")
+NEXT_PATHS = ("/", "/devices", "/settings", "/deletion", "/receipts", "/onboard", "/activity")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,12 @@ def admin(visit: Visit) -> cookies.Session:
     if not session.admin:
         raise Forbidden("only administrators of the organisation may use the portal", slug="not-admin")
     return session
+
+
+def actor_of(session: cookies.Session) -> Actor:
+    """Who makes a change in the portal as the audit trail records it: an administrator, the role its session
+    record holds and the session's random ID (the portalSessions record's; never the person)."""
+    return Actor(ActorKind.ADMIN, session.role, session.session_id)
 
 
 def tenant_of(visit: Visit, allow_deleting: bool = False) -> Tenant:

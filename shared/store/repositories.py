@@ -638,11 +638,26 @@ class ReceiptRepository:
 
 
 class AuditRepository:
-    """Reads a tenant's audit trail (its events are written by the repositories making the changes)."""
+    """Reads a tenant's audit trail (its events are written by the repositories making the changes) and
+    records the events that change nothing stored (a sign-in)."""
 
     def __init__(self, db: firestore.Client):
         self._db = db
         self._paths = _Paths(db)
+
+    def record_if_active(self, tenant_id: str, event: AuditEvent) -> bool:
+        """Writes `event` if the tenant exists and is active (in a transaction that reads it, so no event is
+        left under a tenant being deleted or never onboarded); returns whether it was written."""
+
+        @_transactional
+        def apply(transaction: Transaction) -> bool:
+            tenant = self._paths.tenant_in(tenant_id, transaction)
+            if tenant is None or not tenant.active:
+                return False
+            transaction.create(*self._paths.audit_event(tenant_id, event))
+            return True
+
+        return _transaction(self._db, apply)
 
     def page(self, tenant_id: str, page_size: int, after: tuple[datetime, str] | None = None) -> AuditPage:
         """Up to `page_size` events of the tenant, newest first (ties by event ID), after the position

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response
 
 from functions.tenant_portal import session as cookies
-from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, admin, tenant_of, when
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, admin, tenant_of, when
 from shared import http, logs
 from shared.errors import BadRequest, NotFound
 from shared.ids import is_canonical_id
@@ -70,7 +70,7 @@ def page(visit: Visit, error: str | None = None, status: int = 200) -> Response:
 def delete_all(visit: Visit) -> Response:
     tenant = tenant_of(visit)
     try:
-        request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"))
+        request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"), actor_of(admin(visit)))
     except BadRequest as error:
         return page(visit, error=error.slug, status=400)
     log.info("tenant deletion requested", function=FUNCTION, tenantId=tenant.tenant_id, requestId=request_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from functions.tenant_portal.visit import FUNCTION, Visit, tenant_of, when
+from functions.tenant_portal.visit import FUNCTION, Visit, actor_of, admin, tenant_of, when
 from shared import logs
 from shared.ids import is_canonical_id
 
@@ -22,6 +22,6 @@ def listing(visit: Visit) -> Response:
 
 def revoke(visit: Visit, deviceId: str) -> Response:
     tenant = tenant_of(visit)
-    request_id = visit.portal.service.revoke_device(tenant, deviceId)
+    request_id = visit.portal.service.revoke_device(tenant, deviceId, actor_of(admin(visit)))
     log.info("device revocation requested", function=FUNCTION, tenantId=tenant.tenant_id, requestId=request_id)
     return visit.redirect("/devices", revoked=request_id)

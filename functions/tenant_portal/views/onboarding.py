@@ -12,7 +12,7 @@ from flask import Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import LANGUAGES, Page
-from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, signed_in
+from functions.tenant_portal.visit import FUNCTION, Redirect, Visit, actor_of, signed_in
 from shared import logs
 from shared.errors import AppError
 
@@ -155,5 +155,6 @@ def callback(visit: Visit) -> Response:
     query = {k: v for k, v in visit.request.args.items() if isinstance(v, str)}
     session = visit.session
     step = visit.portal.onboarding.complete(query, pending, session.tenant_id if session else None,
-                                            admin=bool(session and session.admin))
+                                            admin=bool(session and session.admin),
+                                            actor=actor_of(session) if session else None)
     return _outcome_page(visit, step)

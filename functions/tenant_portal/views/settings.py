@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
-from functions.tenant_portal.visit import FUNCTION, Visit, tenant_of
+from functions.tenant_portal.visit import FUNCTION, Visit, actor_of, admin, tenant_of
 from shared import logs
 from shared.errors import BadRequest
 
@@ -54,7 +54,7 @@ def save(visit: Visit) -> Response:
                         region=visit.value("defaultRegion"), groups=visit.last("groups"), flags=flags,
                         photos=visit.last("photos"))
     try:
-        saved = visit.portal.service.update_settings(tenant, form)
+        saved = visit.portal.service.update_settings(tenant, form, actor_of(admin(visit)))
     except BadRequest as error:
         return page(visit, error=error.slug, status=400, form=form)
     log.info("settings saved", function=FUNCTION, tenantId=tenant.tenant_id, full=saved.scope_changed)

@@ -5,7 +5,7 @@ from flask import Response
 
 from functions.tenant_portal import session as cookies
 from functions.tenant_portal.pages import LANGUAGES, Page
-from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Visit, admin
+from functions.tenant_portal.visit import FUNCTION, NEXT_PATHS, Visit, actor_of, admin
 from shared import logs
 from shared.errors import BadRequest, Conflict, Unauthorized
 
@@ -47,6 +47,8 @@ def callback(visit: Visit) -> Response:
     visit.session, sealed_session = visit.portal.sessions.start(signed_in.tenant_id, signed_in.role)
     visit.end_session = False
     visit.set_cookies.append(cookies.cookie_header(cookies.SESSION_COOKIE, sealed_session, cookies.MAX_SECONDS))
+    if visit.session.admin:  # an administrator's sign-in to an active tenant is in its audit trail
+        visit.portal.service.signed_in(signed_in.tenant_id, actor_of(visit.session))
     lang = sealed.get("lang")
     next_path = sealed.get("next")
     location = next_path if isinstance(next_path, str) and next_path in NEXT_PATHS else "/"
