@@ -247,6 +247,8 @@ def test_waiting_page_onboards_once_the_consent_has_replicated(client, emulators
     assert done.status_code == 303 and done.headers["Location"] == "/?onboarded=1"
     assert any(h.startswith(cookies.WAITING_COOKIE + "=;") for h in done.headers.getlist("Set-Cookie"))
     assert stored(newcomer)["name"] == NAME
+    events = [e.to_dict() for e in support.db().collection(f"tenants/{newcomer}/auditEvents").stream()]
+    assert [(e["action"], e["actorKind"]) for e in events] == [("tenant.onboard", "admin")]  # as in one visit
 
 
 def test_the_waiting_pages_script_is_told_where_to_go_on(client, emulators, newcomer, fake):

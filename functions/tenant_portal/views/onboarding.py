@@ -110,7 +110,8 @@ def wait(visit: Visit) -> Response:
     waiting = WaitingOnboarding.from_cookie(sealed.get("waiting")) if isinstance(sealed, dict) else None
     session = visit.session
     step = visit.portal.onboarding.check(waiting, session.tenant_id if session else None,
-                                         admin=bool(session and session.admin))
+                                         admin=bool(session and session.admin),
+                                         actor=actor_of(session) if session else None)
     if step.waiting is None or step.outcome.signed_in_overview:
         visit.set_cookies.append(cookies.cleared_cookie_header(cookies.WAITING_COOKIE))
     if _wants_json(visit):  # the waiting page's script: where to go on, or the refusal as problem+json
