@@ -284,11 +284,12 @@ class OnboardingService:
         return self._create(session_tenant_id, pending.name, actor)
 
     # ---- 4. GET /onboard/wait: the waiting page checks again -------------------------------------------------
-    def check(self, waiting: WaitingOnboarding | None, session_tenant_id: str | None, *, admin: bool
-              ) -> OnboardingStep:
+    def check(self, waiting: WaitingOnboarding | None, session_tenant_id: str | None, *, admin: bool,
+              actor: Actor | None = None) -> OnboardingStep:
         """One more confirmation of a consent the callback verified (`waiting` from the cookie). Within
         CONSENT_WAIT of the callback: AWAITING_CONSENT until Graph confirms; after it the reason (e.g.
-        MISSING_PERMISSION), with `waiting` kept so that checking again later still onboards."""
+        MISSING_PERMISSION), with `waiting` kept so that checking again later still onboards. The tenant is
+        created with the audit event of `actor` (the signed-in administrator), as in `complete`."""
         if waiting is None or not is_canonical_id(session_tenant_id):
             return OnboardingStep(OnboardingOutcome.NO_SESSION)
         if not admin:
@@ -302,7 +303,7 @@ class OnboardingService:
             return self._existing(existing)
         refused = self._confirm_consent(session_tenant_id, ())
         if refused is None:
-            step = self._create(session_tenant_id, waiting.name)
+            step = self._create(session_tenant_id, waiting.name, actor)
         elif now - waiting.since < CONSENT_WAIT:
             step = OnboardingStep(OnboardingOutcome.AWAITING_CONSENT, entra_error=refused.entra_error,
                                   waiting=waiting)

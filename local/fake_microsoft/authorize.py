@@ -215,7 +215,7 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
                   "oid": user["id"], "uti": secrets.token_urlsafe(16)}
         header = {"typ": "JWT", "kid": state.keys.current.kid}
         body = {"token_type": "Bearer", "scope": "openid profile email User.Read", "expires_in": 3600,
-                "ext_expires_in": 3600, "access_token": state.keys.sign(access, state.graph_token_header()),
+                "ext_expires_in": 3600, "access_token": state.opaque_graph_token(access),  # Graph's: not a JWT
                 "id_token": state.keys.sign(claims, header)}
         if request.body and b"client_info=1" in request.body:
             body["client_info"] = b64url(f'{{"uid":"{user["id"]}","utid":"{tenant.tenant_id}"}}'.encode())

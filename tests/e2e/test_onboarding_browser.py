@@ -1,7 +1,8 @@
 """Self-service onboarding in a real browser (Playwright, Debian's Chromium) against the portal process of
 the local stack and the fake Entra ID's sign-in and admin-consent pages: a new customer's administrator goes
 from the landing page to the overview in one visit, operators see the tenant, and its phones sync at once.
-Also a declined consent (in German), a non-admin, and /privacy in both languages.
+Also a consent that takes Microsoft a while to replicate (the waiting page), a declined consent (in German),
+a non-admin, and /privacy in both languages.
 
 Screenshots land in test-artifacts/portal/ (2x-*.png); axe-core checks every portal page.
 """
@@ -75,6 +76,32 @@ def test_a_new_customer_onboards_in_one_visit(page, emulators, newcomer):
     page.goto(url(emulators, "/onboard"))
     page.wait_for_url(url(emulators, "/"))
     assert page.get_by_role("heading", level=1).inner_text() == name
+
+
+def test_the_waiting_page_checks_by_itself_until_microsoft_confirms_the_consent(page, emulators, newcomer):
+    """Consent replicates in seconds to minutes: past the callback's short retry the browser shows a page
+    that checks again by itself (portal.js; no timed refresh, which axe refuses) and reaches the overview
+    once Graph confirms, without a click."""
+    tenant_id, accounts = newcomer
+    FakeMicrosoftControl(emulators).configure(tenant=tenant_id, consent_replication_seconds=14)
+    page.goto(url(emulators, "/onboard"))
+    page.get_by_role("button", name=accounts["admin"]).click()
+    page.wait_for_url(url(emulators, "/onboard"))
+    page.get_by_label("Organisation name").fill("Patient Partners AG")
+    page.get_by_role("button", name="Continue to Microsoft").click()
+    page.wait_for_url("**/adminconsent?**")
+    page.get_by_role("button", name="Accept").click()
+
+    page.wait_for_url(url(emulators, "/onboard/callback?**"))
+    assert page.get_by_role("heading", level=1).inner_text() == "Waiting for Microsoft to confirm your consent"
+    assert page.get_by_role("status").inner_text().startswith("You consented.")
+    assert support.store().tenants.get(tenant_id) is None
+    accessible(page)
+    shoot(page, "26-onboard-waiting")
+    page.wait_for_url(url(emulators, "/?onboarded=1"), timeout=45000)  # no click: the page asked again itself
+    assert page.get_by_role("heading", level=1).inner_text() == "Patient Partners AG"
+    assert support.store().tenants.get(tenant_id).status == "active"
+    assert [c for c in page.context.cookies() if c["name"] == cookies.WAITING_COOKIE] == []
 
 
 def test_declined_consent_in_german(page, emulators, newcomer):

@@ -209,10 +209,12 @@ def sealed_waiting(tenant_id, since, name=NAME) -> str:
 
 
 def waiting_page(answer, body) -> None:
-    """The page that checks again by itself (no script: a meta refresh to /onboard/wait)."""
+    """The page that checks again by itself: portal.js asks /onboard/wait every few seconds, a refresh in
+    <noscript> does without JavaScript (a timed refresh for everyone would fail WCAG 2.2.1, axe's meta-refresh)."""
     assert answer.status_code == 200 and outcome_of(body) == "awaiting-consent", body[:300]
-    assert re.search(r'<meta http-equiv="refresh" content="\d+;url=/onboard/wait', body)
-    assert "<script" not in body and answer.headers["Cache-Control"] == "no-store"
+    assert re.search(r'<noscript><meta http-equiv="refresh" content="\d+;url=/onboard/wait"></noscript>', body)
+    assert 'data-wait="/onboard/wait"' in body and '<script src="/assets/portal.js" defer></script>' in body
+    assert answer.headers["Cache-Control"] == "no-store"
 
 
 def test_missing_user_read_all(client, emulators, newcomer, fake):
@@ -238,11 +240,35 @@ def test_waiting_page_onboards_once_the_consent_has_replicated(client, emulators
     assert any(h.startswith(cookies.WAITING_COOKIE + "=") and "Max-Age=86400" in h
                for h in answer.headers.getlist("Set-Cookie"))
     assert stored(newcomer) is None
+    asked = client.get("/onboard/wait", headers={"Accept": "application/json"})  # the page's script
+    assert asked.status_code == 200 and asked.get_json() == {"status": "awaiting-consent"}
     fake.configure(tenant=newcomer, consent_replication_seconds=0)  # Microsoft has caught up
     done = client.get("/onboard/wait", headers=HTML)
     assert done.status_code == 303 and done.headers["Location"] == "/?onboarded=1"
     assert any(h.startswith(cookies.WAITING_COOKIE + "=;") for h in done.headers.getlist("Set-Cookie"))
     assert stored(newcomer)["name"] == NAME
+    events = [e.to_dict() for e in support.db().collection(f"tenants/{newcomer}/auditEvents").stream()]
+    assert [(e["action"], e["actorKind"]) for e in events] == [("tenant.onboard", "admin")]  # as in one visit
+
+
+def test_the_waiting_pages_script_is_told_where_to_go_on(client, emulators, newcomer, fake):
+    fake.configure(tenant=newcomer, consent_replication_seconds=600)
+    sign_in(client, emulators, newcomer)
+    path, query = consent(fake, begin(client).headers["Location"])
+    waiting_page(*callback(client, path, query))
+    fake.configure(tenant=newcomer, consent_replication_seconds=0)
+    done = client.get("/onboard/wait", headers={"Accept": "application/json"})
+    assert done.status_code == 200 and done.get_json() == {"status": "onboarded", "location": "/?onboarded=1"}
+    assert stored(newcomer)["status"] == "active"
+    # A refusal after the wait is problem+json (the script then shows it as a page).
+    other = str(uuid.uuid4())
+    fake.consent(other, "not_consented")
+    stranger = make_client("tenant_portal")
+    sign_in(stranger, emulators, other)
+    stranger.set_cookie(cookies.WAITING_COOKIE, sealed_waiting(other, time.time() - 6 * 60))
+    refused = stranger.get("/onboard/wait", headers={"Accept": "application/json"})
+    assert refused.status_code == 403 and refused.headers["Content-Type"].startswith("application/problem+json")
+    assert refused.get_json()["type"].endswith("/consent-not-found")
 
 
 def test_waiting_page_without_its_cookie_or_from_another_session(client, emulators, newcomer, fake):

@@ -19,3 +19,31 @@
   }
   window.setTimeout(poll, 1000);
 }());
+
+// The onboarding's waiting page: asks every few seconds whether Microsoft confirms the consent (GET
+// /onboard/wait as JSON) and goes on once it does, or to the page that says why not after the wait (the
+// page also asks again without JavaScript, through a refresh in <noscript>).
+(function () {
+  "use strict";
+  var box = document.querySelector("[data-wait]");
+  if (!box) { return; }
+  var url = box.getAttribute("data-wait");
+  var interval = parseInt(box.getAttribute("data-interval"), 10) || 5000;
+  function check() {
+    fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (answer) {
+        if (answer.ok && answer.body.status === "awaiting-consent") {
+          window.setTimeout(check, interval);
+        } else if (answer.ok && answer.body.location) {
+          window.location.assign(answer.body.location);
+        } else {
+          window.location.assign(url);  // the refusal, as a page
+        }
+      })
+      .catch(function () { window.setTimeout(check, interval); });
+  }
+  window.setTimeout(check, interval);
+}());

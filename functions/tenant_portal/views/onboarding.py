@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Response
@@ -64,16 +65,14 @@ def _outcome_page(visit: Visit, step: Any) -> Response:
 
 
 def _waiting_page(visit: Visit, step: Any) -> Response:
-    """Consent given, Microsoft still replicating it: a page that checks again by itself (a plain
-    `<meta http-equiv="refresh">`, no script) for up to 5 minutes; the waiting cookie keeps the onboarding
-    recoverable for a day."""
+    """Consent given, Microsoft still replicating it: a page that checks again by itself (portal.js, or a
+    refresh in `<noscript>`) for up to 5 minutes; the waiting cookie keeps the onboarding recoverable for a
+    day."""
     from functions.tenant_portal.onboarding import WAIT_COOKIE_SECONDS, WAIT_RECHECK_SECONDS
 
     visit.set_cookies.append(cookies.cookie_header(cookies.WAITING_COOKIE, visit.portal.sealer.seal(
         cookies.WAITING_COOKIE, {"waiting": step.waiting.to_cookie()}), WAIT_COOKIE_SECONDS))
-    response = visit.html("onboard_wait.html", 200, recheck=WAIT_RECHECK_SECONDS)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _no_store(visit.html("onboard_wait.html", 200, recheck=WAIT_RECHECK_SECONDS))
 
 
 def form(visit: Visit, error: str | None = None, name: str = "", status: int = 200) -> Response:
@@ -111,14 +110,32 @@ def wait(visit: Visit) -> Response:
     waiting = WaitingOnboarding.from_cookie(sealed.get("waiting")) if isinstance(sealed, dict) else None
     session = visit.session
     step = visit.portal.onboarding.check(waiting, session.tenant_id if session else None,
-                                         admin=bool(session and session.admin))
+                                         admin=bool(session and session.admin),
+                                         actor=actor_of(session) if session else None)
     if step.waiting is None or step.outcome.signed_in_overview:
         visit.set_cookies.append(cookies.cleared_cookie_header(cookies.WAITING_COOKIE))
+    if _wants_json(visit):  # the waiting page's script: where to go on, or the refusal as problem+json
+        if step.outcome == OnboardingOutcome.AWAITING_CONSENT:
+            return _no_store(Response(json.dumps({"status": step.outcome.value}), 200, mimetype="application/json"))
+        if step.outcome.signed_in_overview:
+            location = visit.page.href("/", onboarded="1") if step.outcome == OnboardingOutcome.ONBOARDED \
+                else visit.page.href("/")
+            return _no_store(Response(json.dumps({"status": step.outcome.value, "location": location}), 200,
+                                      mimetype="application/json"))
+        raise OnboardingRefused(step)
     if step.outcome == OnboardingOutcome.AWAITING_CONSENT:
-        response = visit.html("onboard_wait.html", 200, recheck=_recheck_seconds())
-        response.headers["Cache-Control"] = "no-store"
-        return response
+        return _no_store(visit.html("onboard_wait.html", 200, recheck=_recheck_seconds()))
     return _outcome_page(visit, step)
+
+
+def _wants_json(visit: Visit) -> bool:
+    accept = visit.request.headers.get("Accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _recheck_seconds() -> int:
