@@ -34,11 +34,11 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.installed
 	$(PY) -m local
 
-test: $(VENV)/.installed $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS) $(PROVIDER_SCHEMA)
+test: lint $(CHECKOV_VENV)/.installed $(BROWSER_TOOLS) $(PROVIDER_SCHEMA)
 	@command -v chromium >/dev/null || { echo "chromium is missing: run 'sh tests/browser/install.sh'" >&2; exit 1; }
 	$(PY) -m pytest
 
-# Lint and type checks (pyproject.toml): seconds.
+# Lint and type checks (pyproject.toml): seconds; `make test` runs them first.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

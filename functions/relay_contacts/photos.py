@@ -20,7 +20,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.relay_contacts.scope import Scope, ScopeCheckFailed, ScopeResolver
 from shared import logs
@@ -32,6 +32,9 @@ from shared.ids import is_canonical_id, require_id
 from shared.phones import PhoneNormaliser
 from shared.store.repositories import DeviceRepository
 from shared.store.schema import photos_enabled
+
+if TYPE_CHECKING:
+    import requests
 
 log = logs.get_logger(__name__)
 
@@ -164,7 +167,7 @@ class PhotoService:
         return out, failed
 
 
-def _passed_through(response) -> Iterator[bytes]:
+def _passed_through(response: requests.Response) -> Iterator[bytes]:
     """The photo's bytes as they arrive from Graph; nothing is kept once a chunk is handed on."""
     try:
         yield from response.iter_content(chunk_size=CHUNK_BYTES)

@@ -166,7 +166,7 @@ class DirectorySync(Sync):
             if page.delta_link:
                 self._next_link = page.delta_link
                 return
-            page = self._ahead.next()
+            page = self._ahead.next() if self._ahead is not None else None
 
     def _render(self, page: Page) -> str:
         c = self.c
@@ -181,7 +181,7 @@ class DirectorySync(Sync):
         out, unsure = [], []
         for user in page.items:
             if "@removed" in user:
-                out.append(mapper.remove(user.get("id")))
+                out.append(mapper.remove(user["id"]))
             elif scope.decidable(user):  # the item carries what the flags decide on: no lookup
                 if scope.admits(user, mapper.phones):
                     out.append(mapper.line(user, True))
@@ -207,7 +207,6 @@ class GroupFullSync(Sync):
         self._seen = SeenFilter()
 
     def begin(self) -> None:
-        c = self.c
         tracked = self._tracked_groups()
         self._users_link = self._users_delta_link()
         if tracked is not None:
@@ -248,7 +247,7 @@ class GroupFullSync(Sync):
                 return page.delta_link
         raise GraphNotFound("groups/delta gave no delta link", code="no-delta-link")
 
-    def _member_pages(self) -> Iterator[tuple[int, Page]]:
+    def _member_pages(self) -> Iterator[_Tagged]:
         c = self.c
         select = quote(",".join(c.select), safe=",")
         for index, group_id in enumerate(c.scope.groups):
@@ -264,7 +263,7 @@ class GroupFullSync(Sync):
         while tagged is not None:
             self.pages += 1
             yield self._render(tagged.index, tagged.page)
-            tagged = self._ahead.next()
+            tagged = self._ahead.next() if self._ahead is not None else None
         self._done = True
 
     def _render(self, index: int, page: Page) -> str:
@@ -354,7 +353,7 @@ class GroupIncrementalSync(Sync):
             out, changed = [], []
             for user in page.items:
                 if "@removed" in user:
-                    out.append(c.mapper.remove(user.get("id")))
+                    out.append(c.mapper.remove(user["id"]))
                 elif user.get("id") not in self._member_changes:  # those are checked below, once
                     changed.append(user)
             yield "".join(out) + self._resolved_lines(changed, c.scope.groups)

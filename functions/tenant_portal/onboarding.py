@@ -212,7 +212,7 @@ class OnboardingService:
         from shared.tenant_settings import validate_name
 
         current = self.status(session_tenant_id, admin=admin)
-        if current.outcome != OnboardingOutcome.NOT_ONBOARDED:
+        if current.outcome != OnboardingOutcome.NOT_ONBOARDED or session_tenant_id is None:
             return current
         try:
             name = validate_name(name)

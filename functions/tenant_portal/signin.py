@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from functions.tenant_portal.session import MEMBER
 from shared.auth import LEEWAY_SECONDS, JwksCache
 from shared.ids import is_canonical_id
+
+if TYPE_CHECKING:
+    import requests
 
 # Directory roles (template IDs in `wids`) that administer the tenant, and the app role that may.
 ADMIN_DIRECTORY_ROLES = {
@@ -63,30 +66,30 @@ def is_admin(claims: Mapping[str, Any]) -> bool:
     return role_of(claims) != MEMBER
 
 
-def _discarding_cache():
+def _discarding_cache() -> Any:  # an msal.TokenCache (msal ships no types)
     import msal
 
-    class DiscardingCache(msal.TokenCache):
+    class DiscardingCache(msal.TokenCache):  # type: ignore[misc]  # msal's classes are untyped (Any)
         """MSAL hands every token it obtains to its cache; this one keeps none of them."""
 
-        def add(self, event, **kwargs):
+        def add(self, event: dict[str, Any], **kwargs: Any) -> None:
             return None
 
     return DiscardingCache()
 
 
 class MicrosoftSignin:
-    def __init__(self, authority_host: str, client_id: str, client_secret: str, redirect_uri: str, http_client,
-                 keys: JwksCache):
+    def __init__(self, authority_host: str, client_id: str, client_secret: str, redirect_uri: str,
+                 http_client: requests.Session, keys: JwksCache):
         self._authority = authority_host.rstrip("/")
         self._client_id = client_id
         self._secret = client_secret
         self._redirect_uri = redirect_uri
         self._http = http_client
         self._keys = keys
-        self._app = None
+        self._app: Any = None  # msal.ConfidentialClientApplication, made on first use
 
-    def _msal(self):
+    def _msal(self) -> Any:
         if self._app is None:
             import msal
 

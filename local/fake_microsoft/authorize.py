@@ -112,8 +112,8 @@ class Authorization:
             return self._page(segment, params, f"AADSTS50020: The account is not from tenant {segment}.")
         code = self.state.seal({"k": "code", "t": tenant.tenant_id, "i": index, "c": app.client_id,
                                 "r": redirect_uri, "s": " ".join(scopes), "n": params.get("nonce"),
-                                "ch": params.get("code_challenge"), "m": method, "e": time.time() + CODE_LIFETIME_SECONDS,
-                                "j": uuid.uuid4().hex})
+                                "ch": params.get("code_challenge"), "m": method,
+                                "e": time.time() + CODE_LIFETIME_SECONDS, "j": uuid.uuid4().hex})
         self.state.stats.inc("authorization_codes", tenant.tenant_id)
         return _redirect(redirect_uri, {"code": "1.fake." + code, "state": state_param,
                                         "session_state": str(uuid.uuid4())})
@@ -150,13 +150,15 @@ class Authorization:
                     f'<span>{label}, {html.escape(tenant.directory.company)} ({tenant.tenant_id})</span></li>')
         error = f'<p role="alert" class="err">{html.escape(problem)}</p>' if problem else ""
         body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Sign in to your account (fake Entra ID)</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in to your account (fake Entra ID)</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}}
 li{{margin:.4rem 0}} button{{font:inherit;padding:.3rem .7rem}} .err{{color:#a4262c;font-weight:600}}
 span{{color:#555;font-size:.9rem}}</style></head><body><main>
 <h1>Sign in (fake Entra ID)</h1><p>Pick a demo account, or type the user principal name of any directory user.</p>
 {error}<form method="post" action="{action}">{hidden}<ul>{''.join(accounts)}</ul>
-<p><label for="login-name">User principal name</label><br><input id="login-name" name="login" type="email" autocomplete="off">
+<p><label for="login-name">User principal name</label><br>
+<input id="login-name" name="login" type="email" autocomplete="off">
 <button type="submit">Sign in</button> <button type="submit" name="cancel" value="1">Cancel</button></p></form>
 </main></body></html>"""
         return Response(200, body.encode(), "text/html; charset=utf-8",
@@ -174,7 +176,8 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
         raw = form["code"]
         data = self.state.unseal(raw[len("1.fake."):]) if raw.startswith("1.fake.") else None
         if data is None or data.get("k") != "code" or data.get("c") != app.client_id:
-            return self._error(request, 400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+            return self._error(request, 400, "invalid_grant", 9002313,
+                               "Invalid request. Request is malformed or invalid.")
         if data["e"] < time.time():
             return self._error(request, 400, "invalid_grant", 70008, "The provided authorization code or refresh "
                                "token has expired due to inactivity. Send a new interactive authorization request "
@@ -192,7 +195,8 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
         tenant = self.state.known_tenant(data["t"])
         user = tenant.directory.user(int(data["i"])) if tenant else None
         if tenant is None or user is None:
-            return self._error(request, 400, "invalid_grant", 50034, "The user account does not exist in the directory.")
+            return self._error(request, 400, "invalid_grant", 50034,
+                               "The user account does not exist in the directory.")
         return self._tokens(request, tenant, app, user, int(data["i"]), data)
 
     def _tokens(self, request: Request, tenant: TenantState, app, user: dict[str, Any], index: int,

@@ -22,7 +22,8 @@ from .phones import INVALID_NUMBERS, PHONES
 
 DEFAULT_SIZE = 250
 
-# Properties Graph returns for GET /users without $select (docs/architecture.md, "Users and delta paging"), in Graph's order.
+# Properties Graph returns for GET /users without $select (docs/architecture.md, "Users and delta paging"),
+# in Graph's order.
 DEFAULT_PROPERTIES = (
     "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
     "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",

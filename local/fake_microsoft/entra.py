@@ -192,16 +192,18 @@ class EntraApp:
         if app is None:
             return self._error(request, 400, "unauthorized_client", 700016,
                                f"Application with identifier '{client_id}' was not found in the directory "
-                               f"'{tenant.directory.company if tenant else segment}'. This can happen if the application has not been "
-                               "installed by the administrator of the tenant or consented to by any user in the "
-                               "tenant. You may have sent your authentication request to the wrong tenant.")
+                               f"'{tenant.directory.company if tenant else segment}'. This can happen if the "
+                               "application has not been installed by the administrator of the tenant or consented "
+                               "to by any user in the tenant. You may have sent your authentication request to the "
+                               "wrong tenant.")
         if form.get("client_assertion"):
             return self._error(request, 401, "invalid_client", 700027,
                                "Client assertion failed signature validation. (fake: certificate credentials "
                                "are not registered)")
         if secret is not None and app.secret is None:
             return self._error(request, 401, "invalid_client", 700025,
-                               "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.")
+                               "Client is public so neither 'client_assertion' nor 'client_secret' should be "
+                               "presented.")
         if secret is not None and secret != app.secret:
             return self._bad_secret(request, app.client_id)
 
@@ -219,10 +221,12 @@ class EntraApp:
     def _client_credentials(self, request: Request, tenant: TenantState, app, form, secret) -> Response:
         if app.secret is None:
             return self._error(request, 400, "invalid_client", 7000218,
-                               "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+                               "The request body must contain the following parameter: 'client_assertion' or "
+                               "'client_secret'.")
         if secret is None:
             return self._error(request, 401, "invalid_client", 7000218,
-                               "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+                               "The request body must contain the following parameter: 'client_assertion' or "
+                               "'client_secret'.")
         scope = form.get("scope", "").strip()
         if not scope:
             return self._error(request, 400, "invalid_scope", 70011,
@@ -233,14 +237,15 @@ class EntraApp:
         if not scopes[0].endswith("/.default"):
             return self._error(request, 400, "invalid_scope", 1002012,
                                f"The provided value for scope {scope} is not valid. Client credential flows must "
-                               "have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+                               "have a scope value with /.default suffixed to the resource identifier (application "
+                               "ID URI).")
         resource = scopes[0][: -len("/.default")]
         if resource not in GRAPH_RESOURCES:
             return self._error(request, 400, "invalid_resource", 500011,
                                f"The resource principal named {resource} was not found in the tenant named "
                                f"{tenant.directory.company}. This can happen if the application has not been installed "
-                               "by the administrator of the tenant or consented to by any user in the tenant. You might "
-                               "have sent your authentication request to the wrong tenant.")
+                               "by the administrator of the tenant or consented to by any user in the tenant. You "
+                               "might have sent your authentication request to the wrong tenant.")
         refusal = consent.client_credentials_refusal(self.state, tenant, app)
         if refusal is not None:
             return self._error(request, *refusal)

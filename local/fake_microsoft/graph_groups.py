@@ -4,8 +4,9 @@
 - `GET /v1.0/groups/{id}/transitiveMembers`: users, nested groups, devices, service principals and org
   contacts mixed, each with `@odata.type`; `$select`, `$top` (1..999, default 100) or
   `Prefer: odata.maxpagesize`, `@odata.nextLink`. The cast `/transitiveMembers/microsoft.graph.user` returns
-  users only (`/microsoft.graph.group`: groups only) and needs the advanced-query form (`ConsistencyLevel: eventual` and `$count=true`, which adds
-  `@odata.count`); without it 400 `Request_UnsupportedQuery`.
+  users only (`/microsoft.graph.group`: groups only) and needs the advanced-query form
+  (`ConsistencyLevel: eventual` and `$count=true`, which adds `@odata.count`); without it 400
+  `Request_UnsupportedQuery`.
 - `GET /v1.0/groups/delta`: `$filter=id eq '…' or id eq '…'` (at most 50, nothing else), `$select`
   (`members` and/or `displayName`) or `$expand=members`; the first round lists each group with
   `members@delta` = its direct members (split over pages for large groups: merge per group), later rounds
@@ -383,7 +384,8 @@ class GroupsAndPhotos:
         if not isinstance(requests_, list) or not requests_:
             raise GraphError(400, "BadRequest", "Invalid batch payload format.")
         if len(requests_) > MAX_BATCH:
-            raise GraphError(400, "BadRequest", f"Number of included requests in the batch must not exceed {MAX_BATCH}.")
+            raise GraphError(400, "BadRequest",
+                             f"Number of included requests in the batch must not exceed {MAX_BATCH}.")
         ids = [item.get("id") if isinstance(item, dict) else None for item in requests_]
         if any(not isinstance(i, str) or not i for i in ids) or len(set(ids)) != len(ids):
             raise GraphError(400, "BadRequest", "Each request in a batch needs a unique, non-empty 'id'.")

@@ -179,7 +179,8 @@ class Groups:
         self.version += 1
         self._log.append(MemberChange(self.version, group_id, odata_type, member, removed))
 
-    def changes(self, since: int, upto: int, group_ids: set[str] | None) -> dict[str, dict[tuple[str, int | str], bool]]:
+    def changes(self, since: int, upto: int,
+                group_ids: set[str] | None) -> dict[str, dict[tuple[str, int | str], bool]]:
         """Net membership changes per group in versions (since, upto]: {(type, member): removed}."""
         with self._lock:
             out: dict[str, dict[tuple[str, int | str], bool]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -113,10 +114,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(response.body[: len(response.body) // 2])
             self.wfile.flush()
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.request.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self.wfile.write(response.body)
 
@@ -178,9 +177,7 @@ class HttpsServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for conn in connections:  # idle keep-alive connections would otherwise linger
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -106,7 +106,7 @@ class AppTokens:
         self._lock = threading.Lock()
         self.requests = 0
 
-    def _app(self, tenant_id: str):
+    def _app(self, tenant_id: str) -> Any:  # msal.ConfidentialClientApplication (msal ships no types)
         with self._lock:
             app = self._apps.get(tenant_id)
             if app is not None:
@@ -139,11 +139,11 @@ class AppTokens:
         if "access_token" in result:
             if result.get("token_source") != "cache":
                 self.requests += 1
-            return result["access_token"]
-        error = safe_code(result.get("error", "unknown"))
-        if error in ("temporarily_unavailable", "server_error"):
+            return str(result["access_token"])
+        code = safe_code(result.get("error", "unknown"))
+        if code in ("temporarily_unavailable", "server_error"):
             raise GraphUnavailable("Entra ID is temporarily unavailable", retry_after=5)
-        raise GraphRefused("Entra ID refused the app's token request", code=f"entra-{error}")
+        raise GraphRefused("Entra ID refused the app's token request", code=f"entra-{code}")
 
 
 class GraphAccessCheck:
@@ -205,6 +205,7 @@ class GraphClient:
 
     def delta_pages(self, tenant_id: str, select: list[str], delta_link: str | None = None) -> Iterator[Page]:
         """Pages of /users/delta: a full round without `delta_link`, changes since it otherwise."""
+        url: str | None
         if delta_link is None:
             url = f"{self._base}/users/delta?$select={quote(','.join(select), safe=',')}"
         elif self.is_own_link(delta_link):
@@ -228,7 +229,7 @@ class GraphClient:
     def url(self, path: str) -> str:
         return f"{self._base}/{path.lstrip('/')}"
 
-    def collection_pages(self, tenant_id: str, url: str, prefix: str, headers: dict[str, str] | None = None
+    def collection_pages(self, tenant_id: str, url: str | None, prefix: str, headers: dict[str, str] | None = None
                          ) -> Iterator[Page]:
         """Pages of a Graph collection from `url`, following `@odata.nextLink`/`@odata.deltaLink` only under
         `prefix` (e.g. "groups/"); `headers` are re-sent on every page (e.g. ConsistencyLevel)."""
@@ -244,8 +245,8 @@ class GraphClient:
     def send(self, tenant_id: str, method: str, url: str, body: Any = None,
              headers: dict[str, str] | None = None) -> dict[str, Any]:
         """One JSON request with the same token, retry and error handling as the delta pages."""
-        response = self._request(tenant_id, method, url, body, headers, stream=False)
-        return response.json()
+        answer: dict[str, Any] = self._request(tenant_id, method, url, body, headers, stream=False).json()
+        return answer
 
     def open_media(self, tenant_id: str, url: str) -> requests.Response | None:
         """A binary resource (a photo's `$value`) as a streamed response to close after reading; None on 404."""
@@ -319,7 +320,8 @@ class GraphClient:
         return self._clock()
 
     def _get(self, tenant_id: str, url: str) -> dict[str, Any]:
-        return self._request(tenant_id, "GET", url, None, None, stream=False).json()
+        body: dict[str, Any] = self._request(tenant_id, "GET", url, None, None, stream=False).json()
+        return body
 
 
 class TenantPacing:
@@ -512,4 +514,4 @@ def retry_after_seconds(header: str | None, attempt: int) -> float:
             return max(0.0, min(float(header), 300.0))
         except ValueError:
             pass
-    return min(0.5 * 2 ** (attempt - 1), 30.0)
+    return min(0.5 * 2.0 ** (attempt - 1), 30.0)
