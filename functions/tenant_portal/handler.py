@@ -66,7 +66,7 @@ LANG = ("lang",)
 ANY_QUERY = None  # the sign-in callback takes whatever Entra ID sends back
 ROUTER = http.Router([
     http.Route("GET", "/", overview.home, ("onboarded", "signedOut", "lang")),
-    http.Route("GET", "/signin", signin.begin, ("next", "lang")),
+    http.Route("GET", "/signin", signin.begin, ("next", "reauth", "lang")),
     http.Route("GET", "/auth/callback", signin.callback, ANY_QUERY),
     http.Route("POST", "/signout", signin.signout, LANG),
     http.Route("POST", "/signout/everywhere", signin.signout_everywhere, LANG),
