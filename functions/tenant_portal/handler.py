@@ -181,8 +181,7 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
         reason = "internal"
         log.exception("request failed", function=FUNCTION, method=request.method, route=route_path)
         response = _error_response(visit, AppError("the request could not be completed"))
-    if reason == "truncated-body":
-        response = http.sent_without_draining(response)
+    response = http.drained(request, response)  # a truncated body: no 500 from the framework's last read
     _finish_cookies(visit, response)
     authority = visit.portal.config.authority_host if visit.portal else ""
     return security_headers(response, authority, visit.session is not None), route_path, reason
