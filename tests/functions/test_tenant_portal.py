@@ -106,6 +106,19 @@ def test_unknown_route_and_method_and_query(client):
 
 
 # -- sign-in -------------------------------------------------------------------------------------------
+def test_the_overview_names_everything_stored_about_the_organisation(client, emulators, tenant):
+    """The overview's sentence on what is stored names what the README's data inventory holds for the
+    organisation: besides its name, ID, device IDs and settings, the portal's sign-in sessions and the
+    activity log, both without names (in English and German)."""
+    signed_in(client, emulators, tenant)
+    english = page(client, "/")[1]
+    assert ("anonymous device IDs, its settings, the sign-in sessions of this portal and the activity log of "
+            "changes (both without names)") in english
+    german = page(client, "/", headers={"Accept-Language": "de"})[1]
+    assert ("anonyme Geräte-IDs, ihre Einstellungen, die Anmeldesitzungen dieses Portals und das "
+            "Änderungsprotokoll (beide ohne Namen)") in german
+
+
 def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lines):
     register_device(tenant)
     answer = signed_in(client, emulators, tenant)
