@@ -221,17 +221,18 @@ def dispatch(request: Request, router: Router, function: str, project: str = "")
         response = problem_response(error)
         log.info("request refused", function=function, method=request.method, route=route,
                  status=error.status, reason=error.slug)
-        return response
+        return drained(request, response)
     except TransientError:
         log.exception("dependency unavailable", function=function, method=request.method, route=route)
-        return problem_response(ServiceUnavailable("a dependency is unavailable; try again", retry_after=5))
+        return drained(request, problem_response(ServiceUnavailable("a dependency is unavailable; try again",
+                                                                    retry_after=5)))
     except Exception:
         log.exception("request failed", function=function, method=request.method, route=route)
-        return problem_response(AppError("the request could not be completed"))
+        return drained(request, problem_response(AppError("the request could not be completed")))
     if not response.is_streamed:
         log.info("request served", function=function, method=request.method, route=route,
                  status=response.status_code, durationMs=round((time.perf_counter() - started) * 1000, 1))
-    return response
+    return drained(request, response)
 
 
 def framework_refusal(error: wexc.HTTPException) -> Response:
@@ -246,6 +247,8 @@ def framework_refusal(error: wexc.HTTPException) -> Response:
     elif status == 405:
         allowed = error.valid_methods if isinstance(error, wexc.MethodNotAllowed) else None
         refusal = MethodNotAllowed(sorted(set(allowed or ()) - {"HEAD", "OPTIONS"}))
+    elif isinstance(error, wexc.ClientDisconnected):  # a body read by the framework itself (a CloudEvent's)
+        refusal = BadRequest("the body is shorter than its Content-Length", slug="truncated-body")
     else:
         refusal = AppError("the request was refused before it reached the function", slug="framework-refusal")
         refusal.status, refusal.title = status, error.name
@@ -264,6 +267,22 @@ def sent_without_draining(response: Response) -> Response:
     would turn the 400 into a 500."""
     data = response.get_data()
     response.response = iter([data])
+    return response
+
+
+def drained(request: Request, response: Response) -> Response:
+    """`response`, safe from functions-framework's last step. After a function returns, the framework's
+    `after_request` hook reads the rest of the request body (`request.get_data()`, for any answer that is not
+    streamed); for a body that ended before its Content-Length werkzeug raises `ClientDisconnected` there, and
+    Flask turns an exception raised while finishing a response into a bare `500` (the error handler's answer
+    is finished by the same hook, which fails again). So the rest is read here, where it can fail quietly: the
+    data is cached for the hook, or — when it is missing — the answer is sent without the hook's read."""
+    if response.is_streamed:
+        return response
+    try:
+        request.get_data()
+    except wexc.ClientDisconnected:
+        return sent_without_draining(response)
     return response
 
 

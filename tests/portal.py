@@ -30,9 +30,10 @@ def fake_signin(stack, authorize_url: str, login: str | None, cancel: bool = Fal
     return answer.headers["Location"]
 
 
-def sign_in(client, stack, login: str, **callback_extra):
-    """Signs the Flask test client in as `login`; returns the callback's response."""
-    started = client.get("/signin")
+def sign_in(client, stack, login: str, reauth: bool = False, **callback_extra):
+    """Signs the Flask test client in as `login` (with `reauth`, as the way to "Delete all data" does: Entra ID
+    is asked for an authentication at most 10 minutes old); returns the callback's response."""
+    started = client.get("/signin?next=/deletion&reauth=1" if reauth else "/signin")
     assert started.status_code == 302, started.get_data(as_text=True)
     back = urlsplit(fake_signin(stack, started.headers["Location"], login))
     query = dict(parse_qsl(back.query), **callback_extra)

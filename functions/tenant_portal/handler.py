@@ -66,7 +66,7 @@ LANG = ("lang",)
 ANY_QUERY = None  # the sign-in callback takes whatever Entra ID sends back
 ROUTER = http.Router([
     http.Route("GET", "/", overview.home, ("onboarded", "signedOut", "lang")),
-    http.Route("GET", "/signin", signin.begin, ("next", "lang")),
+    http.Route("GET", "/signin", signin.begin, ("next", "reauth", "lang")),
     http.Route("GET", "/auth/callback", signin.callback, ANY_QUERY),
     http.Route("POST", "/signout", signin.signout, LANG),
     http.Route("POST", "/signout/everywhere", signin.signout_everywhere, LANG),
@@ -181,8 +181,7 @@ def _serve(request: Request) -> tuple[Response, str, str | None]:
         reason = "internal"
         log.exception("request failed", function=FUNCTION, method=request.method, route=route_path)
         response = _error_response(visit, AppError("the request could not be completed"))
-    if reason == "truncated-body":
-        response = http.sent_without_draining(response)
+    response = http.drained(request, response)  # a truncated body: no 500 from the framework's last read
     _finish_cookies(visit, response)
     authority = visit.portal.config.authority_host if visit.portal else ""
     return security_headers(response, authority, visit.session is not None), route_path, reason

@@ -1,6 +1,7 @@
 """The portal's sessions: a server-side record per sign-in (`tenants/{tenantId}/portalSessions/{sessionId}`,
 shared/store/portal_sessions.py) and a sealed cookie (AES-256-GCM under a key derived from
-`PORTAL_SESSION_KEY`) holding only the tenant ID, the session's random ID (128 bits) and its CSRF secret.
+`PORTAL_SESSION_KEY`) holding only the tenant ID, the session's random ID (128 bits), its CSRF secret and,
+when Entra ID said so, the time the person last authenticated there (`auth_time`).
 
 Every request reads the record: a session is over when its record is gone (signed out, "Sign out
 everywhere", the tenant deleted) or it has been idle 30 minutes or lived 8 hours, whatever the cookie
@@ -37,6 +38,10 @@ IDLE_SECONDS = 30 * 60
 MAX_SECONDS = 8 * 60 * 60
 TOUCH_SECONDS = 60  # lastUsedAt is written at most once a minute
 SESSION_ID_BYTES = 16  # 128 bits, 22 characters of URL-safe base64
+# "Delete all data" needs an authentication at Entra ID at most this old (ASVS 3.6.1/3.6.2): its sign-in sends
+# `max_age` and the ID token's `auth_time` is checked, at the callback and again when the deletion is posted.
+REAUTH_SECONDS = 10 * 60
+REAUTH_LEEWAY_SECONDS = 60  # clock skew between Entra ID and us, as for the ID token's other times
 MEMBER = "member"  # the role of a signed-in user whom no directory role or app role makes an administrator
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 FLOW_SECONDS = 10 * 60
@@ -87,11 +92,18 @@ class Sealer:
 @dataclass(frozen=True)
 class Session:
     """A signed-in visitor: the tenant, the session's random ID (the record's), the role its record holds,
-    and the CSRF secret of this session (only in the sealed cookie)."""
+    the CSRF secret of this session and the ID token's `auth_time` (both only in the sealed cookie)."""
     tenant_id: str
     session_id: str
     role: str
     csrf_secret: str
+    auth_time: int | None = None  # when the person last authenticated at Entra ID (Unix time), if it said
+
+    def authenticated_recently(self, now: int) -> bool:
+        """Whether the person authenticated at Entra ID within the last REAUTH_SECONDS (give or take the skew;
+        not in the future): the same window the sign-in's callback checked."""
+        return self.auth_time is not None and (
+            now - REAUTH_SECONDS - REAUTH_LEEWAY_SECONDS <= self.auth_time <= now + REAUTH_LEEWAY_SECONDS)
 
     @property
     def admin(self) -> bool:
@@ -130,14 +142,16 @@ class SessionKeeper:
         self._sealer = sealer
         self._clock = clock
 
-    def start(self, tenant_id: str, role: str) -> tuple[Session, str]:
-        """(the new session, its sealed cookie value)."""
+    def start(self, tenant_id: str, role: str, auth_time: int | None = None) -> tuple[Session, str]:
+        """(the new session, its sealed cookie value); `auth_time` is the ID token's, when it had one."""
         now = self._clock()
         session = Session(tenant_id, _b64(secrets.token_bytes(SESSION_ID_BYTES)), role,
-                          _b64(secrets.token_bytes(32)))
+                          _b64(secrets.token_bytes(32)), auth_time)
         self._records.create(tenant_id, session.session_id, role, now, expiry(now, now))
-        sealed = self._sealer.seal(SESSION_COOKIE, {"t": tenant_id, "i": session.session_id, "c": session.csrf_secret})
-        return session, sealed
+        payload: dict[str, Any] = {"t": tenant_id, "i": session.session_id, "c": session.csrf_secret}
+        if auth_time is not None:
+            payload["a"] = auth_time
+        return session, self._sealer.seal(SESSION_COOKIE, payload)
 
     def open(self, value: str | None) -> Session | None:
         """The session of a genuine cookie whose record exists and has neither been idle 30 min nor lived 8 h;
@@ -145,7 +159,7 @@ class SessionKeeper:
         data = self._sealer.unseal(SESSION_COOKIE, value)
         if data is None:
             return None
-        tenant_id, session_id, csrf = (data.get(k) for k in ("t", "i", "c"))
+        tenant_id, session_id, csrf, auth_time = (data.get(k) for k in ("t", "i", "c", "a"))
         if not is_canonical_id(tenant_id) or not _is_session_id(session_id) or not isinstance(csrf, str):
             return None
         record = self._records.get(tenant_id, session_id)
@@ -158,7 +172,8 @@ class SessionKeeper:
         if (now - record.last_used_at).total_seconds() >= TOUCH_SECONDS and not self._records.touch(
                 tenant_id, session_id, now, expiry(record.created_at, now)):
             return None  # signed out meanwhile
-        return Session(tenant_id, session_id, record.role, csrf)
+        return Session(tenant_id, session_id, record.role, csrf,
+                       auth_time if isinstance(auth_time, int) and not isinstance(auth_time, bool) else None)
 
     def end(self, session: Session) -> None:
         self._records.delete(session.tenant_id, session.session_id)

@@ -8,6 +8,7 @@ MSAL gets a token cache that discards what it is handed, and no user claim is re
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,8 @@ ADMIN_DIRECTORY_ROLES = {
 }
 ADMIN_APP_ROLE = "Tenant.Admin"
 # What the sign-in flow cookie keeps of MSAL's flow (the authorization URL is not needed again).
-FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")
+# `max_age` is there when the sign-in asked for a recent authentication: MSAL then checks `auth_time` as well.
+FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge", "max_age")
 
 
 class SigninRefused(Exception):
@@ -45,6 +47,7 @@ class SigninRefused(Exception):
 class SignedIn:
     tenant_id: str
     role: str  # the directory role or app role that makes the user an administrator, or MEMBER
+    auth_time: int | None = None  # the ID token's: when the person last authenticated at Entra ID
 
     @property
     def admin(self) -> bool:
@@ -99,14 +102,18 @@ class MicrosoftSignin:
                 exclude_scopes=["offline_access"])
         return self._app
 
-    def begin(self) -> tuple[str, dict[str, Any]]:
-        """(the authorization URL to send the browser to, the flow state to keep in the flow cookie)."""
+    def begin(self, max_age: int | None = None) -> tuple[str, dict[str, Any]]:
+        """(the authorization URL to send the browser to, the flow state to keep in the flow cookie). With
+        `max_age` (seconds), Entra ID makes the person authenticate again unless they did within it, and the
+        ID token must say when they did (`auth_time`, OpenID Connect Core 3.1.2.1)."""
         import warnings
 
+        extra = {} if max_age is None else {"max_age": max_age}
         with warnings.catch_warnings():  # MSAL recommends form_post; the contract's callback is a GET (query)
             warnings.simplefilter("ignore", UserWarning)
-            flow = self._msal().initiate_auth_code_flow([], redirect_uri=self._redirect_uri, response_mode="query")
-        return flow["auth_uri"], {key: flow.get(key) for key in FLOW_KEYS}
+            flow = self._msal().initiate_auth_code_flow([], redirect_uri=self._redirect_uri, response_mode="query",
+                                                        **extra)
+        return flow["auth_uri"], {key: flow.get(key) for key in FLOW_KEYS if key != "max_age" or key in flow}
 
     def complete(self, flow: Mapping[str, Any], response: Mapping[str, str]) -> SignedIn:
         """Redeems the code (PKCE, state checked by MSAL) and validates the ID token; SigninRefused else."""
@@ -116,14 +123,19 @@ class MicrosoftSignin:
             result = self._msal().acquire_token_by_auth_code_flow(dict(flow), dict(response))
         except ValueError:  # state mismatch, or a response without code
             raise SigninRefused("signin-state") from None
-        except RuntimeError:  # MSAL's own ID token checks: a nonce other than this flow's
-            raise SigninRefused("id-token-nonce") from None
+        except RuntimeError as error:  # MSAL's own ID token checks: the nonce, and auth_time when max_age was sent
+            reason = "signin-not-recent" if "auth_time" in str(error) else "id-token-nonce"
+            raise SigninRefused(reason) from None
         if "error" in result or not isinstance(result.get("id_token"), str):
             raise SigninRefused("signin-failed")
-        claims = self.validate_id_token(result["id_token"], str(flow.get("nonce") or ""))
-        return SignedIn(claims["tid"], role_of(claims))
+        max_age = flow.get("max_age")
+        claims = self.validate_id_token(result["id_token"], str(flow.get("nonce") or ""),
+                                        max_age if isinstance(max_age, int) else None)
+        auth_time = claims.get("auth_time")
+        return SignedIn(claims["tid"], role_of(claims),
+                        auth_time if isinstance(auth_time, int) and not isinstance(auth_time, bool) else None)
 
-    def validate_id_token(self, id_token: str, flow_nonce: str) -> dict[str, Any]:
+    def validate_id_token(self, id_token: str, flow_nonce: str, max_age: int | None = None) -> dict[str, Any]:
         try:
             kid = jwt.get_unverified_header(id_token).get("kid")
         except jwt.PyJWTError:
@@ -149,4 +161,10 @@ class MicrosoftSignin:
         expected_nonce = hashlib.sha256(flow_nonce.encode()).hexdigest()
         if not flow_nonce or claims.get("nonce") != expected_nonce:
             raise SigninRefused("id-token-nonce")
+        if max_age is not None:  # a sign-in that asked for a recent authentication must get one, and be told when
+            auth_time = claims.get("auth_time")
+            now = time.time()
+            if (not isinstance(auth_time, int) or isinstance(auth_time, bool)
+                    or not now - max_age - LEEWAY_SECONDS <= auth_time <= now + LEEWAY_SECONDS):
+                raise SigninRefused("signin-not-recent")
         return claims

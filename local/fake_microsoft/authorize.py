@@ -11,6 +11,13 @@ is AADSTS501481 — all `invalid_grant`. The ID token carries `nonce` (when the 
 `iss` `{base}/{tid}/v2.0`, `wids` (directory role template IDs, as with `groupMembershipClaims`
 including `DirectoryRole`) and `roles` (app roles assigned to the user).
 
+`max_age` (OpenID Connect Core 3.1.2.1, which Entra ID honours and MSAL sends): the fake keeps no single
+sign-on session, so every authorization request shows its sign-in page again — a fresh authentication,
+whatever `max_age` says — and a request that sent `max_age` gets an ID token with `auth_time`, the moment
+the account was picked on that page (Entra ID v2.0 ID tokens carry `auth_time` only then, or as an optional
+claim the fake does not model). The control API's `id_token_claims` can backdate it (an identity provider
+that did not re-authenticate).
+
 Demo roles in every synthetic directory: user 0 is a Global Administrator, user 2 holds the app role
 `Tenant.Admin`, every other user is a plain member (`wids` = the "User" role template only). The control
 API's settings change them per tenant (`user_roles`: a role removed in Entra ID between two sign-ins) and
@@ -113,7 +120,9 @@ class Authorization:
         code = self.state.seal({"k": "code", "t": tenant.tenant_id, "i": index, "c": app.client_id,
                                 "r": redirect_uri, "s": " ".join(scopes), "n": params.get("nonce"),
                                 "ch": params.get("code_challenge"), "m": method,
-                                "e": time.time() + CODE_LIFETIME_SECONDS, "j": uuid.uuid4().hex})
+                                "e": time.time() + CODE_LIFETIME_SECONDS, "j": uuid.uuid4().hex,
+                                # the authentication just made on the sign-in page, told when max_age was asked
+                                "at": int(time.time()) if _max_age(params.get("max_age")) is not None else None})
         self.state.stats.inc("authorization_codes", tenant.tenant_id)
         return _redirect(redirect_uri, {"code": "1.fake." + code, "state": state_param,
                                         "session_state": str(uuid.uuid4())})
@@ -208,6 +217,8 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
         claims = state.id_token_claims(tenant.tenant_id, user, app.client_id)
         if data.get("n"):
             claims["nonce"] = data["n"]
+        if data.get("at") is not None:
+            claims["auth_time"] = int(data["at"])
         roles = state.setting("user_roles", tenant).get(user["userPrincipalName"])
         claims.update(role_claims(index) if roles is None else
                       {k: list(v) for k, v in roles.items() if k in ("wids", "roles")})
@@ -224,6 +235,11 @@ span{{color:#555;font-size:.9rem}}</style></head><body><main>
         if request.body and b"client_info=1" in request.body:
             body["client_info"] = b64url(f'{{"uid":"{user["id"]}","utid":"{tenant.tenant_id}"}}'.encode())
         return Response.json(200, body, _NO_STORE)
+
+
+def _max_age(value: str | None) -> int | None:
+    """The request's `max_age` in seconds: a non-negative integer, else (absent or malformed) None."""
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
 def _pkce_matches(challenge: str, method: str, verifier: str) -> bool:

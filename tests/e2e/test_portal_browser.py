@@ -195,10 +195,23 @@ def test_admin_walkthrough_revoke_settings_delete(page, deletion_push):
     shoot(page, "07-devices-de")
     page.get_by_role("link", name="English").click()
 
-    # Delete all data: the typed name confirms; the page follows the receipt; the session ends.
+    # Delete all data: the sign-in above asked Entra ID for no recent authentication, so the confirmation
+    # leads through a fresh sign-in (max_age) back to the page, and nothing is deleted before it (ASVS 3.6.1).
     page.get_by_role("link", name="Delete all data").click()
     accessible(page)
     shoot(page, "08-deletion")
+    page.get_by_label("To confirm, type the organisation's name: Fabrikam AG").fill("Fabrikam AG")
+    page.get_by_role("button", name="Delete all data").click()
+    assert "Nothing was deleted" in page.get_by_role("alert").inner_text()
+    assert support.store().tenants.get(tenant_id).active
+    accessible(page)
+    shoot(page, "08-deletion-sign-in-again")
+    page.get_by_role("link", name="Sign in again with Microsoft").click()
+    page.wait_for_url("**/oauth2/v2.0/authorize**")
+    assert parse_qs(urlsplit(page.url).query)["max_age"] == ["600"]
+    page.get_by_role("button", name=portal.accounts(stack, tenant_id)["admin"]).click()
+    page.wait_for_url(url(stack, "/deletion**"))  # in the language chosen before leaving
+    # The typed name confirms; the page follows the receipt; the session ends.
     page.get_by_label("To confirm, type the organisation's name: Fabrikam AG").fill("Fabrikam")
     page.get_by_role("button", name="Delete all data").click()
     assert "does not match" in page.get_by_role("alert").inner_text()
@@ -463,6 +476,14 @@ def test_everything_works_without_javascript(browser, deletion_push):
         assert settings["scope"]["groups"] == [group] and settings["scope"]["excludeGuests"] is False
         assert settings["scope"]["excludeDisabled"] is True and settings["photos"] is True
         page.get_by_role("link", name="Alle Daten löschen").click()
+        page.get_by_role("textbox").fill("Ohne Skript GmbH")
+        page.get_by_role("button", name="Alle Daten löschen").click()
+        # No recent authentication at Entra ID: through a fresh sign-in (max_age) back to the confirmation.
+        assert "Es wurde nichts gelöscht" in page.get_by_role("alert").inner_text()
+        page.get_by_role("link", name="Erneut mit Microsoft anmelden").click()
+        page.wait_for_url("**/oauth2/v2.0/authorize**")
+        page.get_by_role("button", name=portal.accounts(stack, tenant_id)["app-admin"]).click()
+        page.wait_for_url(url(stack, "/deletion**"))
         page.get_by_role("textbox").fill("Ohne Skript GmbH")
         page.get_by_role("button", name="Alle Daten löschen").click()
         page.get_by_role("heading", name="Alle Daten Ihrer Organisation sind gelöscht").wait_for(timeout=60000)

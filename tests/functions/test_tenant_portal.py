@@ -27,8 +27,8 @@ def tenant(emulators):
     return portal.onboard(emulators, name="Fabrikam AG", defaultRegion="DE")
 
 
-def signed_in(client, stack, tenant_id, role="admin"):
-    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role])
+def signed_in(client, stack, tenant_id, role="admin", reauth=False):
+    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role], reauth)
     assert answer.status_code == 303, answer.get_data(as_text=True)
     return answer
 
@@ -106,6 +106,19 @@ def test_unknown_route_and_method_and_query(client):
 
 
 # -- sign-in -------------------------------------------------------------------------------------------
+def test_the_overview_names_everything_stored_about_the_organisation(client, emulators, tenant):
+    """The overview's sentence on what is stored names what the README's data inventory holds for the
+    organisation: besides its name, ID, device IDs and settings, the portal's sign-in sessions and the
+    activity log, both without names (in English and German)."""
+    signed_in(client, emulators, tenant)
+    english = page(client, "/")[1]
+    assert ("anonymous device IDs, its settings, the sign-in sessions of this portal and the activity log of "
+            "changes (both without names)") in english
+    german = page(client, "/", headers={"Accept-Language": "de"})[1]
+    assert ("anonyme Geräte-IDs, ihre Einstellungen, die Anmeldesitzungen dieses Portals und das "
+            "Änderungsprotokoll (beide ohne Namen)") in german
+
+
 def test_admin_signs_in_and_sees_the_overview(client, emulators, tenant, log_lines):
     register_device(tenant)
     answer = signed_in(client, emulators, tenant)
@@ -539,7 +552,7 @@ def test_sign_out_ends_the_session(client, emulators, tenant):
 
 # -- deletion ------------------------------------------------------------------------------------------
 def test_delete_all_needs_the_typed_name(client, emulators, tenant):
-    signed_in(client, emulators, tenant)
+    signed_in(client, emulators, tenant, reauth=True)
     body = page(client, "/deletion")[1]
     assert "Delete all data" in body and "Fabrikam AG" in body
     before = support.firestore_snapshot()
@@ -615,6 +628,24 @@ def test_id_tokens_are_refused(signin, emulators, overrides, reason):
     with pytest.raises(SigninRefused) as refused:
         signin.validate_id_token(tokens.mint(emulators, _id_token(emulators, tenant_id, **overrides)), "n" * 22)
     assert refused.value.reason == reason
+
+
+def test_with_max_age_an_id_token_needs_a_recent_auth_time(signin, emulators):
+    """ASVS 3.6.2, our own check behind MSAL's: with `max_age` an ID token without `auth_time`, or with one
+    older than max_age (plus a minute's skew) or to come, is refused; without max_age it is not needed."""
+    from functions.tenant_portal.signin import SigninRefused
+    from tests import tokens
+
+    tenant_id, now = str(uuid.uuid4()), int(time.time())
+    assert "auth_time" not in signin.validate_id_token(tokens.mint(emulators, _id_token(emulators, tenant_id)),
+                                                       "n" * 22)
+    recent = tokens.mint(emulators, _id_token(emulators, tenant_id, auth_time=now - 60))
+    assert signin.validate_id_token(recent, "n" * 22, 600)["auth_time"] == now - 60
+    for auth_time in (None, now - 700, now + 600, True, "now"):
+        token = tokens.mint(emulators, _id_token(emulators, tenant_id, auth_time=auth_time))
+        with pytest.raises(SigninRefused) as refused:
+            signin.validate_id_token(token, "n" * 22, 600)
+        assert refused.value.reason == "signin-not-recent"
 
 
 def test_id_tokens_not_signed_by_the_authority_are_refused(signin, emulators):

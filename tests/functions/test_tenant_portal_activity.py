@@ -33,8 +33,8 @@ def tenant(emulators):
     return portal.onboard(emulators, name="Fabrikam AG", defaultRegion="DE")
 
 
-def sign_in(client, stack, tenant_id, role="admin"):
-    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role])
+def sign_in(client, stack, tenant_id, role="admin", reauth=False):
+    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role], reauth)
     assert answer.status_code == 303, answer.get_data(as_text=True)
     return answer
 
@@ -81,7 +81,7 @@ def assert_admin_event(event, action, target, session):
 
 def test_each_administrator_change_writes_exactly_one_event_with_the_session(client, emulators, tenant):
     onboarded = events(tenant)
-    sign_in(client, emulators, tenant)
+    sign_in(client, emulators, tenant, reauth=True)
     session = session_id(client)
     (signin,) = events(tenant, "portal.signin")
     assert_admin_event(signin, "portal.signin", None, session)
@@ -110,7 +110,7 @@ def test_each_administrator_change_writes_exactly_one_event_with_the_session(cli
 def test_a_refused_change_or_sign_in_writes_no_event(client, emulators, tenant):
     sign_in(make_client("tenant_portal"), emulators, tenant, "user")  # not an administrator: no event
     assert events(tenant, "portal.signin") == []
-    sign_in(client, emulators, tenant)
+    sign_in(client, emulators, tenant, reauth=True)
     before = events(tenant)
     csrf = portal.csrf_of(page(client, "/devices")[1])
     assert client.post(f"/devices/{uuid.uuid4()}/revoke", data={"csrf": csrf}).status_code == 404

@@ -24,9 +24,9 @@ def tenant(emulators):
     return portal.onboard(emulators, name="Fabrikam AG")
 
 
-def signed_in_client(stack, tenant_id, role="admin"):
+def signed_in_client(stack, tenant_id, role="admin", reauth=False):
     client = make_client("tenant_portal")
-    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role])
+    answer = portal.sign_in(client, stack, portal.accounts(stack, tenant_id)[role], reauth)
     assert answer.status_code == 303, answer.get_data(as_text=True)
     return client
 
@@ -222,7 +222,8 @@ def test_a_signed_out_session_is_not_brought_back_by_a_use_racing_it(keeper, ten
 
 # -- the tenant: deleted, onboarded again; roles changed in Entra ID -----------------------------------------
 def test_the_tenants_deletion_deletes_its_sessions_and_counts_them_in_the_receipt(emulators, tenant):
-    admin, app_admin = signed_in_client(emulators, tenant), signed_in_client(emulators, tenant, "app-admin")
+    admin = signed_in_client(emulators, tenant, reauth=True)
+    app_admin = signed_in_client(emulators, tenant, "app-admin")
     stolen = copy_of(admin)
     body = admin.get("/deletion", headers=HTML).get_data(as_text=True)
     accepted = admin.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"})
@@ -252,7 +253,7 @@ def test_the_tenants_deletion_deletes_its_sessions_and_counts_them_in_the_receip
 
 
 def test_a_cookie_from_before_the_deletion_is_refused_after_the_tenant_is_onboarded_again(emulators, tenant):
-    admin = signed_in_client(emulators, tenant)
+    admin = signed_in_client(emulators, tenant, reauth=True)
     kept = admin.get_cookie(cookies.SESSION_COOKIE).value
     body = admin.get("/deletion", headers=HTML).get_data(as_text=True)
     request_id = admin.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"}
@@ -271,7 +272,7 @@ def test_a_cookie_from_before_the_deletion_is_refused_after_the_tenant_is_onboar
 
 
 def test_no_session_starts_while_the_tenants_data_is_being_deleted(emulators, tenant):
-    admin = signed_in_client(emulators, tenant)
+    admin = signed_in_client(emulators, tenant, reauth=True)
     body = admin.get("/deletion", headers=HTML).get_data(as_text=True)
     assert admin.post("/deletion", data={"csrf": portal.csrf_of(body), "confirmName": "Fabrikam AG"}
                       ).status_code == 303

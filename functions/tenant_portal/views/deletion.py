@@ -69,6 +69,14 @@ def page(visit: Visit, error: str | None = None, status: int = 200) -> Response:
 
 def delete_all(visit: Visit) -> Response:
     tenant = tenant_of(visit)
+    session = admin(visit)
+    if not session.authenticated_recently(visit.now):
+        # ASVS 3.6.1/3.6.2: only a person who authenticated at Entra ID within 10 minutes deletes everything;
+        # the page leads through a sign-in with max_age and back to this confirmation. Nothing is deleted.
+        log.info("deletion needs a recent sign-in", function=FUNCTION, tenantId=tenant.tenant_id,
+                 reason="reauthentication-required")
+        return visit.html("deletion.html", 401, nav="deletion", tenant=tenant, error=None, reauth=True,
+                          reauth_href=visit.page.href("/signin", next="/deletion", reauth="1"))
     try:
         request_id = visit.portal.service.delete_all(tenant, visit.value("confirmName"), actor_of(admin(visit)))
     except BadRequest as error:
