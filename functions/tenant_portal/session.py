@@ -126,6 +126,7 @@ class SessionRecords(Protocol):
     def touch(self, tenant_id: str, session_id: str, now: datetime, expires_at: datetime) -> bool: ...
     def delete(self, tenant_id: str, session_id: str) -> None: ...
     def delete_all(self, tenant_id: str) -> int: ...
+    def listed(self, tenant_id: str, limit: int = 100) -> list[PortalSessionRecord]: ...
 
 
 def expiry(created_at: datetime, used_at: datetime) -> datetime:
@@ -152,6 +153,13 @@ class SessionKeeper:
         if auth_time is not None:
             payload["a"] = auth_time
         return session, self._sealer.seal(SESSION_COOKIE, payload)
+
+    def active(self, tenant_id: str) -> list[PortalSessionRecord]:
+        """The tenant's sessions that are still alive (neither idle 30 min nor 8 h old), newest first."""
+        now = self._clock()
+        alive = [r for r in self._records.listed(tenant_id)
+                 if now < min(r.expires_at, expiry(r.created_at, r.last_used_at))]
+        return sorted(alive, key=lambda r: r.created_at, reverse=True)
 
     def open(self, value: str | None) -> Session | None:
         """The session of a genuine cookie whose record exists and has neither been idle 30 min nor lived 8 h;

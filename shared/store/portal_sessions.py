@@ -88,5 +88,18 @@ class PortalSessionRepository:
             batch.commit()
             deleted += len(refs)
 
+    def listed(self, tenant_id: str, limit: int = 100) -> list[PortalSessionRecord]:
+        """The tenant's session records, at most `limit` (lapsed ones included until the TTL policy or the next
+        use removes them: the caller decides what is still alive)."""
+        records = []
+        for snapshot in self._sessions(tenant_id).limit(limit).stream():
+            document: dict[str, Any] = snapshot.to_dict() or {}
+            role, created, used, expires = (document.get(k) for k in ("role", "createdAt", "lastUsedAt",
+                                                                       "expiresAt"))
+            if (isinstance(role, str) and isinstance(created, datetime) and isinstance(used, datetime)
+                    and isinstance(expires, datetime)):
+                records.append(PortalSessionRecord(tenant_id, snapshot.id, role, created, used, expires))
+        return records
+
     def count(self, tenant_id: str) -> int:
         return sum(1 for _ in self._sessions(tenant_id).select([]).stream())

@@ -6,6 +6,7 @@ handle_deletion; the limits also with a fake clock on the session keeper itself.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -132,6 +133,30 @@ def test_sign_out_everywhere_ends_every_session_of_the_tenant_and_no_other(emula
     assert line["count"] == 3 and line["tenantId"] == tenant and line["severity"] == "INFO"
 
 
+def sessions_listed(client) -> list[tuple[str, bool]]:
+    """The overview's list of active sessions: (8-character reference, marked "this session")."""
+    body = client.get("/", headers=HTML).get_data(as_text=True)
+    start = body.index('<table class="list sessions">')
+    table = body[start:body.index("</table>", start)]
+    rows = re.findall(r"<tr( class=\"this-session\")?>\s*<td[^>]*><code>([^<]+)</code>", table)
+    return [(ref, bool(marked)) for marked, ref in rows]
+
+
+def test_the_overview_lists_the_organisations_active_sessions(emulators, tenant):
+    first, second = signed_in_client(emulators, tenant), signed_in_client(emulators, tenant, role="app-admin")
+    ids = {c: portal.session_of(c).session_id for c in (first, second)}
+    listed = sessions_listed(first)
+    assert sorted(listed) == sorted([(ids[first][:8], True), (ids[second][:8], False)])
+    assert sessions_listed(second) == [(ids[second][:8], True), (ids[first][:8], False)]  # newest first
+    body = first.get("/", headers=HTML).get_data(as_text=True)
+    assert ids[second] not in body and "Tenant.Admin" in body  # a reference, never the whole session ID
+    assert second.post("/signout", data={"csrf": csrf(second)}).status_code in (302, 303)
+    assert sessions_listed(first) == [(ids[first][:8], True)]
+    other = portal.onboard(emulators, name="Contoso Ltd")
+    outsider = signed_in_client(emulators, other)
+    assert sessions_listed(outsider) == [(portal.session_of(outsider).session_id[:8], True)]
+
+
 def test_sign_out_everywhere_needs_an_administrator_and_the_form_token(emulators, tenant):
     admin = signed_in_client(emulators, tenant)
     member = signed_in_client(emulators, tenant, "user")
@@ -172,6 +197,17 @@ def test_idle_for_30_minutes_ends_the_session(keeper, tenant):
     clock.advance(minutes=30)
     assert sessions.open(sealed) is None
     assert support.store().portal_sessions.get(tenant, session.session_id) is None  # deleted, not left to TTL
+
+
+def test_only_sessions_still_alive_are_listed(keeper, tenant):
+    sessions, clock = keeper
+    old, _ = sessions.start(tenant, "Global Administrator")
+    clock.advance(minutes=20)
+    new, _ = sessions.start(tenant, "Tenant.Admin")
+    assert [r.session_id for r in sessions.active(tenant)] == [new.session_id, old.session_id]
+    clock.advance(minutes=11)  # the first has been idle 31 minutes; its record is still there
+    assert [r.session_id for r in sessions.active(tenant)] == [new.session_id]
+    assert len(records(tenant)) == 2
 
 
 def test_last_use_is_written_at_most_once_a_minute(keeper, tenant):

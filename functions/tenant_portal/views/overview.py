@@ -20,8 +20,13 @@ def home(visit: Visit) -> Response:
     if tenant is None:
         return visit.html("not_onboarded.html")
     overview = visit.portal.service.overview(tenant)
+    # ASVS 3.3.4: the organisation's active sessions, by the same 8-character reference the Activity page shows.
+    sessions = [{"ref": record.session_id[:8], "role": record.role, "created": when(record.created_at),
+                 "used": when(record.last_used_at), "this": record.session_id == session.session_id}
+                for record in visit.portal.sessions.active(session.tenant_id)]
     return visit.html("overview.html", nav="overview", tenant=tenant, device_count=overview.device_count,
-                      created=when(tenant.created_at), onboarded=visit.request.args.get("onboarded") == "1")
+                      created=when(tenant.created_at), onboarded=visit.request.args.get("onboarded") == "1",
+                      sessions=sessions)
 
 
 def privacy(visit: Visit) -> Response:
